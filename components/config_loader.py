@@ -1,0 +1,103 @@
+"""Reads the ``valkey:`` stack configuration and validates it before any resource exists.
+
+Any problem ends the program with one ``pulumi.RunError`` that lists every bad key, the value
+given and what is accepted. The CLI prints a RunError without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, get_args, get_origin
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .config import Problem, StackConfig, cross_checks
+from .config_types import DnsLabel
+
+PROJECT = "valkey"
+
+def raw_stack_config(project: str = PROJECT) -> dict[str, Any]:
+    """All ``<project>:*`` keys the engine passed to this run, structured values decoded.
+
+    Pulumi's Config API only answers for keys you ask for by name; listing them all is what lets
+    a misspelt top-level key be reported instead of silently ignored.
+    """
+    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = f"{project}:"
+    raw: dict[str, Any] = {}
+    for full_key, value in merged.items():
+        if not full_key.startswith(prefix):
+            continue
+        key = full_key[len(prefix) :]
+        if isinstance(value, str) and value[:1] in ("{", "["):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass  # reported by the model as "not an object/list"
+        raw[key] = value
+    return raw
+
+def parse_stack_config(raw: dict[str, Any], stack: str) -> tuple[StackConfig | None, list[Problem]]:
+    """Validate raw config; return the model, or the problems that prevent building one."""
+    try:
+        cfg = StackConfig.model_validate(raw)
+    except ValidationError as error:
+        return None, [_problem(e) for e in error.errors(include_url=False)]
+    problems = cross_checks(cfg, stack)
+    if cfg.region is None:
+        try:
+
+            TypeAdapter(DnsLabel).validate_python(stack)
+        except ValidationError:
+            problems.append(Problem("region", None, f"a DNS label; the default, the stack name {stack!r}, is not one"))
+        else:
+            cfg = cfg.model_copy(update={"region": stack})
+    return (None if problems else cfg), problems
+
+def format_problems(problems: list[Problem], stack: str, project: str = PROJECT) -> str:
+    lines = [f"Invalid configuration for stack {stack!r} ({len(problems)} problem(s)):"]
+    for p in problems:
+        given = "nothing (not set)" if p.given is None else repr(p.given)
+        lines.append(f"  {project}:{p.key}: given {given}; accepted: {p.accepted}")
+    return "\n".join(lines)
+
+def load_stack_config(project: str = PROJECT) -> StackConfig:
+    """Config of the running stack, or a RunError naming every bad key."""
+    stack = pulumi.get_stack()
+    cfg, problems = parse_stack_config(raw_stack_config(project), stack)
+    if cfg is None:
+        raise pulumi.RunError(format_problems(problems, stack, project))
+    return cfg
+
+def _problem(error: Any) -> Problem:
+    # pydantic marks a bad dict key with a "[key]" step after the key itself.
+    loc = tuple(part for part in error["loc"] if part != "[key]")
+    key = ".".join(str(part) for part in loc)
+    if error["type"] == "extra_forbidden":
+        fields = _fields_at(StackConfig, loc[:-1])
+        return Problem(key, error["input"], f"not a known key here; known keys: {', '.join(fields)}")
+    message = error["msg"]
+    if error["type"] == "missing":
+        message = "a value (this key is required)"
+    return Problem(key, error.get("input"), message)
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """camelCase field names of the model found by walking loc through fields and dict values."""
+    current: Any = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = next(f for n, f in current.model_fields.items() if f.alias == part or n == part)
+            current = _unwrap(field.annotation)
+        elif get_origin(current) is dict:
+            current = _unwrap(get_args(current)[1])
+    assert isinstance(current, type) and issubclass(current, BaseModel)
+    return sorted(f.alias or n for n, f in current.model_fields.items())
+
+def _unwrap(annotation: Any) -> Any:
+    """Optional[X] -> X, so the walk reaches the model inside."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is not dict and len(args) == 1:
+        return args[0]
+    return annotation
