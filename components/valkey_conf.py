@@ -1,0 +1,131 @@
+"""Pure functions that render Valkey's configuration files. No Pulumi in here.
+
+``render_valkey_conf`` writes valkey.conf, ``render_acl`` the ACL file. Passwords reach the ACL
+file only as SHA-256 hashes; the one plaintext secret in valkey.conf is a replica's ``masterauth``.
+Both files live in a Kubernetes Secret, never in a ConfigMap or on a command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+REPLICATION_USER = "replication"
+PROBE_USER = "probe"
+
+# The replication user's commands, measured on Valkey 8.1.8: PSYNC is the sync itself (without
+# it a replica falls back to SYNC and every reconnect is a full resync), REPLCONF carries the
+# replica's listening port and offset ACKs (without it the primary cannot track lag). PING is
+# not needed: a replica's handshake PING is accepted even when it is refused.
+REPLICATION_RULES = "-@all +psync +replconf"
+PROBE_RULES = "-@all +ping"
+DEFAULT_USER_RULES = "~* &* +@all"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where a replica replicates from, and as whom."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything valkey.conf depends on, already validated."""
+
+    port: int
+    maxmemory: int
+    maxmemory_policy: str
+    repl_backlog_size: int
+    data_dir: str
+    acl_file: str
+    upstream: Upstream | None = None
+    """Set on a replica; a primary has none."""
+
+
+@dataclass(frozen=True)
+class AclUser:
+    name: str
+    passwords: tuple[str, ...]
+    """Plaintext passwords; the file gets their SHA-256. Two during a rotation, else one."""
+    rules: str
+
+
+def quote(value: str) -> str:
+    """A config-file string argument, quoted the way Valkey's parser (sdssplitargs) reads it."""
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("config values cannot contain line breaks or NUL")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def render_valkey_conf(s: ServerSettings) -> str:
+    lines = [
+        "# Rendered by the valkey Pulumi program; edit the stack config, not this file.",
+        f"port {s.port}",
+        "bind * -::*",
+        "protected-mode yes",
+        "daemonize no",
+        'logfile ""',
+        f"dir {quote(s.data_dir)}",
+        f"aclfile {quote(s.acl_file)}",
+        "",
+        "# Memory: the container limit leaves room above maxmemory for forks and buffers.",
+        f"maxmemory {s.maxmemory}",
+        f"maxmemory-policy {s.maxmemory_policy}",
+        "",
+        "# Persistence: AOF on the PersistentVolume; an acknowledged write is on disk within 1 s.",
+        "appendonly yes",
+        "appendfsync everysec",
+        'appenddirname "appendonlydir"',
+        "aof-use-rdb-preamble yes",
+        '# No RDB snapshots: the AOF is the persistence, and each snapshot would be another fork.',
+        'save ""',
+        "",
+        "# Replication: diskless full sync without the 5 s default wait, and a backlog sized",
+        "# for the cross-region outage the stack config tolerates, kept while no replica is connected.",
+        "repl-diskless-sync yes",
+        "repl-diskless-sync-delay 0",
+        f"repl-backlog-size {s.repl_backlog_size}",
+        "repl-backlog-ttl 0",
+        "replica-read-only yes",
+        "replica-serve-stale-data yes",
+    ]
+    if s.upstream is not None:
+        u = s.upstream
+        lines += [
+            "",
+            "# This node is a replica: it follows the primary region and refuses writes.",
+            f"replicaof {u.host} {u.port}",
+            f"masteruser {quote(u.username)}",
+            f"masterauth {quote(u.password)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def password_hash(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def render_acl(users: Sequence[AclUser]) -> str:
+    lines = []
+    for user in users:
+        if not user.passwords:
+            raise ValueError(f"ACL user {user.name} has no password")
+        hashes = " ".join(f"#{password_hash(p)}" for p in user.passwords)
+        lines.append(f"user {user.name} on {hashes} resetchannels {user.rules}")
+    return "\n".join(lines) + "\n"
+
+
+def server_users(client: str, replication: str, probe: str) -> list[AclUser]:
+    """The ACL every instance gets, primary or replica (a replica may be promoted)."""
+    return [
+        # Applications keep the seed's `AUTH <password>`: that authenticates the default user.
+        AclUser("default", (client,), DEFAULT_USER_RULES),
+        AclUser(REPLICATION_USER, (replication,), REPLICATION_RULES),
+        AclUser(PROBE_USER, (probe,), PROBE_RULES),
+    ]
