@@ -186,11 +186,19 @@ def cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
     problems: list[Problem] = []
     if cfg.role == "replica" and cfg.primary_stack is None:
         problems.append(
-            Problem("primaryStack", None, "required when role is replica: the primary's stack, e.g. organization/valkey/region1")
+            Problem(
+                "primaryStack",
+                None,
+                "required when role is replica: the primary's stack, e.g. organization/valkey/region1",
+            )
         )
     if cfg.role == "primary" and cfg.primary_stack is not None:
         problems.append(
-            Problem("primaryStack", cfg.primary_stack, "only with role replica; remove it on a primary stack (after a promotion too)")
+            Problem(
+                "primaryStack",
+                cfg.primary_stack,
+                "only with role replica; remove it on a primary stack (after a promotion too)",
+            )
         )
     if cfg.primary_stack is not None and cfg.primary_stack.rsplit("/", 1)[-1] == stack:
         problems.append(Problem("primaryStack", cfg.primary_stack, f"another stack than this one ({stack})"))
@@ -229,9 +237,15 @@ def cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
                     f"at least maxmemory ({inst.maxmemory.human_readable()}); 3x is recommended for AOF rewrites",
                 )
             )
-        if inst.resources.cpu_limit is not None and _cpu_millis(inst.resources.cpu_limit) < _cpu_millis(inst.resources.cpu):
+        if inst.resources.cpu_limit is not None and _cpu_millis(inst.resources.cpu_limit) < _cpu_millis(
+            inst.resources.cpu
+        ):
             problems.append(
-                Problem(f"{key}.resources.cpuLimit", inst.resources.cpu_limit, f"at least the CPU request ({inst.resources.cpu})")
+                Problem(
+                    f"{key}.resources.cpuLimit",
+                    inst.resources.cpu_limit,
+                    f"at least the CPU request ({inst.resources.cpu})",
+                )
             )
     return problems
 

@@ -18,6 +18,7 @@ from .config_types import DnsLabel
 
 PROJECT = "valkey"
 
+
 def raw_stack_config(project: str = PROJECT) -> dict[str, Any]:
     """All ``<project>:*`` keys the engine passed to this run, structured values decoded.
 
@@ -30,14 +31,19 @@ def raw_stack_config(project: str = PROJECT) -> dict[str, Any]:
     for full_key, value in merged.items():
         if not full_key.startswith(prefix):
             continue
-        key = full_key[len(prefix) :]
-        if isinstance(value, str) and value[:1] in ("{", "["):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                pass  # reported by the model as "not an object/list"
-        raw[key] = value
+        raw[full_key[len(prefix) :]] = _decode(value)
     return raw
+
+
+def _decode(value: Any) -> Any:
+    """Structured config (objects, lists) reaches a program as JSON text."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value  # reported by the model: "Input should be a valid dictionary"
+    return value
+
 
 def parse_stack_config(raw: dict[str, Any], stack: str) -> tuple[StackConfig | None, list[Problem]]:
     """Validate raw config; return the model, or the problems that prevent building one."""
@@ -48,13 +54,13 @@ def parse_stack_config(raw: dict[str, Any], stack: str) -> tuple[StackConfig | N
     problems = cross_checks(cfg, stack)
     if cfg.region is None:
         try:
-
             TypeAdapter(DnsLabel).validate_python(stack)
         except ValidationError:
             problems.append(Problem("region", None, f"a DNS label; the default, the stack name {stack!r}, is not one"))
         else:
             cfg = cfg.model_copy(update={"region": stack})
     return (None if problems else cfg), problems
+
 
 def format_problems(problems: list[Problem], stack: str, project: str = PROJECT) -> str:
     lines = [f"Invalid configuration for stack {stack!r} ({len(problems)} problem(s)):"]
@@ -63,6 +69,7 @@ def format_problems(problems: list[Problem], stack: str, project: str = PROJECT)
         lines.append(f"  {project}:{p.key}: given {given}; accepted: {p.accepted}")
     return "\n".join(lines)
 
+
 def load_stack_config(project: str = PROJECT) -> StackConfig:
     """Config of the running stack, or a RunError naming every bad key."""
     stack = pulumi.get_stack()
@@ -70,6 +77,7 @@ def load_stack_config(project: str = PROJECT) -> StackConfig:
     if cfg is None:
         raise pulumi.RunError(format_problems(problems, stack, project))
     return cfg
+
 
 def _problem(error: Any) -> Problem:
     # pydantic marks a bad dict key with a "[key]" step after the key itself.
@@ -83,17 +91,19 @@ def _problem(error: Any) -> Problem:
         message = "a value (this key is required)"
     return Problem(key, error.get("input"), message)
 
+
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """camelCase field names of the model found by walking loc through fields and dict values."""
     current: Any = model
     for part in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
-            field = next(f for n, f in current.model_fields.items() if f.alias == part or n == part)
+            field = next(f for n, f in current.model_fields.items() if part in (f.alias, n))
             current = _unwrap(field.annotation)
         elif get_origin(current) is dict:
             current = _unwrap(get_args(current)[1])
     assert isinstance(current, type) and issubclass(current, BaseModel)
     return sorted(f.alias or n for n, f in current.model_fields.items())
+
 
 def _unwrap(annotation: Any) -> Any:
     """Optional[X] -> X, so the walk reaches the model inside."""

@@ -11,7 +11,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, ByteSize, WrapValidator
+from pydantic import AfterValidator, ByteSize, ValidationError, WrapValidator
 from pydantic_core import PydanticCustomError
 
 # Kubernetes writes binary sizes as "10Gi"; pydantic's ByteSize knows them as "10GiB".
@@ -25,7 +25,7 @@ def _size(value: Any, handler: Any) -> ByteSize:
             value = f"{match.group(1)}{match.group(2)}B"
     try:
         size: ByteSize = handler(value)
-    except Exception:  # pydantic's own message does not list the accepted forms
+    except ValidationError:  # pydantic's own message does not list the accepted forms
         raise PydanticCustomError(
             "size",
             "expected a size such as 512mb, 2GiB or 10Gi (kb/mb/gb are powers of 1000, "
@@ -50,7 +50,7 @@ def _duration(value: Any, handler: Any) -> timedelta:
             value = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
     try:
         result: timedelta = handler(value)
-    except Exception:
+    except ValidationError:
         raise PydanticCustomError(
             "duration", "expected a duration such as 30s, 5m, 24h or 1d, or a number of seconds"
         ) from None
@@ -112,8 +112,7 @@ StackName = Annotated[
     _pattern(
         "stack_name",
         r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+",
-        "expected a fully qualified stack name <organization>/<project>/<stack>, "
-        "such as organization/valkey/region1",
+        "expected a fully qualified stack name <organization>/<project>/<stack>, such as organization/valkey/region1",
     ),
 ]
 
@@ -157,9 +156,7 @@ def _cidr(value: str) -> str:
     try:
         return str(ipaddress.ip_network(value, strict=True))
     except ValueError:
-        raise PydanticCustomError(
-            "cidr", "expected a CIDR block such as 10.20.0.0/16 (host bits zero)"
-        ) from None
+        raise PydanticCustomError("cidr", "expected a CIDR block such as 10.20.0.0/16 (host bits zero)") from None
 
 
 Cidr = Annotated[str, AfterValidator(_cidr)]

@@ -11,44 +11,50 @@ from .outputs import INSTANCES, REPLICATION_CREDENTIALS
 from .valkey_conf import Upstream
 
 
-class PrimaryStack:
-    """Where each DR instance of the primary region is reached, and the replication login."""
-
-    def __init__(self, stack_name: str, opts: pulumi.ResourceOptions | None = None):
-        self.stack_name = stack_name
-        self.reference = pulumi.StackReference("primary-stack", stack_name=stack_name, opts=opts)
-        self._instances = self.reference.require_output(INSTANCES)
-        self._credentials = self.reference.require_output(REPLICATION_CREDENTIALS)
-
-    def upstream(self, name: str, settings: Instance) -> pulumi.Output[Upstream]:
-        """The replicaof target for instance ``name``; fails the run if the primary stack does not
-        export it as a DR primary, or if this replica could not hold the primary's dataset."""
-        return pulumi.Output.secret(
-            pulumi.Output.all(self._instances, self._credentials).apply(
-                lambda v: self._upstream(name, settings, v[0], v[1])
-            )
+async def read_upstreams(stack_name: str, replicas: dict[str, Instance]) -> dict[str, pulumi.Output[Upstream]]:
+    """For each replicated instance, the primary's external endpoint and the replication login
+    (a secret). Awaited before any Kubernetes resource is declared, so a replica stack that does
+    not match its primary stops with one message and creates nothing."""
+    reference = pulumi.StackReference("primary-stack", stack_name=stack_name)
+    instances = await reference.get_output_details(INSTANCES)
+    credentials = await reference.get_output_details(REPLICATION_CREDENTIALS)
+    if instances.value is None or credentials.secret_value is None:
+        raise pulumi.RunError(
+            f"valkey:primaryStack: stack {stack_name} exports no {INSTANCES!r} and secret "
+            f"{REPLICATION_CREDENTIALS!r}; run `pulumi up` on it first"
         )
+    upstreams = _check(stack_name, replicas, instances.value, credentials.secret_value)
+    return {name: pulumi.Output.secret(upstream) for name, upstream in upstreams.items()}
 
-    def _upstream(self, name: str, settings: Instance, instances: dict[str, Any], credentials: dict[str, Any]) -> Upstream:
-        where = f"instance {name!r} of primary stack {self.stack_name}"
+
+def _check(
+    stack_name: str, replicas: dict[str, Instance], instances: dict[str, Any], credentials: dict[str, Any]
+) -> dict[str, Upstream]:
+    problems = []
+    upstreams = {}
+    for name, settings in replicas.items():
         primary = instances.get(name)
         if primary is None or name not in credentials:
-            raise pulumi.RunError(
-                f"valkey:instances.{name}: dr is true here, but {where} is not a DR instance "
-                f"(it exports DR instances {sorted(credentials)}); set dr: false or add it there"
+            problems.append(
+                f"valkey:instances.{name}: dr is true here, but stack {stack_name} exports DR instances "
+                f"{sorted(credentials)}; set dr: false here or dr: true there"
             )
-        if not primary.get("externalHost"):
-            raise pulumi.RunError(f"{where} has no externalHost output: it is not a primary yet")
-        if settings.maxmemory < primary["maxmemoryBytes"]:
-            raise pulumi.RunError(
+        elif not primary.get("externalHost"):
+            problems.append(f"valkey:instances.{name}: stack {stack_name} exports no externalHost for it")
+        elif settings.maxmemory < primary["maxmemoryBytes"]:
+            problems.append(
                 f"valkey:instances.{name}.maxmemory: given {int(settings.maxmemory)} bytes; accepted: at least "
-                f"the primary's {int(primary['maxmemoryBytes'])} bytes (a replica does not evict, it would run out)"
+                f"the primary's {int(primary['maxmemoryBytes'])} bytes (a replica does not evict; it would run out)"
             )
-        login = credentials[name]
-        return Upstream(
-            host=primary["externalHost"],
-            # Numbers come back from state as floats.
-            port=int(primary["port"]),
-            username=login["username"],
-            password=login["password"],
+        else:
+            upstreams[name] = Upstream(
+                host=primary["externalHost"],
+                port=int(primary["port"]),  # numbers come back from stack state as floats
+                username=credentials[name]["username"],
+                password=credentials[name]["password"],
+            )
+    if problems:
+        raise pulumi.RunError(
+            f"This replica stack does not match its primary stack {stack_name}:\n  " + "\n  ".join(problems)
         )
+    return upstreams

@@ -83,7 +83,7 @@ def render_valkey_conf(s: ServerSettings) -> str:
         "appendfsync everysec",
         'appenddirname "appendonlydir"',
         "aof-use-rdb-preamble yes",
-        '# No RDB snapshots: the AOF is the persistence, and each snapshot would be another fork.',
+        "# No RDB snapshots: the AOF is the persistence, and each snapshot would be another fork.",
         'save ""',
         "",
         "# Replication: diskless full sync without the 5 s default wait, and a backlog sized",

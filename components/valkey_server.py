@@ -73,8 +73,10 @@ class ValkeyServer(pulumi.ComponentResource):
         self.role = "replica" if args.upstream is not None else "primary"
         self.external_host = args.external.host if args.external else None
 
-        def metadata(object_name: str, **extra: object) -> k8s.meta.v1.ObjectMetaArgs:
-            return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=args.namespace, labels=labels, **extra)  # type: ignore[arg-type]
+        def metadata(object_name: str, annotations: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(
+                name=object_name, namespace=args.namespace, labels=labels, annotations=annotations
+            )
 
         upstream = args.upstream if args.upstream is not None else pulumi.Output.from_input(None)
         files = pulumi.Output.all(
@@ -109,16 +111,16 @@ class ValkeyServer(pulumi.ComponentResource):
         client = k8s.core.v1.Service(
             name,
             metadata=metadata(name),
-            spec=k8s.core.v1.ServiceSpecArgs(type="ClusterIP", selector=selector_labels(name), ports=[_service_port(s.port)]),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP", selector=selector_labels(name), ports=[_service_port(s.port)]
+            ),
             opts=child,
         )
         if args.external is not None:
             ext = args.external
             k8s.core.v1.Service(
                 f"{name}-external",
-                metadata=metadata(
-                    f"{name}-external", annotations={**ext.annotations, EXTERNAL_DNS_HOSTNAME: ext.host}
-                ),
+                metadata=metadata(f"{name}-external", annotations={**ext.annotations, EXTERNAL_DNS_HOSTNAME: ext.host}),
                 spec=k8s.core.v1.ServiceSpecArgs(
                     type="LoadBalancer",
                     # Local keeps the client's source address, which source ranges and network
