@@ -1,0 +1,182 @@
+"""Stack config validation: every bad input stops the program before any resource is registered,
+with one message naming the key, the value given and what is accepted."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pulumi
+import pytest
+from harness import CaptureMocks, render, render_both, stack_file_config
+
+from components.config import Instance, StackConfig, backlog_bytes, memory_limit_bytes, storage_bytes
+from components.config_loader import parse_stack_config
+
+SESSIONS = "instances.sessions"
+
+
+def with_instance(name: str = "sessions", **fields: Any) -> dict[str, Any]:
+    """region1's instances with one instance's fields changed (a value of None removes the field)."""
+    instances = stack_file_config("region1")["instances"]
+    merged = {**instances[name], **fields} if name in instances else dict(fields)
+    instances[name] = {k: v for k, v in merged.items() if v is not None}
+    return {"instances": instances}
+
+
+def nested(name: str, section: str, **fields: Any) -> dict[str, Any]:
+    instance = stack_file_config("region1")["instances"].get(name, {})
+    return with_instance(name, **{section: {**instance.get(section, {}), **fields}})
+
+
+# (key the message must name, config overrides for region1's stack file)
+INVALID: list[tuple[str, dict[str, Any]]] = [
+    ("role", {"role": "leader"}),
+    ("primaryStack", {"role": "replica"}),
+    ("primaryStack", {"role": "replica", "primaryStack": "region1-only"}),
+    ("primaryStack", {"primaryStack": "organization/valkey/region2"}),
+    ("primaryStack", {"role": "replica", "primaryStack": "organization/valkey/region1"}),
+    ("namespace", {"namespace": "Databases"}),
+    ("namespace", {"namespace": "x" * 64}),
+    ("image", {"image": "valkey/valkey"}),
+    ("image", {"image": "valkey/valkey:latest"}),
+    ("image", {"image": "valkey/valkey@sha256:abc123"}),
+    ("image", {"image": "Valkey/Valkey:8.1"}),
+    ("instance", {"instance": {"valkey": {}}}),
+    ("clusterDomain", {"clusterDomain": "cluster..local"}),
+    ("externalDomain", {"externalDomain": None}),
+    ("externalDomain", {"externalDomain": "Example.COM"}),
+    ("externalService.loadBalancerSourceRanges.0", {"externalService": {"loadBalancerSourceRanges": ["10.20.0.1/16"]}}),
+    ("externalService.internal", {"externalService": {"internal": True}}),
+    ("createNamespace", {"createNamespace": "perhaps"}),
+    ("blockVoluntaryEviction", {"blockVoluntaryEviction": "sometimes"}),
+    ("instances", {"instances": {}}),
+    ("instances", {"instances": "valkey"}),
+    ("instances", {"instances": "{not json"}),
+    ("instances.Sessions_1", {"instances": {"Sessions_1": {"dr": False}}}),
+    ("instances.1cache", {"instances": {"1cache": {"dr": False}}}),
+    ("instances." + "a" * 41, {"instances": {"a" * 41: {"dr": False}}}),
+    (f"{SESSIONS}.maxmemoryPolicy", with_instance(maxmemoryPolicy="lru")),
+    (f"{SESSIONS}.maxmemoryPolicy", with_instance(maxmemoryPolicy="fixed")),
+    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="lots")),
+    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="0")),
+    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="-2gb")),
+    (f"{SESSIONS}.maxmemory", nested("sessions", "resources", memory="2Gi")),
+    (f"{SESSIONS}.maxMemory", with_instance(maxMemory="2gb")),
+    (f"{SESSIONS}.port", with_instance(port=80)),
+    (f"{SESSIONS}.port", with_instance(port=70000)),
+    (f"{SESSIONS}.port", with_instance(port="redis")),
+    (f"{SESSIONS}.dr", with_instance(dr="maybe")),
+    (f"{SESSIONS}.ttl", with_instance(ttl="forever")),
+    (f"{SESSIONS}.ttl", with_instance(ttl="0s")),
+    (f"{SESSIONS}.storage.size", nested("sessions", "storage", size="1Gi")),
+    (f"{SESSIONS}.storage.storageClass", nested("sessions", "storage", storageClass="Fast SSD")),
+    (f"{SESSIONS}.storage.iops", nested("sessions", "storage", iops=3000)),
+    (f"{SESSIONS}.resources.cpu", nested("sessions", "resources", cpu="lots")),
+    (f"{SESSIONS}.resources.cpuLimit", nested("sessions", "resources", cpuLimit="100m")),
+    (f"{SESSIONS}.resources.memory", nested("sessions", "resources", memory="many")),
+    (f"{SESSIONS}.replication.outageTolerance", nested("sessions", "replication", outageTolerance="a while")),
+    (f"{SESSIONS}.replication.writeRate", nested("sessions", "replication", writeRate="fast")),
+    (f"{SESSIONS}.externalHost", with_instance(externalHost="sessions..example.com")),
+    ("instances.api-cache.externalHost", with_instance("api-cache", externalHost="api.region1.example.com")),
+]
+
+
+@pytest.mark.parametrize(("key", "overrides"), INVALID, ids=[f"{i:02d}-{k}" for i, (k, _) in enumerate(INVALID)])
+def test_invalid_config_stops_before_any_resource(key: str, overrides: dict[str, Any]) -> None:
+    mocks = CaptureMocks()
+    with pytest.raises(pulumi.RunError) as raised:
+        render("region1", overrides, mocks=mocks)
+    message = str(raised.value)
+    named = re.findall(r"^  valkey:(\S+): given ", message, flags=re.MULTILINE)
+    assert named == [key], message
+    assert "accepted: " in message
+    # What pydantic and Python print on their own must not reach the user.
+    for leak in ("Traceback", "validation error", "errors.pydantic.dev", "[type="):
+        assert leak not in message
+    assert mocks.resources == {}
+
+
+def test_message_shows_value_given_and_accepted_values() -> None:
+    with pytest.raises(pulumi.RunError) as raised:
+        render("region1", with_instance(maxmemoryPolicy="fixed"))
+    line = str(raised.value).splitlines()[1]
+    assert "given 'fixed'" in line
+    for policy in ("noeviction", "allkeys-lru", "volatile-ttl"):
+        assert policy in line
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(pulumi.RunError) as raised:
+        render("region1", {"role": "leader", "namespace": "DB", **with_instance(port=1)})
+    keys = set(re.findall(r"^  valkey:(\S+):", str(raised.value), flags=re.MULTILINE))
+    assert keys == {"role", "namespace", f"{SESSIONS}.port"}
+
+
+def test_region_defaults_to_stack_name_and_must_be_a_dns_label() -> None:
+    cfg, problems = parse_stack_config({"externalDomain": "example.com"}, stack="eu-west")
+    assert problems == [] and cfg is not None and cfg.region == "eu-west"
+    cfg, problems = parse_stack_config({"externalDomain": "example.com"}, stack="EU_West")
+    assert cfg is None and [p.key for p in problems] == ["region"]
+    cfg, problems = parse_stack_config({"externalDomain": "example.com", "region": "eu-west"}, stack="EU_West")
+    assert problems == [] and cfg is not None and cfg.region == "eu-west"
+
+
+def test_replica_smaller_than_primary_is_refused() -> None:
+    region2 = with_instance("sessions", maxmemory="1Gi", resources={"cpu": "500m"})
+    with pytest.raises(pulumi.RunError, match=r"valkey:instances\.sessions\.maxmemory: given 1073741824 bytes"):
+        render_both(region2=region2)
+
+
+def test_replica_of_an_instance_the_primary_does_not_replicate_is_refused() -> None:
+    region2 = with_instance("api-cache", dr=True)
+    with pytest.raises(pulumi.RunError, match=r"valkey:instances\.api-cache: dr is true here, but"):
+        render_both(region2=region2)
+
+
+def test_both_stack_files_are_valid() -> None:
+    for stack in ("region1", "region2"):
+        cfg, problems = parse_stack_config(stack_file_config(stack), stack)
+        assert problems == [], problems
+        assert cfg is not None and set(cfg.instances) == {"sessions", "api-cache", "feature-flags", "rate-limiting"}
+
+
+def test_sizes_and_durations_accept_the_documented_forms() -> None:
+    inst = Instance.model_validate(
+        {"maxmemory": "2gb", "ttl": "24h", "replication": {"writeRate": "512KiB", "outageTolerance": "5m"}}
+    )
+    assert inst.maxmemory == 2 * 10**9  # pydantic ByteSize: gb is a power of 1000
+    assert inst.ttl is not None and inst.ttl.total_seconds() == 86400
+    assert Instance.model_validate({"maxmemory": "2Gi"}).maxmemory == 2 * 1024**3
+    assert Instance.model_validate({"maxmemory": "2GiB"}).maxmemory == 2 * 1024**3
+    assert Instance.model_validate({"ttl": 90}).ttl.total_seconds() == 90  # type: ignore[union-attr]
+    assert Instance.model_validate({"ttl": "PT1H"}).ttl.total_seconds() == 3600  # type: ignore[union-attr]
+    assert backlog_bytes(inst) == 512 * 1024 * 300
+
+
+def test_digest_pinned_images_are_accepted() -> None:
+    digest = "sha256:" + "0123456789abcdef" * 4
+    for image in (
+        f"valkey/valkey@{digest}",
+        f"valkey/valkey:8.1.8-alpine@{digest}",
+        "registry.example.com:5000/team/valkey:8.1.8",
+    ):
+        assert StackConfig.model_validate({"image": image}).image == image
+
+
+def test_defaults_are_the_seed_setup() -> None:
+    cfg = StackConfig()
+    assert cfg.namespace == "databases" and cfg.role == "primary"
+    assert list(cfg.instances) == ["valkey"]
+    seed = cfg.instances["valkey"]
+    assert (seed.maxmemory, seed.port, seed.dr) == (2 * 1024**3, 6379, True)
+    assert cfg.image.startswith("valkey/valkey:8.")
+
+
+def test_memory_limit_keeps_maxmemory_and_backlog_within_80_percent() -> None:
+    for maxmemory in ("64Mi", "256Mi", "1Gi", "2Gi", "7gb"):
+        inst = Instance.model_validate({"maxmemory": maxmemory, "replication": {"outageTolerance": "10m"}})
+        limit = memory_limit_bytes(inst)
+        assert inst.maxmemory + backlog_bytes(inst) <= 0.8 * limit
+        assert limit % (64 * 1024**2) == 0
+        assert storage_bytes(inst) >= 3 * inst.maxmemory

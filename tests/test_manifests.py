@@ -1,0 +1,122 @@
+"""Every Kubernetes object both stacks create: valid against the real OpenAPI schemas (strict),
+pods within the Pod Security Standards restricted profile, and no password outside a Secret."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from harness import Rendered, is_secret_envelope, render, render_both
+from pss import restricted_violations
+
+# The oldest Kubernetes this program supports (PVC retention policy and PDB unhealthy-pod
+# eviction policy are GA there) and the newest schema bundled with kubernetes-validate.
+K8S_VERSIONS = ("1.32", "1.37")
+
+
+@pytest.fixture(scope="module")
+def stacks() -> dict[str, Rendered]:
+    r1, r2 = render_both()
+    promoted = render("region2", {"role": "primary", "primaryStack": None})
+    return {"region1": r1, "region2": r2, "region2-promoted": promoted}
+
+
+def pod_specs(rendered: Rendered) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(StatefulSet name, pod spec, pod annotations) of every workload."""
+    return [
+        (name, sts["spec"]["template"]["spec"], sts["spec"]["template"]["metadata"].get("annotations") or {})
+        for name, sts in rendered.objects("StatefulSet").items()
+    ]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_object_passes_strict_schema_validation(stacks: dict[str, Rendered], version: str) -> None:
+    for rendered in stacks.values():
+        manifests = rendered.manifests()
+        assert len(manifests) >= 20
+        for manifest in manifests:
+            kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_schema_validation_can_fail(stacks: dict[str, Rendered]) -> None:
+    """The validator is live: a misspelt field in a rendered StatefulSet is rejected."""
+    sts = copy.deepcopy(stacks["region1"].objects("StatefulSet")["sessions"])
+    sts["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["execute"] = {"command": ["true"]}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(sts, K8S_VERSIONS[-1], strict=True)
+
+
+def test_pods_meet_the_restricted_pod_security_standard(stacks: dict[str, Rendered]) -> None:
+    for rendered in stacks.values():
+        specs = pod_specs(rendered)
+        assert len(specs) == 4
+        for name, spec, pod_annotations in specs:
+            assert restricted_violations(spec, pod_annotations) == [], f"{rendered.stack}/{name}"
+            assert spec["automountServiceAccountToken"] is False
+            container = spec["containers"][0]
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_restricted_checker_finds_violations(stacks: dict[str, Rendered]) -> None:
+    _, spec, _ = pod_specs(stacks["region1"])[0]
+    bad = copy.deepcopy(spec)
+    bad["securityContext"].pop("runAsNonRoot")
+    container = bad["containers"][0]
+    container["securityContext"].pop("runAsNonRoot")
+    container["securityContext"]["allowPrivilegeEscalation"] = True
+    container["securityContext"]["capabilities"] = {"add": ["NET_ADMIN"]}
+    bad["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+    found = " ".join(restricted_violations(bad))
+    for expected in ("runAsNonRoot", "allowPrivilegeEscalation", "drop ALL", "NET_ADMIN", "hostPath"):
+        assert expected in found
+
+
+def text_outside_secrets(rendered: Rendered) -> list[tuple[str, str]]:
+    """(where, text) of everything a password must never appear in: container commands, args,
+    env values, probes, every ConfigMap, all metadata, and non-secret stack outputs."""
+    places: list[tuple[str, str]] = []
+    for manifest in rendered.manifests():
+        where = f"{manifest['kind']}/{manifest['metadata']['name']}"
+        if manifest["kind"] == "Secret":
+            places.append((f"{where} metadata", json.dumps(manifest["metadata"])))
+        else:
+            places.append((where, json.dumps(manifest)))
+    for name, value in rendered.exports.items():
+        if name not in rendered.secret_exports:
+            places.append((f"output {name}", json.dumps(value)))
+    return places
+
+
+def test_no_password_outside_a_secret(stacks: dict[str, Rendered]) -> None:
+    for rendered in stacks.values():
+        assert len(rendered.passwords) == 12  # client, replication and probe for 4 instances
+        places = text_outside_secrets(rendered)
+        assert any(where.startswith("StatefulSet/") for where, _ in places)
+        for password in rendered.passwords:
+            for where, text in places:
+                assert password not in text, f"{rendered.stack}: a generated password appears in {where}"
+    assert stacks["region1"].objects("ConfigMap") == {}
+
+
+def test_container_commands_carry_no_credentials(stacks: dict[str, Rendered]) -> None:
+    for _, spec, _ in pod_specs(stacks["region2"]):
+        container = spec["containers"][0]
+        assert container["command"] == ["valkey-server", "/etc/valkey/valkey.conf"]
+        assert "args" not in container and "env" not in container
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            command = " ".join(container[probe]["exec"]["command"])
+            assert "$(cat /etc/valkey/probe-password)" in command
+            assert " -a " not in command and "--pass" not in command
+
+
+def test_secret_values_reach_the_engine_as_pulumi_secrets(stacks: dict[str, Rendered]) -> None:
+    for rendered in stacks.values():
+        secrets = rendered.of_type("kubernetes:core/v1:Secret")
+        assert len(secrets) == 8
+        for name, captured in secrets.items():
+            data = captured.inputs["stringData"]
+            assert is_secret_envelope(data) or all(is_secret_envelope(v) for v in data.values()), name
+        assert rendered.secret_exports == {"replicationCredentials"}

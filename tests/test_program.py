@@ -1,0 +1,298 @@
+"""What each stack creates and exports, rendered from the real stack files: objects per instance,
+cross-region wiring through region 1's actual exports, promotion and failback."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Rendered, render, render_both, stack_file_config
+
+from components.valkey_conf import password_hash
+
+DR = ("sessions", "feature-flags")
+LOCAL = ("api-cache", "rate-limiting")
+
+
+@pytest.fixture(scope="module")
+def regions() -> tuple[Rendered, Rendered]:
+    return render_both()
+
+
+def conf(rendered: Rendered, instance: str) -> str:
+    return rendered.objects("Secret")[f"{instance}-config"]["stringData"]["valkey.conf"]
+
+
+def acl(rendered: Rendered, instance: str) -> str:
+    return rendered.objects("Secret")[f"{instance}-config"]["stringData"]["users.acl"]
+
+
+def directive(config: str, name: str) -> str | None:
+    found = re.findall(rf"^{re.escape(name)} (.*)$", config, flags=re.MULTILINE)
+    assert len(found) <= 1, f"{name} set {len(found)} times"
+    return found[0] if found else None
+
+
+def client_password(rendered: Rendered, instance: str) -> str:
+    secret = rendered.objects("Secret")[f"{instance}-credentials"]
+    return secret["stringData"]["password"]
+
+
+def mebibytes(quantity: str) -> int:
+    assert quantity.endswith("Mi"), quantity
+    return int(quantity[:-2]) * 1024**2
+
+
+def test_default_config_is_the_seed_setup() -> None:
+    rendered = render("seed", {"externalDomain": "example.com"}, from_stack_file=False)
+    assert set(rendered.objects("StatefulSet")) == {"valkey"}
+    assert (
+        rendered.objects("Namespace")["databases"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        == "restricted"
+    )
+    secret = rendered.objects("Secret")["valkey-credentials"]
+    assert secret["metadata"]["namespace"] == "databases"
+    assert list(secret["stringData"]) == ["password"]
+    config = conf(rendered, "valkey")
+    assert directive(config, "maxmemory") == str(2 * 1024**3)  # valkey.conf's "2gb"
+    assert directive(config, "port") == "6379"
+    assert directive(config, "replicaof") is None
+    assert (
+        rendered.objects("Service")["valkey-external"]["metadata"]["annotations"][
+            "external-dns.alpha.kubernetes.io/hostname"
+        ]
+        == "valkey.seed.example.com"
+    )
+    out = rendered.exports["instances"]["valkey"]
+    assert out == {
+        "host": "valkey.databases.svc.cluster.local",
+        "port": 6379,
+        "externalHost": "valkey.seed.example.com",
+        "role": "primary",
+        "dr": True,
+        "secretName": "valkey-credentials",
+        "secretKey": "password",
+        "maxmemoryBytes": 2 * 1024**3,
+        "maxmemoryPolicy": "allkeys-lru",
+        "ttlSeconds": None,
+    }
+
+
+def test_each_instance_gets_its_objects(regions: tuple[Rendered, Rendered]) -> None:
+    r1, _ = regions
+    services = r1.objects("Service")
+    for name in DR + LOCAL:
+        sts = r1.objects("StatefulSet")[name]
+        pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+        headless = services[sts["spec"]["serviceName"]]
+        assert headless["metadata"]["name"] == f"{name}-headless"
+        assert headless["spec"]["clusterIP"] == "None"
+        for svc in (headless, services[name]):
+            assert svc["spec"]["selector"].items() <= pod_labels.items()
+            assert svc["spec"]["ports"][0]["port"] == 6379
+        pdb = r1.objects("PodDisruptionBudget")[name]
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+        assert pdb["spec"]["minAvailable"] == 1
+        claim = sts["spec"]["volumeClaimTemplates"][0]
+        assert claim["metadata"]["name"] == "data"
+        assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+        mounts = {m["name"]: m for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        assert mounts["data"]["mountPath"] == directive(conf(r1, name), "dir").strip('"')
+        assert mounts["config"]["readOnly"] is True
+        assert sts["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == f"{name}-config"
+    assert (
+        r1.objects("StatefulSet")["sessions"]["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"][
+            "storage"
+        ]
+        == "8192Mi"
+    )
+
+
+def test_only_dr_primaries_are_exposed_to_the_other_region(regions: tuple[Rendered, Rendered]) -> None:
+    r1, r2 = regions
+    external = {n: s for n, s in r1.objects("Service").items() if s["spec"].get("type") == "LoadBalancer"}
+    assert set(external) == {f"{n}-external" for n in DR}
+    for name in DR:
+        svc = external[f"{name}-external"]
+        assert (
+            svc["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/hostname"] == f"{name}.region1.example.com"
+        )
+        assert svc["spec"]["loadBalancerSourceRanges"] == ["10.20.0.0/16"]
+        assert svc["spec"]["externalTrafficPolicy"] == "Local"
+    assert not [s for s in r2.objects("Service").values() if s["spec"].get("type") == "LoadBalancer"]
+
+
+def test_explicit_external_host_replaces_the_derived_name() -> None:
+    instances = {"valkey": {"externalHost": "cache.dr.internal"}}
+    rendered = render("region1", {"instances": instances, "externalDomain": None})
+    assert (
+        rendered.objects("Service")["valkey-external"]["metadata"]["annotations"][
+            "external-dns.alpha.kubernetes.io/hostname"
+        ]
+        == "cache.dr.internal"
+    )
+    assert rendered.exports["instances"]["valkey"]["externalHost"] == "cache.dr.internal"
+
+
+def test_dr_replicas_follow_region1_with_its_replication_login(regions: tuple[Rendered, Rendered]) -> None:
+    r1, r2 = regions
+    assert r2.references == ["organization/valkey/region1"]
+    for name in DR:
+        config = conf(r2, name)
+        assert directive(config, "replicaof") == f"{name}.region1.example.com 6379"
+        assert directive(config, "masteruser") == '"replication"'
+        region1_login = r1.exports["replicationCredentials"][name]
+        assert directive(config, "masterauth") == f'"{region1_login["password"]}"'
+        # Region 1 accepts exactly that password for its replication user.
+        assert f"user replication on #{password_hash(region1_login['password'])} " in acl(r1, name)
+        assert r2.exports["instances"][name]["role"] == "replica"
+        assert r2.exports["instances"][name]["externalHost"] is None
+
+
+def test_local_instances_are_writable_primaries_in_every_region(regions: tuple[Rendered, Rendered]) -> None:
+    for rendered in regions:
+        for name in LOCAL:
+            assert directive(conf(rendered, name), "replicaof") is None
+            assert directive(conf(rendered, name), "masterauth") is None
+            assert rendered.exports["instances"][name]["role"] == "primary"
+            assert rendered.exports["instances"][name]["externalHost"] is None
+        assert set(rendered.exports["replicationCredentials"]) == set(DR)
+
+
+def test_each_region_has_its_own_client_password(regions: tuple[Rendered, Rendered]) -> None:
+    r1, r2 = regions
+    for name in DR + LOCAL:
+        assert client_password(r1, name) != client_password(r2, name)
+        # Region 2's default user is its own: region 1's client password never reaches it.
+        assert f"user default on #{password_hash(client_password(r2, name))} " in acl(r2, name)
+    region1_clients = {client_password(r1, n) for n in DR + LOCAL}
+    everything_in_region2 = repr(r2.manifests()) + repr(r2.exports)
+    assert not [p for p in region1_clients if p in everything_in_region2]
+
+
+def test_memory_limit_leaves_20_percent_above_maxmemory(regions: tuple[Rendered, Rendered]) -> None:
+    for rendered in regions:
+        for name, sts in rendered.objects("StatefulSet").items():
+            resources = sts["spec"]["template"]["spec"]["containers"][0]["resources"]
+            limit = mebibytes(resources["limits"]["memory"])
+            assert mebibytes(resources["requests"]["memory"]) == limit
+            config = conf(rendered, name)
+            maxmemory = int(directive(config, "maxmemory") or 0)
+            backlog = int(directive(config, "repl-backlog-size") or 0)
+            assert maxmemory + backlog <= 0.8 * limit, name
+            assert maxmemory == rendered.exports["instances"][name]["maxmemoryBytes"]
+
+
+def test_backlog_is_sized_from_write_rate_and_outage(regions: tuple[Rendered, Rendered]) -> None:
+    r1, _ = regions
+    assert directive(conf(r1, "sessions"), "repl-backlog-size") == str(2 * 1024**2 * 300)  # 2MiB/s for 5m
+    assert directive(conf(r1, "feature-flags"), "repl-backlog-size") == str(1024**2 * 60)  # defaults
+
+
+def test_eviction_policies_follow_the_use_cases(regions: tuple[Rendered, Rendered]) -> None:
+    r1, _ = regions
+    policies = {name: directive(conf(r1, name), "maxmemory-policy") for name in DR + LOCAL}
+    assert policies == {
+        "sessions": "allkeys-lru",
+        "api-cache": "allkeys-lru",
+        "feature-flags": "allkeys-lru",
+        "rate-limiting": "noeviction",
+    }
+    ttls = {name: r1.exports["instances"][name]["ttlSeconds"] for name in DR + LOCAL}
+    assert ttls == {"sessions": 86400, "api-cache": 300, "feature-flags": 60, "rate-limiting": 60}
+
+
+def checksum(rendered: Rendered, instance: str) -> str:
+    sts = rendered.objects("StatefulSet")[instance]
+    return sts["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+
+def test_a_config_change_rolls_only_the_changed_instance() -> None:
+    before = render("region1")
+    instances: dict[str, Any] = stack_file_config("region1")["instances"]
+    instances["sessions"]["maxmemoryPolicy"] = "allkeys-lfu"
+    after = render("region1", {"instances": instances})
+    assert checksum(before, "sessions") != checksum(after, "sessions")
+    for name in ("api-cache", "feature-flags", "rate-limiting"):
+        assert checksum(before, name) == checksum(after, name)
+    assert re.fullmatch(r"[0-9a-f]{64}", checksum(before, "sessions"))
+
+
+def test_promotion_makes_region2_primaries_that_stay_primaries() -> None:
+    promoted = render("region2", {"role": "primary", "primaryStack": None})
+    assert promoted.references == []  # no longer follows region 1
+    for name in DR:
+        assert directive(conf(promoted, name), "replicaof") is None
+        assert promoted.exports["instances"][name]["role"] == "primary"
+        svc = promoted.objects("Service")[f"{name}-external"]
+        assert (
+            svc["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/hostname"] == f"{name}.region2.example.com"
+        )
+    assert promoted.exports["role"] == "primary"
+
+
+def test_failback_region1_replicates_from_promoted_region2() -> None:
+    promoted = render("region2", {"role": "primary", "primaryStack": None})
+    demoted = render(
+        "region1",
+        {"role": "replica", "primaryStack": "organization/valkey/region2"},
+        references={"organization/valkey/region2": promoted},
+    )
+    for name in DR:
+        config = conf(demoted, name)
+        assert directive(config, "replicaof") == f"{name}.region2.example.com 6379"
+        password = promoted.exports["replicationCredentials"][name]["password"]
+        assert directive(config, "masterauth") == f'"{password}"'
+        assert f"#{password_hash(password)}" in acl(promoted, name)
+
+
+def provider_urn(rendered: Rendered) -> str:
+    return f"urn:pulumi:{rendered.stack}::valkey::pulumi:pulumi:Stack$pulumi:providers:kubernetes::kubernetes::"
+
+
+def test_provider_uses_the_configured_cluster() -> None:
+    rendered = render("region1", {"kubeContext": "prod-eu", "kubeconfig": "/etc/kube/config"})
+    provider = rendered.of_type("pulumi:providers:kubernetes")["kubernetes"].inputs
+    assert provider["context"] == "prod-eu"
+    assert provider["kubeconfig"]["value"] == "/etc/kube/config"  # wrapped: kubeconfig content is a secret
+    managed = [c for c in rendered.resources.values() if c.typ.startswith("kubernetes:")]
+    assert len(managed) > 20
+    for captured in managed:
+        assert (captured.provider or "").startswith(provider_urn(rendered)), captured.name
+    default = render("region1").of_type("pulumi:providers:kubernetes")["kubernetes"].inputs
+    assert "context" not in default and "kubeconfig" not in default
+
+
+def test_existing_namespace_is_used_without_creating_it() -> None:
+    rendered = render("region1", {"createNamespace": False, "namespace": "cache"})
+    assert rendered.objects("Namespace") == {}
+    assert {m["metadata"]["namespace"] for m in rendered.manifests()} == {"cache"}
+    assert rendered.exports["instances"]["sessions"]["host"] == "sessions.cache.svc.cluster.local"
+
+
+def test_eviction_can_be_allowed() -> None:
+    rendered = render("region1", {"blockVoluntaryEviction": False})
+    spec = rendered.objects("PodDisruptionBudget")["sessions"]["spec"]
+    assert spec["maxUnavailable"] == 1 and "minAvailable" not in spec
+
+
+def readme_table_keys(heading: str, after: str | None = None) -> list[str]:
+    """First-column names of the first table after ``heading`` (and after the line ``after``)."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text.split(f"\n{heading}\n", 1)[1]
+    if after:
+        section = section.split(after, 1)[1]
+    table = "| " + section.split("\n\n| ", 1)[1]
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), table.splitlines()))
+    return [row.split("|")[1].strip(" `") for row in rows[2:]]  # after the header and |---|
+
+
+def test_readme_documents_exactly_the_exported_outputs(regions: tuple[Rendered, Rendered]) -> None:
+    for rendered in regions:
+        assert sorted(readme_table_keys("## Outputs contract")) == sorted(rendered.exports)
+        per_instance = readme_table_keys("## Outputs contract", after="Per instance")
+        for instance in rendered.exports["instances"].values():
+            assert sorted(per_instance) == sorted(instance)
