@@ -7,13 +7,13 @@ fields (a replica needs ``primaryStack``, maxmemory must fit the memory limit, .
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from .config_security import DEFAULT_DENIED_COMMANDS, CommandName, NetworkPolicy, PasswordRotation, Tls
 from .config_types import (
     Cidr,
     CpuQuantity,
@@ -101,6 +101,9 @@ class Instance(_Model):
     """TTL applications are expected to set on their keys; exported for them, not enforced."""
     dr: bool = True
     """Replicate to the DR region (true) or run as a local primary in every region (false)."""
+    persistence: bool = True
+    """AOF on a PersistentVolume. Mandatory with dr: a primary that restarts empty would make its
+    replica full-resync to empty, wiping the DR copy too."""
     port: int = Field(default=6379, ge=1024, le=65535)
     """Client port (an unprivileged port: the container has no capabilities)."""
     storage: Storage = Storage()
@@ -116,8 +119,6 @@ class ExternalService(_Model):
     annotations: dict[str, str] = {}
     """Extra annotations, e.g. to make the load balancer internal on your cloud."""
     load_balancer_class: str | None = None
-    load_balancer_source_ranges: list[Cidr] = []
-    """CIDRs allowed to connect (the other region's egress ranges); empty means the cloud default."""
 
 
 class StackConfig(_Model):
@@ -137,9 +138,20 @@ class StackConfig(_Model):
     external_domain: Hostname | None = None
     """Domain under which DR primaries get external names: <instance>.<region>.<externalDomain>."""
     external_service: ExternalService = ExternalService()
+    peer_cidrs: list[Cidr] = []
+    """The other region's addresses (its nodes' egress and its load balancers). Only they may
+    reach the external Services and, with networkPolicy, replicate; replicas connect to them."""
     block_voluntary_eviction: bool = True
     """PodDisruptionBudget minAvailable 1: a node drain waits until a person moves the pod. false:
     maxUnavailable 1, drains evict the pod (seconds of downtime while it restarts elsewhere)."""
+    protect: bool = False
+    """Pulumi `protect` on the namespace and StatefulSets: a `pulumi destroy` or a replacing
+    change fails instead of deleting them."""
+    tls: Tls = Tls()
+    network_policy: NetworkPolicy = NetworkPolicy()
+    password_rotation: PasswordRotation = PasswordRotation()
+    denied_commands: list[CommandName] = list(DEFAULT_DENIED_COMMANDS)
+    """Commands the default user (applications) may not run."""
     kubeconfig: str | None = None
     """Path to, or contents of, a kubeconfig; default the provider's (KUBECONFIG, ~/.kube/config)."""
     kube_context: str | None = None
@@ -149,14 +161,11 @@ class StackConfig(_Model):
     )
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the configuration, phrased for the person who wrote it."""
-
-    key: str
-    """Config key path without the namespace, e.g. ``instances.sessions.maxmemory``."""
-    given: object
-    accepted: str
+def tls_enabled(cfg: StackConfig) -> bool:
+    """TLS is on unless switched off, whenever an instance replicates across regions."""
+    if cfg.tls.enabled is not None:
+        return cfg.tls.enabled
+    return any(i.dr for i in cfg.instances.values())
 
 
 def backlog_bytes(instance: Instance) -> int:
@@ -179,80 +188,3 @@ def storage_bytes(instance: Instance) -> int:
     if instance.storage.size is not None:
         return int(instance.storage.size)
     return max(GIB, -(-3 * instance.maxmemory // GIB) * GIB)
-
-
-def cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
-    """Rules between fields, each reported against the key a user would change."""
-    problems: list[Problem] = []
-    if cfg.role == "replica" and cfg.primary_stack is None:
-        problems.append(
-            Problem(
-                "primaryStack",
-                None,
-                "required when role is replica: the primary's stack, e.g. organization/valkey/region1",
-            )
-        )
-    if cfg.role == "primary" and cfg.primary_stack is not None:
-        problems.append(
-            Problem(
-                "primaryStack",
-                cfg.primary_stack,
-                "only with role replica; remove it on a primary stack (after a promotion too)",
-            )
-        )
-    if cfg.primary_stack is not None and cfg.primary_stack.rsplit("/", 1)[-1] == stack:
-        problems.append(Problem("primaryStack", cfg.primary_stack, f"another stack than this one ({stack})"))
-    needs_external = [n for n, i in cfg.instances.items() if i.dr and i.external_host is None]
-    if needs_external and cfg.external_domain is None:
-        problems.append(
-            Problem(
-                "externalDomain",
-                None,
-                "a domain such as example.com, needed for the external names of DR instances "
-                f"({', '.join(sorted(needs_external))}), or set instances.<name>.externalHost on each",
-            )
-        )
-    for name, inst in cfg.instances.items():
-        key = f"instances.{name}"
-        if inst.external_host is not None and not inst.dr:
-            problems.append(Problem(f"{key}.externalHost", inst.external_host, "only on instances with dr: true"))
-        limit = memory_limit_bytes(inst)
-        budget = int(limit * MAXMEMORY_SHARE_OF_LIMIT)
-        backlog = backlog_bytes(inst)
-        if inst.maxmemory + backlog > budget:
-            problems.append(
-                Problem(
-                    f"{key}.maxmemory",
-                    _size(inst.maxmemory),
-                    f"at most {ByteSize(budget - backlog).human_readable()}: maxmemory plus the "
-                    f"{ByteSize(backlog).human_readable()} replication backlog may use 80% of the "
-                    f"{ByteSize(limit).human_readable()} memory limit (resources.memory)",
-                )
-            )
-        if inst.storage.size is not None and inst.storage.size < inst.maxmemory:
-            problems.append(
-                Problem(
-                    f"{key}.storage.size",
-                    _size(inst.storage.size),
-                    f"at least maxmemory ({inst.maxmemory.human_readable()}); 3x is recommended for AOF rewrites",
-                )
-            )
-        if inst.resources.cpu_limit is not None and _cpu_millis(inst.resources.cpu_limit) < _cpu_millis(
-            inst.resources.cpu
-        ):
-            problems.append(
-                Problem(
-                    f"{key}.resources.cpuLimit",
-                    inst.resources.cpu_limit,
-                    f"at least the CPU request ({inst.resources.cpu})",
-                )
-            )
-    return problems
-
-
-def _cpu_millis(quantity: str) -> float:
-    return float(quantity[:-1]) if quantity.endswith("m") else float(quantity) * 1000
-
-
-def _size(value: int) -> str:
-    return f"{int(value)} bytes ({ByteSize(value).human_readable()})"

@@ -7,13 +7,15 @@ given and what is accepted. The CLI prints a RunError without a traceback.
 from __future__ import annotations
 
 import json
-from typing import Any, get_args, get_origin
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .config import Problem, StackConfig, cross_checks
+from .config import StackConfig
+from .config_checks import Problem, cross_checks
 from .config_types import DnsLabel
 
 PROJECT = "valkey"
@@ -93,21 +95,21 @@ def _problem(error: Any) -> Problem:
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """camelCase field names of the model found by walking loc through fields and dict values."""
+    """camelCase field names of the model found by walking loc through fields, dicts and lists."""
     current: Any = model
     for part in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = next(f for n, f in current.model_fields.items() if part in (f.alias, n))
             current = _unwrap(field.annotation)
-        elif get_origin(current) is dict:
-            current = _unwrap(get_args(current)[1])
+        elif get_origin(current) in (dict, list):
+            current = _unwrap(get_args(current)[-1])  # a dict's value type, a list's item type
     assert isinstance(current, type) and issubclass(current, BaseModel)
     return sorted(f.alias or n for n, f in current.model_fields.items())
 
 
 def _unwrap(annotation: Any) -> Any:
     """Optional[X] -> X, so the walk reaches the model inside."""
-    args = [a for a in get_args(annotation) if a is not type(None)]
-    if get_origin(annotation) is not dict and len(args) == 1:
-        return args[0]
+    if get_origin(annotation) in (Union, UnionType):
+        (inner,) = [a for a in get_args(annotation) if a is not type(None)]
+        return inner
     return annotation
