@@ -5,57 +5,90 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.config import tls_enabled
 from components.config_loader import load_stack_config
 from components.credentials import Credentials, CredentialsArgs
 from components.namespace import Namespace, NamespaceArgs
+from components.network_policy import NetworkPolicyRules
 from components.outputs import stack_outputs
-from components.primary_stack import read_upstreams
+from components.primary_stack import PrimaryRegion, read_primary
+from components.tls import TlsSource
 from components.valkey_server import ExternalEndpoint, ValkeyServer, ValkeyServerArgs
 
 
 async def main() -> dict[str, Any]:
     # Both checks raise a RunError naming the bad keys before any Kubernetes object is declared.
     cfg = load_stack_config()
-    upstreams = {}
-    if cfg.role == "replica" and cfg.primary_stack:
-        # Only DR instances follow the primary region; local (dr: false) ones are primaries here.
-        replicated = {name: inst for name, inst in cfg.instances.items() if inst.dr}
-        if replicated:
-            upstreams = await read_upstreams(cfg.primary_stack, replicated)
+    tls = tls_enabled(cfg)
+    primary = PrimaryRegion(upstreams={}, ca_bundle=None)
+    # Only DR instances follow the primary region; local (dr: false) ones are primaries here.
+    replicated = {name: inst for name, inst in cfg.instances.items() if inst.dr}
+    if cfg.role == "replica" and cfg.primary_stack and replicated:
+        primary = await read_primary(cfg.primary_stack, replicated, tls)
 
     provider = k8s.Provider(
         "kubernetes",
         kubeconfig=pulumi.Output.secret(cfg.kubeconfig) if cfg.kubeconfig else None,
         context=cfg.kube_context,
     )
-    opts = pulumi.ResourceOptions(provider=provider)
-    namespace = Namespace(cfg.namespace, NamespaceArgs(name=cfg.namespace, create=cfg.create_namespace), opts)
+    namespace = Namespace(
+        cfg.namespace,
+        NamespaceArgs(name=cfg.namespace, create=cfg.create_namespace),
+        pulumi.ResourceOptions(provider=provider, protect=cfg.protect),
+    )
+    opts = pulumi.ResourceOptions(provider=provider, depends_on=[namespace])
 
     servers: dict[str, ValkeyServer] = {}
     credentials: dict[str, Credentials] = {}
     for name, inst in cfg.instances.items():
         credentials[name] = Credentials(
-            name, CredentialsArgs(instance=name, namespace=namespace.name, secret_name=f"{name}-credentials"), opts
+            name,
+            CredentialsArgs(
+                instance=name,
+                namespace=cfg.namespace,
+                secret_name=f"{name}-credentials",
+                rotation=cfg.password_rotation,
+            ),
+            opts,
         )
+        upstream = primary.upstreams.get(name)
         external = None
-        if inst.dr and name not in upstreams:
+        if inst.dr and upstream is None:
             external = ExternalEndpoint(
                 host=inst.external_host or f"{name}.{cfg.region}.{cfg.external_domain}",
                 annotations=cfg.external_service.annotations,
                 load_balancer_class=cfg.external_service.load_balancer_class,
-                source_ranges=cfg.external_service.load_balancer_source_ranges,
+                source_ranges=cfg.peer_cidrs,
+            )
+        tls_source = None
+        if tls and cfg.tls.ca_bundle:
+            # A replica trusts its own CA (probes) and the primary region's (replication).
+            trusted = cfg.tls.ca_bundle + ((primary.ca_bundle or "") if upstream is not None else "")
+            tls_source = TlsSource(ca_bundle=trusted, issuer=cfg.tls.issuer, existing_secret=cfg.tls.existing_secret)
+        network_policy = None
+        if cfg.network_policy.enabled:
+            network_policy = NetworkPolicyRules(
+                clients=cfg.network_policy.clients,
+                peer_cidrs=cfg.peer_cidrs,
+                monitoring_namespace=cfg.network_policy.monitoring_namespace,
+                accepts_replicas=external is not None,
+                upstream_port=inst.port if upstream is not None else None,
             )
         servers[name] = ValkeyServer(
             name,
             ValkeyServerArgs(
-                namespace=namespace.name,
+                namespace=cfg.namespace,
                 settings=inst,
                 image=cfg.image,
                 credentials=credentials[name],
-                upstream=upstreams.get(name),
+                upstream=upstream,
                 external=external,
+                tls=tls_source,
+                network_policy=network_policy,
+                denied_commands=cfg.denied_commands,
                 cluster_domain=cfg.cluster_domain,
                 block_voluntary_eviction=cfg.block_voluntary_eviction,
+                protect=cfg.protect,
             ),
             opts,
         )

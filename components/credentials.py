@@ -1,14 +1,17 @@
-"""Generated passwords of one Valkey instance in one region, and the Secret applications mount."""
+"""Generated passwords of one Valkey instance in one region, and the Secrets people and
+applications read them from."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from .config_security import PasswordRotation, Rotation
 from .labels import instance_labels
+from .valkey_conf import ADMIN_USER
 
 PASSWORD_LENGTH = 32
 """Alphanumeric only (about 190 bits): safe in valkey.conf, URLs and shell without quoting."""
@@ -19,51 +22,86 @@ class CredentialsArgs:
     instance: str
     """Valkey instance the credentials belong to (labels only)."""
     namespace: pulumi.Input[str]
-    """Namespace of the application Secret."""
+    """Namespace of the Secrets."""
     secret_name: str
     """Name of the Secret applications mount, e.g. valkey-credentials."""
     secret_key: str = "password"
     """Key of the client password in that Secret."""
+    rotation: PasswordRotation = field(default_factory=PasswordRotation)
+    """Generation of each rotating password, and whether the previous one is still accepted."""
+
+
+@dataclass
+class RotatingPassword:
+    current: pulumi.Output[str]
+    """What clients should use now."""
+    accepted: pulumi.Output[list[str]]
+    """What the server accepts: the current password, and the previous one during a rotation."""
 
 
 class Credentials(pulumi.ComponentResource):
-    """Three passwords, each a Pulumi secret: the client password (Valkey's default user, what
-    applications use), the replication user's, and the probe user's. Every region generates its
-    own; only the replication password is shared, through the primary's stack outputs."""
+    """The passwords of one instance, each a Pulumi secret. Every region generates its own; only
+    the replication password is shared, through the primary's stack outputs.
 
-    client_password: pulumi.Output[str]
-    replication_password: pulumi.Output[str]
+    A rotating password of generation N is the RandomPassword ``<name>-<user>`` (N = 1) or
+    ``<name>-<user>-g<N>``. Raising N creates a new one; with ``acceptPrevious`` the one of
+    generation N-1 stays declared and accepted, and is deleted once ``acceptPrevious`` goes false.
+    """
+
+    client: RotatingPassword
+    replication: RotatingPassword
     probe_password: pulumi.Output[str]
+    reloader_password: pulumi.Output[str]
+    admin_password: pulumi.Output[str]
     secret_name: pulumi.Output[str]
     secret_key: str
+    admin_secret_name: pulumi.Output[str]
 
     def __init__(self, resource_name: str, args: CredentialsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("valkey:index:Credentials", resource_name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        def password(purpose: str) -> pulumi.Output[str]:
-            generated = random.RandomPassword(
-                f"{resource_name}-{purpose}", length=PASSWORD_LENGTH, special=False, opts=child
-            )
+        def password(name: str) -> pulumi.Output[str]:
+            generated = random.RandomPassword(name, length=PASSWORD_LENGTH, special=False, opts=child)
             # RandomPassword marks `result` secret itself; saying it again keeps it secret for
             # anything that reads this attribute, whatever the provider version does.
             return pulumi.Output.secret(generated.result)
 
-        self.client_password = password("client")
-        self.replication_password = password("replication")
-        self.probe_password = password("probe")
+        def rotating(user: str, rotation: Rotation) -> RotatingPassword:
+            def generation(n: int) -> pulumi.Output[str]:
+                return password(f"{resource_name}-{user}" if n == 1 else f"{resource_name}-{user}-g{n}")
+
+            current = generation(rotation.generation)
+            accepted = [current]
+            if rotation.accept_previous and rotation.generation > 1:
+                accepted.append(generation(rotation.generation - 1))
+            return RotatingPassword(current, pulumi.Output.all(*accepted))
+
+        self.client = rotating("client", args.rotation.client)
+        self.replication = rotating("replication", args.rotation.replication)
+        self.probe_password = password(f"{resource_name}-probe")
+        self.reloader_password = password(f"{resource_name}-reloader")
+        self.admin_password = password(f"{resource_name}-admin")
         self.secret_key = args.secret_key
 
-        secret = k8s.core.v1.Secret(
-            f"{resource_name}-client",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=args.secret_name,
-                namespace=args.namespace,
-                labels=instance_labels(args.instance, "credentials"),
-            ),
-            type="Opaque",
-            string_data={args.secret_key: self.client_password},
-            opts=child,
+        def secret(name: str, suffix: str, component: str, data: dict[str, pulumi.Input[str]]) -> pulumi.Output[str]:
+            created = k8s.core.v1.Secret(
+                f"{resource_name}-{suffix}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=name, namespace=args.namespace, labels=instance_labels(args.instance, component)
+                ),
+                type="Opaque",
+                string_data=data,
+                opts=child,
+            )
+            return created.metadata.apply(lambda m: m["name"])
+
+        self.secret_name = secret(args.secret_name, "client", "credentials", {args.secret_key: self.client.current})
+        # For operators (promotion, break-glass): read with kubectl, never mounted into a pod.
+        self.admin_secret_name = secret(
+            f"{args.instance}-admin-credentials",
+            "admin",
+            "admin-credentials",
+            {"username": ADMIN_USER, "password": self.admin_password},
         )
-        self.secret_name = secret.metadata.apply(lambda m: m["name"])
-        self.register_outputs({"secret_name": self.secret_name})
+        self.register_outputs({"secret_name": self.secret_name, "admin_secret_name": self.admin_secret_name})

@@ -10,13 +10,14 @@ from typing import Any
 
 import pulumi
 
-from .config import StackConfig
+from .config import StackConfig, tls_enabled
 from .credentials import Credentials
 from .valkey_conf import REPLICATION_USER
 from .valkey_server import ValkeyServer
 
 INSTANCES = "instances"
 REPLICATION_CREDENTIALS = "replicationCredentials"
+CA_BUNDLE = "caBundle"
 
 
 def stack_outputs(
@@ -30,6 +31,7 @@ def stack_outputs(
             "port": servers[name].port,
             "externalHost": servers[name].external_host,
             "role": servers[name].role,
+            "tls": servers[name].tls,
             "dr": inst.dr,
             "secretName": credentials[name].secret_name,
             "secretKey": credentials[name].secret_key,
@@ -40,7 +42,7 @@ def stack_outputs(
         for name, inst in cfg.instances.items()
     }
     replication = {
-        name: {"username": REPLICATION_USER, "password": credentials[name].replication_password}
+        name: {"username": REPLICATION_USER, "password": credentials[name].replication.current}
         for name, inst in cfg.instances.items()
         if inst.dr
     }
@@ -48,6 +50,8 @@ def stack_outputs(
         "region": cfg.region,
         "role": cfg.role,
         "namespace": cfg.namespace,
+        # Not secret: clients and the other region's replicas verify certificates against it.
+        CA_BUNDLE: cfg.tls.ca_bundle if tls_enabled(cfg) else None,
         INSTANCES: instances,
         REPLICATION_CREDENTIALS: pulumi.Output.secret(replication),
     }

@@ -1,4 +1,4 @@
-"""The pod template of a Valkey server: security context, mounts, resources and probes.
+"""The pod template of a Valkey server: security context, mounts, resources, probes, sidecars.
 
 Everything a pod reviewer checks is decided here, in one function, from plain values.
 """
@@ -10,11 +10,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from .valkey_conf import PROBE_USER, RELOADER_USER
+
 CONFIG_DIR = "/etc/valkey"
+TLS_DIR = "/etc/valkey-tls"
 DATA_DIR = "/data"
 CONFIG_FILE = f"{CONFIG_DIR}/valkey.conf"
 ACL_FILE = f"{CONFIG_DIR}/users.acl"
+CA_FILE = f"{CONFIG_DIR}/ca-bundle.crt"
 PROBE_PASSWORD_FILE = f"{CONFIG_DIR}/probe-password"
+RELOADER_PASSWORD_FILE = f"{CONFIG_DIR}/reloader-password"
+TLS_CERT_FILE = f"{TLS_DIR}/tls.crt"
+TLS_KEY_FILE = f"{TLS_DIR}/tls.key"
 
 # The official image's valkey user (alpine variant): uid 999, gid 1000.
 VALKEY_UID = 999
@@ -30,23 +37,32 @@ class PodSettings:
     memory_bytes: int
     labels: dict[str, str]
     config_secret: str
-    """Secret holding valkey.conf, users.acl and the probe password."""
+    """Secret holding valkey.conf, users.acl, the CA bundle and the in-pod passwords."""
+    tls_secret: str | None = None
+    """Secret with tls.crt and tls.key; None serves plaintext."""
+    persistence: bool = True
+    """False: /data is an emptyDir, gone with the pod."""
 
 
-def _mib(n: int) -> str:
+def mib(n: int) -> str:
     return f"{-(-n // (1024 * 1024))}Mi"
 
 
-def probe_command(port: int, accept: str) -> list[str]:
-    """An exec probe that authenticates as the probe user and passes only on an expected reply.
+def cli(port: int, user: str, password_file: str, tls: bool) -> str:
+    """A valkey-cli invocation against the local server, authenticated as ``user``.
 
-    valkey-cli exits 0 even on an error reply, so the reply text decides. The password goes in
-    REDISCLI_AUTH (the variable valkey-cli 8.1 reads), read from the mounted Secret, never in
-    the probe's arguments.
+    The password goes in REDISCLI_AUTH (the variable valkey-cli 8.1 reads), read from the mounted
+    Secret: never in an argument, where /proc/<pid>/cmdline would show it.
     """
+    tls_options = f" --tls --cacert {CA_FILE}" if tls else ""
+    auth = f'REDISCLI_AUTH="$(cat {password_file})"'
+    return f"{auth} valkey-cli --no-auth-warning --user {user} -h 127.0.0.1 -p {port}{tls_options}"
+
+
+def probe_command(port: int, accept: str, tls: bool) -> list[str]:
+    """An exec probe that passes only on an expected reply (valkey-cli exits 0 on error replies)."""
     script = (
-        f'reply="$(REDISCLI_AUTH="$(cat {PROBE_PASSWORD_FILE})" '
-        f'valkey-cli --user probe -h 127.0.0.1 -p {port} ping 2>/dev/null)"; '
+        f'reply="$({cli(port, PROBE_USER, PROBE_PASSWORD_FILE, tls)} ping 2>/dev/null)"; '
         f'case "$reply" in {accept}) exit 0;; *) echo "$reply"; exit 1;; esac'
     )
     return ["sh", "-c", script]
@@ -58,20 +74,63 @@ READY_REPLIES = "PONG"
 ALIVE_REPLIES = "PONG|LOADING*"
 
 
+def reloader_script(port: int, tls: bool) -> str:
+    """Applies what Pulumi changed in the mounted Secrets without restarting Valkey: ACL LOAD for
+    passwords (rotation), CONFIG SET masterauth for a replica, and a TLS reload for a renewed
+    certificate. Files are compared every 5 s; the kubelet swaps a Secret volume atomically."""
+    run = cli(port, RELOADER_USER, RELOADER_PASSWORD_FILE, tls)
+    watched = f"{ACL_FILE} {CONFIG_FILE} {CA_FILE}" + (f" {TLS_CERT_FILE} {TLS_KEY_FILE}" if tls else "")
+    tls_reload = (
+        f"{run} CONFIG SET tls-cert-file {TLS_CERT_FILE} tls-key-file {TLS_KEY_FILE} tls-ca-cert-file {CA_FILE}"
+        " | grep -qx OK || ok=0\n"
+        if tls
+        else ""
+    )
+    return f"""fingerprint() {{ cat {watched} 2>/dev/null | sha256sum; }}
+seen="$(fingerprint)"
+while sleep 5; do
+  now="$(fingerprint)"
+  [ "$now" = "$seen" ] && continue
+  ok=1
+  {run} ACL LOAD | grep -qx OK || ok=0
+  auth="$(sed -n 's/^masterauth "\\(.*\\)"$/\\1/p' {CONFIG_FILE})"
+  if [ -n "$auth" ]; then printf %s "$auth" | {run} -x CONFIG SET masterauth | grep -qx OK || ok=0; fi
+  {tls_reload}if [ "$ok" = 1 ]; then seen="$now"; echo "reloader: applied changed files"
+  else echo "reloader: apply failed, will retry"; fi
+done
+"""
+
+
+def _security_context() -> k8s.core.v1.SecurityContextArgs:
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        run_as_user=VALKEY_UID,
+        run_as_group=VALKEY_GID,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
 def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k8s.core.v1.PodTemplateSpecArgs:
-    limits = {"memory": _mib(s.memory_bytes)}
+    tls = s.tls_secret is not None
+    limits = {"memory": mib(s.memory_bytes)}
     if s.cpu_limit is not None:
         limits["cpu"] = s.cpu_limit
 
     def exec_probe(accept: str, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
         return k8s.core.v1.ProbeArgs(
-            exec_=k8s.core.v1.ExecActionArgs(command=probe_command(s.port, accept)),
+            exec_=k8s.core.v1.ExecActionArgs(command=probe_command(s.port, accept, tls)),
             period_seconds=period,
             timeout_seconds=5,
             failure_threshold=failures,
         )
 
-    container = k8s.core.v1.ContainerArgs(
+    mounts = [k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True)]
+    if tls:
+        mounts.append(k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True))
+    server = k8s.core.v1.ContainerArgs(
         name="valkey",
         image=s.image,
         image_pull_policy="IfNotPresent",
@@ -79,22 +138,10 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
         command=["valkey-server", CONFIG_FILE],
         ports=[k8s.core.v1.ContainerPortArgs(name="valkey", container_port=s.port, protocol="TCP")],
         resources=k8s.core.v1.ResourceRequirementsArgs(
-            requests={"cpu": s.cpu_request, "memory": _mib(s.memory_bytes)},
-            limits=limits,
+            requests={"cpu": s.cpu_request, "memory": mib(s.memory_bytes)}, limits=limits
         ),
-        security_context=k8s.core.v1.SecurityContextArgs(
-            allow_privilege_escalation=False,
-            read_only_root_filesystem=True,
-            run_as_non_root=True,
-            run_as_user=VALKEY_UID,
-            run_as_group=VALKEY_GID,
-            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-        ),
-        volume_mounts=[
-            k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
-            k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR),
-        ],
+        security_context=_security_context(),
+        volume_mounts=[*mounts, k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR)],
         # Up to 10 minutes to load a large AOF before liveness starts counting.
         startup_probe=exec_probe(ALIVE_REPLIES, period=5, failures=120),
         liveness_probe=exec_probe(ALIVE_REPLIES, period=10, failures=6),
@@ -102,6 +149,30 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
         # (replica-serve-stale-data yes), so region 2 stays Ready while region 1 is lost.
         readiness_probe=exec_probe(READY_REPLIES, period=5, failures=3),
     )
+    reloader = k8s.core.v1.ContainerArgs(
+        name="reloader",
+        image=s.image,
+        image_pull_policy="IfNotPresent",
+        command=["sh", "-c", reloader_script(s.port, tls)],
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}
+        ),
+        security_context=_security_context(),
+        volume_mounts=mounts,
+    )
+    volumes = [
+        k8s.core.v1.VolumeArgs(
+            name="config", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=s.config_secret, default_mode=0o440)
+        )
+    ]
+    if tls:
+        volumes.append(
+            k8s.core.v1.VolumeArgs(
+                name="tls", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=s.tls_secret, default_mode=0o440)
+            )
+        )
+    if not s.persistence:
+        volumes.append(k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()))
     return k8s.core.v1.PodTemplateSpecArgs(
         metadata=k8s.meta.v1.ObjectMetaArgs(labels=s.labels, annotations=annotations),
         spec=k8s.core.v1.PodSpecArgs(
@@ -117,12 +188,7 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
                 fs_group_change_policy="OnRootMismatch",
                 seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
             ),
-            containers=[container],
-            volumes=[
-                k8s.core.v1.VolumeArgs(
-                    name="config",
-                    secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=s.config_secret, default_mode=0o440),
-                ),
-            ],
+            containers=[server, reloader],
+            volumes=volumes,
         ),
     )

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 REPLICATION_USER = "replication"
 PROBE_USER = "probe"
+RELOADER_USER = "reloader"
+ADMIN_USER = "admin"
 
 # The replication user's commands, measured on Valkey 8.1.8: PSYNC is the sync itself (without
 # it a replica falls back to SYNC and every reconnect is a full resync), REPLCONF carries the
@@ -20,7 +22,10 @@ PROBE_USER = "probe"
 # not needed: a replica's handshake PING is accepted even when it is refused.
 REPLICATION_RULES = "-@all +psync +replconf"
 PROBE_RULES = "-@all +ping"
-DEFAULT_USER_RULES = "~* &* +@all"
+# Applies changed credentials and renewed certificates without a restart: ACL LOAD re-reads the
+# ACL file, CONFIG SET masterauth / tls-cert-file takes the new values.
+RELOADER_RULES = "-@all +acl|load +config|set"
+ALL_KEYS_ALL_COMMANDS = "~* &* +@all"
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,15 @@ class Upstream:
     port: int
     username: str
     password: str
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Where the server certificate, its key and the trusted CA bundle are mounted."""
+
+    cert: str
+    key: str
+    ca: str
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,10 @@ class ServerSettings:
     acl_file: str
     upstream: Upstream | None = None
     """Set on a replica; a primary has none."""
+    tls: TlsFiles | None = None
+    """Serve TLS only (the plaintext port is off) and replicate over TLS."""
+    persistence: bool = True
+    """AOF on; off only for local instances whose data may be lost with the pod."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +84,7 @@ def quote(value: str) -> str:
 def render_valkey_conf(s: ServerSettings) -> str:
     lines = [
         "# Rendered by the valkey Pulumi program; edit the stack config, not this file.",
-        f"port {s.port}",
+        *_listeners(s),
         "bind * -::*",
         "protected-mode yes",
         "daemonize no",
@@ -78,13 +96,7 @@ def render_valkey_conf(s: ServerSettings) -> str:
         f"maxmemory {s.maxmemory}",
         f"maxmemory-policy {s.maxmemory_policy}",
         "",
-        "# Persistence: AOF on the PersistentVolume; an acknowledged write is on disk within 1 s.",
-        "appendonly yes",
-        "appendfsync everysec",
-        'appenddirname "appendonlydir"',
-        "aof-use-rdb-preamble yes",
-        "# No RDB snapshots: the AOF is the persistence, and each snapshot would be another fork.",
-        'save ""',
+        *_persistence(s.persistence),
         "",
         "# Replication: diskless full sync without the 5 s default wait, and a backlog sized",
         "# for the cross-region outage the stack config tolerates, kept while no replica is connected.",
@@ -107,6 +119,35 @@ def render_valkey_conf(s: ServerSettings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _persistence(enabled: bool) -> list[str]:
+    if not enabled:
+        return ["# No persistence: a local instance whose data may be lost with its pod.", "appendonly no", 'save ""']
+    return [
+        "# Persistence: AOF on the PersistentVolume; an acknowledged write is on disk within 1 s.",
+        "appendonly yes",
+        "appendfsync everysec",
+        'appenddirname "appendonlydir"',
+        "aof-use-rdb-preamble yes",
+        "# No RDB snapshots: the AOF is the persistence, and each snapshot would be another fork.",
+        'save ""',
+    ]
+
+
+def _listeners(s: ServerSettings) -> list[str]:
+    if s.tls is None:
+        return [f"port {s.port}"]
+    return [
+        "# TLS only: the plaintext port is closed; replicas verify their primary against the CA.",
+        "port 0",
+        f"tls-port {s.port}",
+        f"tls-cert-file {quote(s.tls.cert)}",
+        f"tls-key-file {quote(s.tls.key)}",
+        f"tls-ca-cert-file {quote(s.tls.ca)}",
+        "tls-auth-clients no",
+        "tls-replication yes",
+    ]
+
+
 def password_hash(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 
@@ -121,11 +162,27 @@ def render_acl(users: Sequence[AclUser]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def server_users(client: str, replication: str, probe: str) -> list[AclUser]:
+@dataclass(frozen=True)
+class Passwords:
+    """Plaintext passwords of one instance's users. Users that rotate live hold the current
+    password first and, while a rotation accepts it, the previous one."""
+
+    client: tuple[str, ...]
+    replication: tuple[str, ...]
+    probe: str
+    reloader: str
+    admin: str
+
+
+def server_users(passwords: Passwords, denied_commands: Sequence[str] = ()) -> list[AclUser]:
     """The ACL every instance gets, primary or replica (a replica may be promoted)."""
+    denied = "".join(f" -{command}" for command in denied_commands)
     return [
         # Applications keep the seed's `AUTH <password>`: that authenticates the default user.
-        AclUser("default", (client,), DEFAULT_USER_RULES),
-        AclUser(REPLICATION_USER, (replication,), REPLICATION_RULES),
-        AclUser(PROBE_USER, (probe,), PROBE_RULES),
+        AclUser("default", passwords.client, ALL_KEYS_ALL_COMMANDS + denied),
+        AclUser(REPLICATION_USER, passwords.replication, REPLICATION_RULES),
+        AclUser(PROBE_USER, (passwords.probe,), PROBE_RULES),
+        AclUser(RELOADER_USER, (passwords.reloader,), RELOADER_RULES),
+        # Operators (promotion, break-glass); its password is in a Secret, never in the pod.
+        AclUser(ADMIN_USER, (passwords.admin,), ALL_KEYS_ALL_COMMANDS),
     ]

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from . import valkey_conf
-from .config import Instance, backlog_bytes, memory_limit_bytes, storage_bytes
+from .config import Instance, memory_limit_bytes, storage_bytes
 from .credentials import Credentials
 from .labels import instance_labels, selector_labels
-from .pod import ACL_FILE, DATA_DIR, PodSettings, pod_template
+from .network_policy import NetworkPolicyRules, network_policy_spec
+from .pod import PodSettings, mib, pod_template
+from .server_files import render_files, restart_checksum
+from .tls import TlsSource, certificate, dns_names
 
 EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
 CONFIG_CHECKSUM = "checksum/config"
@@ -32,8 +33,8 @@ class ExternalEndpoint:
 
 @dataclass
 class ValkeyServerArgs:
-    namespace: pulumi.Input[str]
-    """Namespace for every object of the instance."""
+    namespace: str
+    """Namespace for every object of the instance (it must exist: depend on it through opts)."""
     settings: Instance
     """Validated instance settings (memory, policy, port, storage, resources, backlog)."""
     image: str
@@ -44,24 +45,35 @@ class ValkeyServerArgs:
     """Set to make this instance a replica of another region's primary."""
     external: ExternalEndpoint | None = None
     """Set on a primary that DR replicas connect to."""
+    tls: TlsSource | None = None
+    """Serve and replicate over TLS only; None serves plaintext."""
+    network_policy: NetworkPolicyRules | None = None
+    """Default-deny NetworkPolicy with these allowances; None creates none."""
+    denied_commands: list[str] = field(default_factory=list)
+    """Commands the default user (applications) may not run."""
     cluster_domain: str = "cluster.local"
     block_voluntary_eviction: bool = True
     """PodDisruptionBudget minAvailable 1 (drains wait for a person) instead of maxUnavailable 1."""
+    protect: bool = False
+    """Pulumi protect on the StatefulSet: deleting or replacing it fails instead."""
 
 
 class ValkeyServer(pulumi.ComponentResource):
-    """A StatefulSet of one Valkey pod with its config Secret, Services and PodDisruptionBudget.
+    """A StatefulSet of one Valkey pod with its config Secret, Services, PodDisruptionBudget,
+    and optionally its certificate and NetworkPolicy.
 
     Kubernetes object names derive from the resource name: ``<name>`` (StatefulSet, client
-    Service, PDB), ``<name>-headless``, ``<name>-config``, ``<name>-external``.
+    Service, PDB, NetworkPolicy), ``<name>-headless``, ``<name>-config``, ``<name>-external``,
+    ``<name>-tls``.
     """
 
-    host: pulumi.Output[str]
+    host: str
     """In-cluster DNS name of the client Service."""
     port: int
     external_host: str | None
     role: str
     """"primary" or "replica"."""
+    tls: bool
     statefulset: k8s.apps.v1.StatefulSet
 
     def __init__(self, name: str, args: ValkeyServerArgs, opts: pulumi.ResourceOptions | None = None):
@@ -72,30 +84,57 @@ class ValkeyServer(pulumi.ComponentResource):
         self.port = s.port
         self.role = "replica" if args.upstream is not None else "primary"
         self.external_host = args.external.host if args.external else None
+        self.tls = args.tls is not None
+        self.host = f"{name}.{args.namespace}.svc.{args.cluster_domain}"
 
         def metadata(object_name: str, annotations: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(
                 name=object_name, namespace=args.namespace, labels=labels, annotations=annotations
             )
 
-        upstream = args.upstream if args.upstream is not None else pulumi.Output.from_input(None)
+        creds = args.credentials
+        ca_bundle = args.tls.ca_bundle if args.tls else None
         files = pulumi.Output.all(
-            args.credentials.client_password,
-            args.credentials.replication_password,
-            args.credentials.probe_password,
-            upstream,
-        ).apply(lambda v: _render_files(s, client=v[0], replication=v[1], probe=v[2], upstream=v[3]))
+            creds.client.accepted,
+            creds.replication.accepted,
+            creds.probe_password,
+            creds.reloader_password,
+            creds.admin_password,
+            args.upstream if args.upstream is not None else pulumi.Output.from_input(None),
+        ).apply(
+            lambda v: render_files(
+                s,
+                valkey_conf.Passwords(
+                    client=tuple(v[0]), replication=tuple(v[1]), probe=v[2], reloader=v[3], admin=v[4]
+                ),
+                upstream=v[5],
+                ca_bundle=ca_bundle,
+                denied_commands=args.denied_commands,
+            )
+        )
         files = pulumi.Output.secret(files)
         config = k8s.core.v1.Secret(
-            f"{name}-config",
-            metadata=metadata(f"{name}-config"),
-            type="Opaque",
-            string_data=files,
-            opts=child,
+            f"{name}-config", metadata=metadata(f"{name}-config"), type="Opaque", string_data=files, opts=child
         )
-        # A hash of the files rolls the pod when the config changes. It reveals nothing of the
-        # 190-bit passwords inside, so it stays readable in `pulumi preview` diffs.
-        checksum = pulumi.Output.unsecret(files.apply(lambda f: {CONFIG_CHECKSUM: _checksum(f)}))
+        # A hash of what needs a restart rolls the pod when it changes; password rotations and
+        # renewed certificates are applied live by the reloader sidecar and roll nothing. The hash
+        # reveals nothing of the 190-bit passwords it covers, so it stays readable in previews.
+        checksum = pulumi.Output.unsecret(files.apply(lambda f: {CONFIG_CHECKSUM: restart_checksum(f)}))
+
+        depends: list[pulumi.Resource] = [config]
+        if args.tls is not None and args.tls.issuer is not None:
+            names = dns_names(name, args.namespace, args.cluster_domain, self.external_host)
+            # The pod mounts the Secret cert-manager issues for this Certificate.
+            depends.append(
+                certificate(
+                    instance=name,
+                    namespace=args.namespace,
+                    names=names,
+                    issuer=args.tls.issuer,
+                    labels=labels,
+                    opts=child,
+                )
+            )
 
         headless = k8s.core.v1.Service(
             f"{name}-headless",
@@ -108,7 +147,7 @@ class ValkeyServer(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        client = k8s.core.v1.Service(
+        k8s.core.v1.Service(
             name,
             metadata=metadata(name),
             spec=k8s.core.v1.ServiceSpecArgs(
@@ -120,7 +159,7 @@ class ValkeyServer(pulumi.ComponentResource):
             ext = args.external
             k8s.core.v1.Service(
                 f"{name}-external",
-                metadata=metadata(f"{name}-external", annotations={**ext.annotations, EXTERNAL_DNS_HOSTNAME: ext.host}),
+                metadata=metadata(f"{name}-external", {**ext.annotations, EXTERNAL_DNS_HOSTNAME: ext.host}),
                 spec=k8s.core.v1.ServiceSpecArgs(
                     type="LoadBalancer",
                     # Local keeps the client's source address, which source ranges and network
@@ -142,7 +181,23 @@ class ValkeyServer(pulumi.ComponentResource):
             memory_bytes=memory_limit_bytes(s),
             labels=labels,
             config_secret=f"{name}-config",
+            tls_secret=args.tls.secret_name(name) if args.tls else None,
+            persistence=s.persistence,
         )
+        claims = []
+        if s.persistence:
+            claims.append(
+                k8s.core.v1.PersistentVolumeClaimArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=labels),
+                    spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                        access_modes=["ReadWriteOnce"],
+                        storage_class_name=s.storage.storage_class,
+                        resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                            requests={"storage": mib(storage_bytes(s))}
+                        ),
+                    ),
+                )
+            )
         self.statefulset = k8s.apps.v1.StatefulSet(
             name,
             metadata=metadata(name),
@@ -155,21 +210,10 @@ class ValkeyServer(pulumi.ComponentResource):
                 persistent_volume_claim_retention_policy=k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
                     when_deleted="Retain", when_scaled="Retain"
                 ),
-                volume_claim_templates=[
-                    k8s.core.v1.PersistentVolumeClaimArgs(
-                        metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=labels),
-                        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                            access_modes=["ReadWriteOnce"],
-                            storage_class_name=s.storage.storage_class,
-                            resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                                requests={"storage": f"{-(-storage_bytes(s) // 1024**2)}Mi"}
-                            ),
-                        ),
-                    )
-                ],
+                volume_claim_templates=claims or None,
                 template=pod_template(pod, checksum),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[config]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends, protect=args.protect),
         )
         k8s.policy.v1.PodDisruptionBudget(
             name,
@@ -183,35 +227,15 @@ class ValkeyServer(pulumi.ComponentResource):
             ),
             opts=child,
         )
-
-        self.host = pulumi.Output.all(client.metadata, args.namespace).apply(
-            lambda v: f"{v[0]['name']}.{v[1]}.svc.{args.cluster_domain}"
-        )
+        if args.network_policy is not None:
+            k8s.networking.v1.NetworkPolicy(
+                name,
+                metadata=metadata(name),
+                spec=network_policy_spec(args.network_policy, selector_labels(name), s.port),
+                opts=child,
+            )
         self.register_outputs({"host": self.host, "port": self.port, "role": self.role})
 
 
 def _service_port(port: int) -> k8s.core.v1.ServicePortArgs:
     return k8s.core.v1.ServicePortArgs(name="valkey", port=port, target_port="valkey", protocol="TCP")
-
-
-def _render_files(
-    s: Instance, client: str, replication: str, probe: str, upstream: valkey_conf.Upstream | None
-) -> dict[str, str]:
-    settings = valkey_conf.ServerSettings(
-        port=s.port,
-        maxmemory=int(s.maxmemory),
-        maxmemory_policy=s.maxmemory_policy,
-        repl_backlog_size=backlog_bytes(s),
-        data_dir=DATA_DIR,
-        acl_file=ACL_FILE,
-        upstream=upstream,
-    )
-    return {
-        "valkey.conf": valkey_conf.render_valkey_conf(settings),
-        "users.acl": valkey_conf.render_acl(valkey_conf.server_users(client, replication, probe)),
-        "probe-password": probe,
-    }
-
-
-def _checksum(files: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()

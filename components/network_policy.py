@@ -1,0 +1,94 @@
+"""The NetworkPolicy of one Valkey instance: deny by default, then allow what the stack names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi_kubernetes as k8s
+
+from .config_security import ClientPeer
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+@dataclass(frozen=True)
+class NetworkPolicyRules:
+    clients: list[ClientPeer]
+    """Namespaces (and pod labels) whose pods may connect to the client port."""
+    peer_cidrs: list[str]
+    """The other region's addresses: may replicate from a DR primary; a replica connects to them."""
+    monitoring_namespace: str
+    metrics_port: int | None = None
+    """Port the metrics exporter listens on, scraped from the monitoring namespace."""
+    accepts_replicas: bool = False
+    """A DR primary: the other region replicates from it."""
+    upstream_port: int | None = None
+    """On a replica: the port of the primary it connects to."""
+
+
+def _namespace(name: str) -> k8s.meta.v1.LabelSelectorArgs:
+    return k8s.meta.v1.LabelSelectorArgs(match_labels={NAMESPACE_NAME_LABEL: name})
+
+
+def network_policy_spec(
+    rules: NetworkPolicyRules, pod_labels: dict[str, str], port: int
+) -> k8s.networking.v1.NetworkPolicySpecArgs:
+    valkey_port = [k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")]
+    ingress = []
+    if rules.clients:
+        ingress.append(
+            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                from_=[
+                    k8s.networking.v1.NetworkPolicyPeerArgs(
+                        namespace_selector=_namespace(c.namespace),
+                        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=c.pod_labels or None),
+                    )
+                    for c in rules.clients
+                ],
+                ports=valkey_port,
+            )
+        )
+    if rules.accepts_replicas and rules.peer_cidrs:
+        ingress.append(
+            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                from_=[
+                    k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr))
+                    for cidr in rules.peer_cidrs
+                ],
+                ports=valkey_port,
+            )
+        )
+    if rules.metrics_port is not None:
+        ingress.append(
+            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                from_=[
+                    k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=_namespace(rules.monitoring_namespace))
+                ],
+                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=rules.metrics_port, protocol="TCP")],
+            )
+        )
+    # Egress: DNS anywhere, and a replica's connection to the other region's primary.
+    egress = [
+        k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+            ports=[
+                k8s.networking.v1.NetworkPolicyPortArgs(port=53, protocol="UDP"),
+                k8s.networking.v1.NetworkPolicyPortArgs(port=53, protocol="TCP"),
+            ]
+        )
+    ]
+    if rules.upstream_port is not None and rules.peer_cidrs:
+        egress.append(
+            k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                to=[
+                    k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr))
+                    for cidr in rules.peer_cidrs
+                ],
+                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=rules.upstream_port, protocol="TCP")],
+            )
+        )
+    return k8s.networking.v1.NetworkPolicySpecArgs(
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_labels),
+        policy_types=["Ingress", "Egress"],
+        ingress=ingress,
+        egress=egress,
+    )

@@ -1,0 +1,66 @@
+"""The files a Valkey pod mounts from its config Secret, rendered from validated settings.
+
+Pure: no Pulumi. ``restart_checksum`` covers only what a running server cannot take live; the
+reloader sidecar applies the rest (ACL file, a replica's masterauth, CA bundle) without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+
+from . import valkey_conf
+from .config import Instance, backlog_bytes
+from .pod import ACL_FILE, CA_FILE, DATA_DIR, PROBE_PASSWORD_FILE, RELOADER_PASSWORD_FILE, TLS_CERT_FILE, TLS_KEY_FILE
+
+CONFIG_KEY = "valkey.conf"
+ACL_KEY = os.path.basename(ACL_FILE)
+CA_KEY = os.path.basename(CA_FILE)
+PROBE_PASSWORD_KEY = os.path.basename(PROBE_PASSWORD_FILE)
+RELOADER_PASSWORD_KEY = os.path.basename(RELOADER_PASSWORD_FILE)
+
+
+def render_files(
+    s: Instance,
+    passwords: valkey_conf.Passwords,
+    upstream: valkey_conf.Upstream | None,
+    ca_bundle: str | None,
+    denied_commands: Sequence[str],
+) -> dict[str, str]:
+    """Secret keys -> file contents. ``ca_bundle`` set means TLS."""
+    settings = valkey_conf.ServerSettings(
+        port=s.port,
+        maxmemory=int(s.maxmemory),
+        maxmemory_policy=s.maxmemory_policy,
+        repl_backlog_size=backlog_bytes(s),
+        data_dir=DATA_DIR,
+        acl_file=ACL_FILE,
+        upstream=upstream,
+        tls=valkey_conf.TlsFiles(TLS_CERT_FILE, TLS_KEY_FILE, CA_FILE) if ca_bundle else None,
+        persistence=s.persistence,
+    )
+    files = {
+        CONFIG_KEY: valkey_conf.render_valkey_conf(settings),
+        ACL_KEY: valkey_conf.render_acl(valkey_conf.server_users(passwords, denied_commands)),
+        PROBE_PASSWORD_KEY: passwords.probe,
+        RELOADER_PASSWORD_KEY: passwords.reloader,
+    }
+    if ca_bundle:
+        files[CA_KEY] = ca_bundle
+    return files
+
+
+_MASTERAUTH = re.compile(r"^masterauth .*$", flags=re.MULTILINE)
+
+
+def restart_checksum(files: dict[str, str]) -> str:
+    """Hash of what needs a restart to take effect: valkey.conf except ``masterauth``, and the
+    reloader's own password (it logs in with it to apply everything else)."""
+    restart_relevant = {
+        CONFIG_KEY: _MASTERAUTH.sub("masterauth <applied live>", files[CONFIG_KEY]),
+        RELOADER_PASSWORD_KEY: files[RELOADER_PASSWORD_KEY],
+    }
+    return hashlib.sha256(json.dumps(restart_relevant, sort_keys=True).encode()).hexdigest()

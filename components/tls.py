@@ -1,0 +1,64 @@
+"""Server certificates of a Valkey instance: issued by cert-manager, or an existing Secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .config_security import IssuerRef
+
+
+@dataclass(frozen=True)
+class TlsSource:
+    """Where an instance's certificate comes from, and which CA its peers trust."""
+
+    ca_bundle: str
+    """PEM of the CAs this instance trusts: its own, and on a replica its primary's."""
+    issuer: IssuerRef | None = None
+    """cert-manager issuer; a Certificate <instance>-tls is created."""
+    existing_secret: str | None = None
+    """Secret with tls.crt and tls.key, managed outside this program."""
+
+    def secret_name(self, instance: str) -> str:
+        return self.existing_secret or f"{instance}-tls"
+
+
+def dns_names(instance: str, namespace: str, cluster_domain: str, external_host: str | None) -> list[str]:
+    """Every name a client or a replica may use to reach the instance."""
+    svc = f"{instance}.{namespace}.svc"
+    names = [instance, f"{instance}.{namespace}", svc, f"{svc}.{cluster_domain}"]
+    names.append(f"*.{instance}-headless.{namespace}.svc.{cluster_domain}")
+    if external_host:
+        names.append(external_host)
+    return names
+
+
+def certificate(
+    *,
+    instance: str,
+    namespace: str,
+    names: list[str],
+    issuer: IssuerRef,
+    labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.apiextensions.CustomResource:
+    """A cert-manager Certificate whose Secret ``<instance>-tls`` holds tls.crt and tls.key."""
+    return k8s.apiextensions.CustomResource(
+        f"{instance}-tls",
+        api_version="cert-manager.io/v1",
+        kind="Certificate",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{instance}-tls", namespace=namespace, labels=labels),
+        spec={
+            "secretName": f"{instance}-tls",
+            "issuerRef": {"name": issuer.name, "kind": issuer.kind, "group": "cert-manager.io"},
+            "dnsNames": names,
+            # Renewed 30 days before expiry; the reloader sidecar loads the renewed files.
+            "duration": "2160h",
+            "renewBefore": "720h",
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            "usages": ["server auth", "client auth"],
+        },
+        opts=opts,
+    )
