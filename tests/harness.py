@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import pulumi
 import yaml
 from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_in_stack, run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -44,11 +45,25 @@ class Captured:
     """Reference (URN::id) of the provider resource that manages it; None means the default."""
 
 
+class ProtectRecordingMonitor(MockMonitor):
+    """The mock engine does not pass resource options to ``new_resource``; record ``protect``."""
+
+    def __init__(self, mocks: CaptureMocks):
+        super().__init__(mocks)
+        self.capture = mocks
+
+    def RegisterResource(self, request: Any) -> Any:
+        if request.protect:
+            self.capture.protected.add((request.type, request.name))
+        return super().RegisterResource(request)
+
+
 class CaptureMocks(pulumi.runtime.Mocks):
     def __init__(self, reference_outputs: dict[str, Rendered] | None = None):
         self.reference_outputs = reference_outputs or {}
         self.resources: dict[tuple[str, str], Captured] = {}
         self.references: list[str] = []
+        self.protected: set[tuple[str, str]] = set()
         self.passwords: list[str] = []
         """Every value the mock RandomPassword generated: none may leak outside a Secret."""
 
@@ -86,6 +101,7 @@ class Rendered:
     secret_exports: set[str]
     references: list[str] = field(default_factory=list)
     passwords: list[str] = field(default_factory=list)
+    protected: set[tuple[str, str]] = field(default_factory=set)
 
     def of_type(self, typ: str) -> dict[str, Captured]:
         return {name: c for (t, name), c in self.resources.items() if t == typ}
@@ -162,7 +178,7 @@ def render(
             values[key] = value
     mocks = mocks or CaptureMocks()
     mocks.reference_outputs = references or {}
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=ProtectRecordingMonitor(mocks))
     pulumi.runtime.set_all_config(engine_config(values), [])
     runtime_settings.SETTINGS.rpc_manager.clear()
     runtime_settings.SETTINGS.outputs.clear()
@@ -188,7 +204,7 @@ def render(
                 secret.add(name)
 
     _sync_await(resolve(dict(stacks[0].outputs)))
-    return Rendered(stack, mocks.resources, exports, secret, mocks.references, mocks.passwords)
+    return Rendered(stack, mocks.resources, exports, secret, mocks.references, mocks.passwords, mocks.protected)
 
 
 def render_both(

@@ -10,7 +10,7 @@ import pulumi
 import pytest
 from harness import CaptureMocks, render, render_both, stack_file_config
 
-from components.config import Instance, StackConfig, backlog_bytes, memory_limit_bytes, storage_bytes
+from components.config import Instance, StackConfig, backlog_bytes, memory_limit_bytes, storage_bytes, tls_enabled
 from components.config_loader import parse_stack_config
 
 SESSIONS = "instances.sessions"
@@ -46,7 +46,23 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("clusterDomain", {"clusterDomain": "cluster..local"}),
     ("externalDomain", {"externalDomain": None}),
     ("externalDomain", {"externalDomain": "Example.COM"}),
-    ("externalService.loadBalancerSourceRanges.0", {"externalService": {"loadBalancerSourceRanges": ["10.20.0.1/16"]}}),
+    ("peerCidrs.0", {"peerCidrs": ["10.20.0.1/16"]}),
+    ("peerCidrs", {"peerCidrs": []}),
+    ("externalService.loadBalancerSourceRanges", {"externalService": {"loadBalancerSourceRanges": ["10.0.0.0/8"]}}),
+    ("tls", {"tls": {"caBundle": stack_file_config("region1")["tls"]["caBundle"]}}),
+    ("tls", {"tls": {**stack_file_config("region1")["tls"], "existingSecret": "valkey-tls"}}),
+    ("tls.caBundle", {"tls": {"issuer": {"name": "valkey-ca"}}}),
+    ("tls.caBundle", {"tls": {"issuer": {"name": "valkey-ca"}, "caBundle": "not a certificate"}}),
+    ("tls.issuer.kind", {"tls": {**stack_file_config("region1")["tls"], "issuer": {"name": "ca", "kind": "Vault"}}}),
+    ("tls.enabled", {"tls": {**stack_file_config("region1")["tls"], "enabled": "sometimes"}}),
+    ("networkPolicy.clients.0.namespace", {"networkPolicy": {"clients": [{"namespace": "Apps"}]}}),
+    ("networkPolicy.clients.0.labels", {"networkPolicy": {"clients": [{"namespace": "apps", "labels": {}}]}}),
+    ("passwordRotation.client.generation", {"passwordRotation": {"client": {"generation": 0}}}),
+    ("passwordRotation.probe", {"passwordRotation": {"probe": {"generation": 2}}}),
+    ("deniedCommands.0", {"deniedCommands": ["auth"]}),
+    ("deniedCommands.1", {"deniedCommands": ["flushall", "rm -rf"]}),
+    ("protect", {"protect": "please"}),
+    (f"{SESSIONS}.persistence", with_instance(persistence=False)),
     ("externalService.internal", {"externalService": {"internal": True}}),
     ("createNamespace", {"createNamespace": "perhaps"}),
     ("blockVoluntaryEviction", {"blockVoluntaryEviction": "sometimes"}),
@@ -114,12 +130,30 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_region_defaults_to_stack_name_and_must_be_a_dns_label() -> None:
-    cfg, problems = parse_stack_config({"externalDomain": "example.com"}, stack="eu-west")
+    local_only = {"instances": {"cache": {"dr": False}}}
+    cfg, problems = parse_stack_config(local_only, stack="eu-west")
     assert problems == [] and cfg is not None and cfg.region == "eu-west"
-    cfg, problems = parse_stack_config({"externalDomain": "example.com"}, stack="EU_West")
+    cfg, problems = parse_stack_config(local_only, stack="EU_West")
     assert cfg is None and [p.key for p in problems] == ["region"]
-    cfg, problems = parse_stack_config({"externalDomain": "example.com", "region": "eu-west"}, stack="EU_West")
+    cfg, problems = parse_stack_config({**local_only, "region": "eu-west"}, stack="EU_West")
     assert problems == [] and cfg is not None and cfg.region == "eu-west"
+
+
+def test_tls_is_on_by_default_only_with_dr_instances() -> None:
+    assert tls_enabled(StackConfig.model_validate({"instances": {"cache": {"dr": False}}})) is False
+    assert tls_enabled(StackConfig()) is True
+    assert tls_enabled(StackConfig.model_validate({"tls": {"enabled": False}})) is False
+
+
+def test_replica_on_another_port_than_its_primary_is_refused() -> None:
+    region2 = with_instance("feature-flags", port=6380)
+    with pytest.raises(pulumi.RunError, match=r"valkey:instances\.feature-flags\.port: given 6380"):
+        render_both(region2=region2)
+
+
+def test_replica_without_tls_of_a_tls_primary_is_refused() -> None:
+    with pytest.raises(pulumi.RunError, match=r"valkey:tls\.enabled: given false"):
+        render_both(region2={"tls": {"enabled": False}})
 
 
 def test_replica_smaller_than_primary_is_refused() -> None:

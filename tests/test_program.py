@@ -47,7 +47,9 @@ def mebibytes(quantity: str) -> int:
 
 
 def test_default_config_is_the_seed_setup() -> None:
-    rendered = render("seed", {"externalDomain": "example.com"}, from_stack_file=False)
+    region1 = stack_file_config("region1")
+    stack_level = {k: region1[k] for k in ("externalDomain", "peerCidrs", "tls")}
+    rendered = render("seed", stack_level, from_stack_file=False)
     assert set(rendered.objects("StatefulSet")) == {"valkey"}
     assert (
         rendered.objects("Namespace")["databases"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
@@ -58,7 +60,7 @@ def test_default_config_is_the_seed_setup() -> None:
     assert list(secret["stringData"]) == ["password"]
     config = conf(rendered, "valkey")
     assert directive(config, "maxmemory") == str(2 * 1024**3)  # valkey.conf's "2gb"
-    assert directive(config, "port") == "6379"
+    assert directive(config, "tls-port") == "6379" and directive(config, "port") == "0"
     assert directive(config, "replicaof") is None
     assert (
         rendered.objects("Service")["valkey-external"]["metadata"]["annotations"][
@@ -72,6 +74,7 @@ def test_default_config_is_the_seed_setup() -> None:
         "port": 6379,
         "externalHost": "valkey.seed.example.com",
         "role": "primary",
+        "tls": True,
         "dr": True,
         "secretName": "valkey-credentials",
         "secretKey": "password",

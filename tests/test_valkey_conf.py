@@ -8,7 +8,9 @@ import pytest
 
 from components.valkey_conf import (
     AclUser,
+    Passwords,
     ServerSettings,
+    TlsFiles,
     Upstream,
     password_hash,
     quote,
@@ -65,17 +67,40 @@ def test_quote_refuses_line_breaks() -> None:
         quote("two\nlines")
 
 
+PASSWORDS = Passwords(
+    client=("client-pw", "client-pw-old"), replication=("repl-pw",), probe="probe-pw", reloader="rl-pw", admin="adm-pw"
+)
+
+
 def test_acl_holds_hashes_not_passwords() -> None:
-    text = render_acl(server_users("client-pw", "repl-pw", "probe-pw"))
-    for password in ("client-pw", "repl-pw", "probe-pw"):
+    text = render_acl(server_users(PASSWORDS, ["flushall", "config"]))
+    for password in ("client-pw", "client-pw-old", "repl-pw", "probe-pw", "rl-pw", "adm-pw"):
         assert password not in text
         assert f"#{password_hash(password)}" in text
     lines = {line.split()[1]: line for line in text.splitlines()}
-    assert set(lines) == {"default", "replication", "probe"}
+    assert set(lines) == {"default", "replication", "probe", "reloader", "admin"}
     assert lines["replication"].endswith("-@all +psync +replconf")
     assert lines["probe"].endswith("-@all +ping")
-    assert "~*" in lines["default"] and "+@all" in lines["default"]
-    assert "~" not in lines["replication"] and "~" not in lines["probe"]
+    assert lines["reloader"].endswith("-@all +acl|load +config|set")
+    assert lines["default"].endswith("~* &* +@all -flushall -config")
+    assert lines["admin"].endswith("~* &* +@all")
+    for user in ("replication", "probe", "reloader"):
+        assert "~" not in lines[user]
+
+
+def test_tls_closes_the_plaintext_port() -> None:
+    tls = TlsFiles("/etc/valkey-tls/tls.crt", "/etc/valkey-tls/tls.key", "/etc/valkey/ca-bundle.crt")
+    d = directives(render_valkey_conf(ServerSettings(**{**REPLICA.__dict__, "tls": tls})))
+    assert d["port"] == "0" and d["tls-port"] == "6380"
+    assert d["tls-cert-file"] == '"/etc/valkey-tls/tls.crt"' and d["tls-ca-cert-file"] == '"/etc/valkey/ca-bundle.crt"'
+    assert d["tls-replication"] == "yes"
+    assert "tls-port" not in directives(render_valkey_conf(PRIMARY))
+
+
+def test_persistence_can_be_off() -> None:
+    d = directives(render_valkey_conf(ServerSettings(**{**PRIMARY.__dict__, "persistence": False})))
+    assert d["appendonly"] == "no" and d["save"] == '""'
+    assert "appendfsync" not in d
 
 
 def test_acl_user_may_hold_two_passwords_and_needs_one() -> None:

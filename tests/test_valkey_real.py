@@ -22,6 +22,7 @@ from components.config_loader import parse_stack_config
 from components.valkey_conf import (
     REPLICATION_RULES,
     AclUser,
+    Passwords,
     ServerSettings,
     Upstream,
     render_acl,
@@ -56,6 +57,10 @@ def start(directory: Path, settings: ServerSettings, users: list[AclUser], passw
     return Server(directory / "valkey.conf", settings.port, password)
 
 
+def passwords(client: str, replication: str, probe: str) -> Passwords:
+    return Passwords(client=(client,), replication=(replication,), probe=probe, reloader="rl-" + probe, admin="adm")
+
+
 @dataclass
 class Pair:
     primary: Server
@@ -63,12 +68,12 @@ class Pair:
 
 
 def start_pair(tmp_path: Path, replication_rules: str = REPLICATION_RULES) -> Pair:
-    users = server_users(CLIENT, REPLICATION, PROBE)
+    users = server_users(passwords(CLIENT, REPLICATION, PROBE))
     users = [replace(u, rules=replication_rules) if u.name == "replication" else u for u in users]
     primary = start(tmp_path / "primary", sessions_settings(tmp_path / "primary", free_port()), users, CLIENT)
     upstream = Upstream("127.0.0.1", primary.port, "replication", REPLICATION)
     replica_settings = sessions_settings(tmp_path / "replica", free_port(), upstream)
-    replica_users = server_users(REPLICA_CLIENT, "replication-pw-2", "probe-pw-2")
+    replica_users = server_users(passwords(REPLICA_CLIENT, "replication-pw-2", "probe-pw-2"))
     replica = start(tmp_path / "replica", replica_settings, replica_users, REPLICA_CLIENT)
     return Pair(primary, replica)
 

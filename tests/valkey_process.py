@@ -43,13 +43,16 @@ def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "con
 class Server:
     """One valkey-server started as ``valkey-server <config>``, the way the pod starts it."""
 
-    def __init__(self, config: Path, port: int, password: str | None):
+    def __init__(
+        self, config: Path, port: int, password: str | None, binary: Path = VALKEY_SERVER, tls_ca: Path | None = None
+    ):
         self.config = config
         self.port = port
         self.password = password
+        self.tls_ca = tls_ca
         self.log = config.with_suffix(".log")
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen([str(VALKEY_SERVER), str(config)], stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen([str(binary), str(config)], stdout=log, stderr=subprocess.STDOUT)
         wait_for(self._answers, what=f"valkey on port {port} answering (log: {self.log})")
 
     def _answers(self) -> bool:
@@ -58,12 +61,14 @@ class Server:
         return bool(self.client().ping())
 
     def client(self, username: str | None = None, password: str | None = None) -> valkey.Valkey:
+        tls = {"ssl": True, "ssl_ca_certs": str(self.tls_ca), "ssl_check_hostname": False} if self.tls_ca else {}
         return valkey.Valkey(
             port=self.port,
             username=username,
             password=password if username else (password or self.password),
             socket_timeout=5,
             decode_responses=True,
+            **tls,  # type: ignore[arg-type]
         )
 
     def cmdline(self) -> str:

