@@ -86,9 +86,13 @@ def reloader_script(port: int, tls: bool) -> str:
         if tls
         else ""
     )
-    return f"""fingerprint() {{ cat {watched} 2>/dev/null | sha256sum; }}
+    # PID 1 ignores signals it does not handle: without the trap every pod stop would wait for
+    # the whole grace period; `sleep & wait` lets the trap run at once.
+    return f"""trap 'exit 0' TERM INT
+fingerprint() {{ cat {watched} 2>/dev/null | sha256sum; }}
 seen="$(fingerprint)"
-while sleep 5; do
+while true; do
+  sleep 5 & wait $!
   now="$(fingerprint)"
   [ "$now" = "$seen" ] && continue
   ok=1

@@ -1,0 +1,30 @@
+"""Run pods of rendered StatefulSets on this machine as a kubelet would, for tests.
+
+    with PodRunner() as runner:
+        pod = runner.start_pod(harness.render("region1"), "sessions", 0)
+        pod.exec(["cat", "/etc/valkey/valkey.conf"])
+
+See runner.PodRunner, pod.Pod and proxy.FaultProxy. Needs root; creates nothing on the host outside
+a temp dir, a bridge on 10.213.K.0/24 and one network namespace per pod, all removed on close().
+"""
+
+from .container import ExecResult
+from .errors import PodStartError, UnsupportedPodFeature
+from .objects import ObjectStore
+from .pod import Pod, ProbeResult
+from .podspec import PodPlan, plan_pod
+from .proxy import FaultProxy
+from .runner import PodRunner
+
+__all__ = [
+    "ExecResult",
+    "FaultProxy",
+    "ObjectStore",
+    "Pod",
+    "PodPlan",
+    "PodRunner",
+    "PodStartError",
+    "ProbeResult",
+    "UnsupportedPodFeature",
+    "plan_pod",
+]

@@ -1,0 +1,129 @@
+"""Volumes as the kubelet lays them out on a node: projected Secret/ConfigMap files, emptyDirs and
+claim directories, with the pod's fsGroup applied (kubelet pkg/volume/volume_linux.go)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from .errors import PodStartError
+from .objects import ObjectStore, as_int
+from .podspec import VolumePlan
+
+RW_MASK = 0o660
+RO_MASK = 0o440
+EXEC_MASK = 0o110
+
+
+def projected_files(volume: VolumePlan, store: ObjectStore, namespace: str) -> dict[str, tuple[bytes, int]] | None:
+    """path -> (content, mode) of a secret or configMap volume; None for a missing optional source."""
+    src = volume.source
+    kind, name = ("Secret", src["secretName"]) if volume.kind == "secret" else ("ConfigMap", src["name"])
+    default_mode = as_int(src.get("defaultMode", 0o644), f"volume {volume.name} defaultMode")
+    data = store.source_data(kind, namespace, name)
+    if data is None:
+        if src.get("optional"):
+            return None
+        issuer = next(
+            (
+                c["metadata"]["name"]
+                for c in store.of_kind("Certificate", namespace)
+                if (c.get("spec") or {}).get("secretName") == name
+            ),
+            None,
+        )
+        hint = f"; cert-manager would issue it from Certificate {issuer!r}: not emulated" if issuer else ""
+        raise PodStartError(
+            f'volume {volume.name!r}: {kind.lower()} "{name}" not found (pod stays ContainerCreating){hint}'
+        )
+    items = src.get("items")
+    if not items:
+        return {key: (value, default_mode) for key, value in data.items()}
+    files = {}
+    for item in items:
+        if item["key"] not in data:
+            if src.get("optional"):
+                continue
+            raise PodStartError(f"volume {volume.name!r}: key {item['key']!r} not found in {kind} {name!r}")
+        mode = as_int(item["mode"], f"volume {volume.name} item mode") if item.get("mode") is not None else default_mode
+        files[item["path"]] = (data[item["key"]], mode)
+    return files
+
+
+def write_projected(root: Path, files: Mapping[str, tuple[bytes, int]], fs_group: int | None) -> None:
+    """The kubelet's AtomicWriter layout: files in a timestamped dir, ``..data`` pointing at it, and one
+    symlink per top-level name through ``..data``. Owned by root; fsGroup as group, g+r added."""
+    root.mkdir(parents=True)
+    root.chmod(0o1777)  # the tmpfs the kubelet mounts for the volume
+    stamp = root / time.strftime("..%Y_%m_%d_%H_%M_%S.000000000", time.gmtime())
+    stamp.mkdir(mode=0o755)
+    stamp.chmod(0o755)
+    for rel, (content, mode) in files.items():
+        target = stamp / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        target.chmod(mode)
+    (root / "..data").symlink_to(stamp.name)
+    for top in sorted({rel.split("/", 1)[0] for rel in files}):
+        (root / top).symlink_to(f"..data/{top}")
+    if fs_group is not None:
+        set_volume_ownership(root, fs_group, read_only=True)
+
+
+def prepare_empty_dir(root: Path, fs_group: int | None) -> None:
+    root.mkdir(parents=True)
+    root.chmod(0o777)
+    if fs_group is not None:
+        set_volume_ownership(root, fs_group, read_only=False)
+
+
+def prepare_claim(root: Path, fs_group: int | None, policy: str) -> None:
+    """A claim's directory. A new one looks like a freshly formatted volume's root (root:root 0755),
+    so a pod without a suitable fsGroup cannot write to it, as on a real cluster."""
+    if not root.exists():
+        root.mkdir(parents=True)
+        root.chmod(0o755)
+    if fs_group is not None and (policy != "OnRootMismatch" or requires_permission_change(root, fs_group, False)):
+        set_volume_ownership(root, fs_group, read_only=False)
+
+
+def requires_permission_change(root: Path, fs_group: int, read_only: bool) -> bool:
+    st = root.lstat()
+    if st.st_gid != fs_group or not stat.S_ISDIR(st.st_mode):
+        return True
+    wanted = (RO_MASK if read_only else RW_MASK) | EXEC_MASK
+    return (st.st_mode & wanted) != wanted or not st.st_mode & stat.S_ISGID
+
+
+def set_volume_ownership(root: Path, fs_group: int, read_only: bool) -> None:
+    """Group fsGroup on everything, g+rw (g+r read-only) on files, plus setgid and g+x on directories;
+    symlinks are re-grouped but never chmod-ed (the kubelet's changeFilePermission)."""
+    mask = RO_MASK if read_only else RW_MASK
+    for dirpath, dirnames, filenames in os.walk(root):  # does not descend into symlinked dirs
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for path in [dirpath, *(os.path.join(dirpath, n) for n in [*links, *filenames])]:
+            st = os.lstat(path)
+            os.lchown(path, -1, fs_group)
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            extra = mask | stat.S_ISGID | EXEC_MASK if stat.S_ISDIR(st.st_mode) else mask
+            os.chmod(path, stat.S_IMODE(st.st_mode) | extra)
+
+
+def sub_path_source(volume_root: Path, sub_path: str, create: bool) -> Path:
+    """The host path a subPath mount binds, kept inside the volume. emptyDir and claim volumes get a
+    missing subPath created as a directory with the volume root's mode (the kubelet's SafeMakeDir)."""
+    root = volume_root.resolve()
+    source = (volume_root / sub_path).resolve()
+    if source != root and root not in source.parents:
+        raise PodStartError(f"subPath {sub_path!r} escapes its volume")
+    if not source.exists():
+        if not create:
+            raise PodStartError(f"subPath {sub_path!r} does not exist in its volume")
+        mode = stat.S_IMODE(root.stat().st_mode)
+        source.mkdir(parents=True)
+        source.chmod(mode)
+    return source
