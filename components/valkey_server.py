@@ -87,9 +87,15 @@ class ValkeyServer(pulumi.ComponentResource):
         self.tls = args.tls is not None
         self.host = f"{name}.{args.namespace}.svc.{args.cluster_domain}"
 
-        def metadata(object_name: str, annotations: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+        # What policies (policy/) key on: a DR primary must persist. Only on the StatefulSet and
+        # the config Secret: on the pod template or claim template a change would roll or replace.
+        role_labels = {"valkey.io/dr": str(s.dr).lower(), "valkey.io/role": self.role}
+
+        def metadata(
+            object_name: str, annotations: dict[str, str] | None = None, extra: dict[str, str] | None = None
+        ) -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(
-                name=object_name, namespace=args.namespace, labels=labels, annotations=annotations
+                name=object_name, namespace=args.namespace, labels={**labels, **(extra or {})}, annotations=annotations
             )
 
         creds = args.credentials
@@ -114,7 +120,11 @@ class ValkeyServer(pulumi.ComponentResource):
         )
         files = pulumi.Output.secret(files)
         config = k8s.core.v1.Secret(
-            f"{name}-config", metadata=metadata(f"{name}-config"), type="Opaque", string_data=files, opts=child
+            f"{name}-config",
+            metadata=metadata(f"{name}-config", extra=role_labels),
+            type="Opaque",
+            string_data=files,
+            opts=child,
         )
         # A hash of what needs a restart rolls the pod when it changes; password rotations and
         # renewed certificates are applied live by the reloader sidecar and roll nothing. The hash
@@ -200,7 +210,7 @@ class ValkeyServer(pulumi.ComponentResource):
             )
         self.statefulset = k8s.apps.v1.StatefulSet(
             name,
-            metadata=metadata(name),
+            metadata=metadata(name, extra=role_labels),
             spec=k8s.apps.v1.StatefulSetSpecArgs(
                 service_name=headless.metadata.apply(lambda m: m["name"]),
                 replicas=1,
