@@ -21,7 +21,7 @@ PASSWORD_LENGTH = 32
 class CredentialsArgs:
     instance: str
     """Valkey instance the credentials belong to (labels only)."""
-    namespace: pulumi.Input[str]
+    namespace: str
     """Namespace of the Secrets."""
     secret_name: str
     """Name of the Secret applications mount, e.g. valkey-credentials."""
@@ -29,6 +29,9 @@ class CredentialsArgs:
     """Key of the client password in that Secret."""
     rotation: PasswordRotation = field(default_factory=PasswordRotation)
     """Generation of each rotating password, and whether the previous one is still accepted."""
+    client_namespaces: list[str] = field(default_factory=list)
+    """Further namespaces that get a copy of the client Secret: a Pod can only mount a Secret of
+    its own namespace."""
 
 
 @dataclass
@@ -55,6 +58,8 @@ class Credentials(pulumi.ComponentResource):
     admin_password: pulumi.Output[str]
     secret_name: pulumi.Output[str]
     secret_key: str
+    secret_namespaces: list[str]
+    """Namespaces holding the client Secret: the instance's own, then the client namespaces."""
     admin_secret_name: pulumi.Output[str]
 
     def __init__(self, resource_name: str, args: CredentialsArgs, opts: pulumi.ResourceOptions | None = None):
@@ -84,11 +89,13 @@ class Credentials(pulumi.ComponentResource):
         self.admin_password = password(f"{resource_name}-admin")
         self.secret_key = args.secret_key
 
-        def secret(name: str, suffix: str, component: str, data: dict[str, pulumi.Input[str]]) -> pulumi.Output[str]:
+        def secret(
+            name: str, suffix: str, component: str, data: dict[str, pulumi.Input[str]], namespace: str
+        ) -> pulumi.Output[str]:
             created = k8s.core.v1.Secret(
                 f"{resource_name}-{suffix}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=name, namespace=args.namespace, labels=instance_labels(args.instance, component)
+                    name=name, namespace=namespace, labels=instance_labels(args.instance, component)
                 ),
                 type="Opaque",
                 string_data=data,
@@ -96,12 +103,19 @@ class Credentials(pulumi.ComponentResource):
             )
             return created.metadata.apply(lambda m: m["name"])
 
-        self.secret_name = secret(args.secret_name, "client", "credentials", {args.secret_key: self.client.current})
+        client_data: dict[str, pulumi.Input[str]] = {args.secret_key: self.client.current}
+        self.secret_name = secret(args.secret_name, "client", "credentials", client_data, args.namespace)
+        self.secret_namespaces = [args.namespace]
+        for namespace in args.client_namespaces:
+            if namespace not in self.secret_namespaces:
+                secret(args.secret_name, f"client-{namespace}", "credentials", client_data, namespace)
+                self.secret_namespaces.append(namespace)
         # For operators (promotion, break-glass): read with kubectl, never mounted into a pod.
         self.admin_secret_name = secret(
             f"{args.instance}-admin-credentials",
             "admin",
             "admin-credentials",
             {"username": ADMIN_USER, "password": self.admin_password},
+            args.namespace,
         )
         self.register_outputs({"secret_name": self.secret_name, "admin_secret_name": self.admin_secret_name})

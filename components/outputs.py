@@ -35,6 +35,7 @@ def stack_outputs(
             "dr": inst.dr,
             "secretName": credentials[name].secret_name,
             "secretKey": credentials[name].secret_key,
+            "secretNamespaces": credentials[name].secret_namespaces,
             "maxmemoryBytes": int(inst.maxmemory),
             "maxmemoryPolicy": inst.maxmemory_policy,
             "ttlSeconds": int(inst.ttl.total_seconds()) if inst.ttl else None,

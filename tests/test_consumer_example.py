@@ -82,7 +82,8 @@ def test_deployment_uses_region1_host_port_and_secret(region1: Rendered) -> None
     assert consumer.references == ["organization/valkey/region1"]
     sessions = region1.exports["instances"]["sessions"]
     manifest = consumer_deployment(consumer)
-    assert manifest["metadata"]["namespace"] == region1.exports["namespace"]
+    assert manifest["metadata"]["namespace"] == "apps"
+    assert "apps" in sessions["secretNamespaces"] and region1.exports["namespace"] == "databases"
     [container] = manifest["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert env["VALKEY_HOST"]["value"] == sessions["host"] == "sessions.databases.svc.cluster.local"
@@ -94,11 +95,15 @@ def test_deployment_uses_region1_host_port_and_secret(region1: Rendered) -> None
         },
     }
     # The Secret it names is one region 1 really creates, in that namespace.
-    secrets = region1.objects("Secret")
-    assert secrets[sessions["secretName"]]["metadata"]["namespace"] == manifest["metadata"]["namespace"]
-    assert sessions["secretKey"] in secrets[sessions["secretName"]]["stringData"]
+    [secret] = [
+        m
+        for m in region1.manifests()
+        if m["kind"] == "Secret"
+        and m["metadata"] == {**m["metadata"], "name": sessions["secretName"], "namespace": "apps"}
+    ]
+    assert sessions["secretKey"] in secret["stringData"]
     assert consumer.exports == {
-        "deployment": "databases/sessions-consumer",
+        "deployment": "apps/sessions-consumer",
         "valkeyEndpoint": "sessions.databases.svc.cluster.local:6379",
     }
 
@@ -136,18 +141,18 @@ def admitted(rendered: Rendered, instance: str, namespace: str, pod_labels: dict
     return False
 
 
-def test_network_policy_admits_the_consumer_once_listed(region1: Rendered) -> None:
-    """What the consumer's docstring tells the valkey stack to add to valkey:networkPolicy.clients."""
+def test_network_policy_admits_the_consumer(region1: Rendered) -> None:
     manifest = consumer_deployment(run_consumer({"organization/valkey/region1": region1}))
-    namespace = manifest["metadata"]["namespace"]
     pod_labels = manifest["spec"]["template"]["metadata"]["labels"]
-    assert not admitted(region1, "sessions", namespace, pod_labels), "the stack files admit only namespace apps"
-    clients = [
-        {"namespace": "apps"},
-        {"namespace": namespace, "podLabels": {"app.kubernetes.io/name": "valkey-consumer"}},
-    ]
-    listed = render("region1", {"networkPolicy": {"clients": clients}})
-    assert admitted(listed, "sessions", namespace, pod_labels)
+    assert admitted(region1, "sessions", "apps", pod_labels)
+    assert not admitted(region1, "sessions", "databases", pod_labels)
+
+
+def test_a_namespace_without_the_secret_is_refused(region1: Rendered) -> None:
+    with pytest.raises(
+        pulumi.RunError, match=r"valkey-consumer:namespace: given 'web'; accepted: one of \['databases', 'apps'\]"
+    ):
+        run_consumer({"organization/valkey/region1": region1}, {"namespace": "web"})
 
 
 def test_no_password_reaches_the_consumer(region1: Rendered) -> None:

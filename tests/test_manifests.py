@@ -133,7 +133,7 @@ def test_container_commands_carry_no_credentials(stacks: dict[str, Rendered]) ->
 def test_secret_values_reach_the_engine_as_pulumi_secrets(stacks: dict[str, Rendered]) -> None:
     for rendered in stacks.values():
         secrets = rendered.of_type("kubernetes:core/v1:Secret")
-        assert len(secrets) == 12  # config, client and admin credentials for 4 instances
+        assert len(secrets) == 16  # config, admin, and client credentials in databases and apps, per instance
         for name, captured in secrets.items():
             data = captured.inputs["stringData"]
             assert is_secret_envelope(data) or all(is_secret_envelope(v) for v in data.values()), name

@@ -78,6 +78,7 @@ def test_default_config_is_the_seed_setup() -> None:
         "dr": True,
         "secretName": "valkey-credentials",
         "secretKey": "password",
+        "secretNamespaces": ["databases"],
         "maxmemoryBytes": 2 * 1024**3,
         "maxmemoryPolicy": "allkeys-lru",
         "ttlSeconds": None,
@@ -272,7 +273,11 @@ def test_provider_uses_the_configured_cluster() -> None:
 def test_existing_namespace_is_used_without_creating_it() -> None:
     rendered = render("region1", {"createNamespace": False, "namespace": "cache"})
     assert rendered.objects("Namespace") == {}
-    assert {m["metadata"]["namespace"] for m in rendered.manifests()} == {"cache"}
+    namespaces = {m["kind"]: set() for m in rendered.manifests()}
+    for m in rendered.manifests():
+        namespaces[m["kind"]].add(m["metadata"]["namespace"])
+    # Only the client Secrets have copies in the client namespace the NetworkPolicy admits.
+    assert namespaces == {**{key: {"cache"} for key in namespaces}, "Secret": {"cache", "apps"}}
     assert rendered.exports["instances"]["sessions"]["host"] == "sessions.cache.svc.cluster.local"
 
 

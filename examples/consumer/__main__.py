@@ -3,16 +3,16 @@ only that stack's documented outputs (README, "Outputs contract").
 
 The client password never passes through this program: the pod reads it from the Secret the
 valkey stack created (``secretName``/``secretKey``) through ``valueFrom.secretKeyRef``. A
-secretKeyRef can only name a Secret of the pod's own namespace, so the Deployment goes into the
-namespace the valkey stack exports. That stack's NetworkPolicy admits only the clients it lists:
-add this Deployment's pods there, e.g. ``valkey:networkPolicy.clients`` entry
-``{namespace: databases, podLabels: {app.kubernetes.io/name: valkey-consumer}}``.
+secretKeyRef can only name a Secret of the pod's own namespace: the valkey stack puts a copy in
+every namespace its ``valkey:networkPolicy.clients`` admits (output ``secretNamespaces``), and
+this program refuses a namespace that is not one of them.
 
 When the instance serves TLS (``tls: true``) the pod verifies the server against the stack's
 ``caBundle`` output (a public certificate), mounted from a ConfigMap.
 
 Config (``valkey-consumer:``): ``valkeyStack`` (required, e.g. ``organization/valkey/region1``),
-``instance`` (default ``valkey``), ``image`` and ``kubeContext`` (optional).
+``namespace`` (required: where the Deployment runs), ``instance`` (default ``valkey``), ``image``
+and ``kubeContext`` (optional).
 """
 
 from __future__ import annotations
@@ -39,16 +39,15 @@ def app_script(tls: bool) -> str:
     )
 
 
-async def read_instance(stack_name: str, instance: str) -> tuple[str, dict[str, Any], str | None]:
-    """(namespace, instances.<instance>, caBundle) of the valkey stack, or a RunError naming what is missing."""
+async def read_instance(stack_name: str, instance: str) -> tuple[dict[str, Any], str | None]:
+    """(instances.<instance>, caBundle) of the valkey stack, or a RunError naming what is missing."""
     reference = pulumi.StackReference("valkey", stack_name=stack_name)
-    namespace = (await reference.get_output_details("namespace")).value
     instances = (await reference.get_output_details("instances")).value
     ca_bundle = (await reference.get_output_details("caBundle")).value
-    if not isinstance(instances, dict) or not isinstance(namespace, str):
-        absent = " or ".join(repr(k) for k, v in (("instances", instances), ("namespace", namespace)) if v is None)
+    if not isinstance(instances, dict):
+        absent = "'instances'" if instances is None else "usable instances"
         raise pulumi.RunError(
-            f"valkey-consumer:valkeyStack: stack {stack_name} exports no {absent or 'usable instances'} "
+            f"valkey-consumer:valkeyStack: stack {stack_name} exports no {absent} "
             "(see the valkey README, Outputs contract); run `pulumi up` on it first"
         )
     settings = instances.get(instance)
@@ -57,21 +56,27 @@ async def read_instance(stack_name: str, instance: str) -> tuple[str, dict[str, 
             f"valkey-consumer:instance: given {instance!r}; accepted: one of {sorted(instances)} "
             f"(the instances stack {stack_name} exports)"
         )
-    missing = [key for key in REQUIRED if settings.get(key) is None]
+    missing = [key for key in (*REQUIRED, "secretNamespaces") if settings.get(key) is None]
     if settings.get("tls") and not isinstance(ca_bundle, str):
         missing.append("caBundle (the instance serves TLS)")
     if missing:
         raise pulumi.RunError(f"stack {stack_name} exports instances.{instance} without {', '.join(missing)}")
     if settings.get("role") == "replica":
         pulumi.log.warn(f"instances.{instance} of {stack_name} is a read-only replica: writes will fail")
-    return namespace, settings, ca_bundle if settings.get("tls") else None
+    return settings, ca_bundle if settings.get("tls") else None
 
 
 async def main() -> dict[str, Any]:
     config = pulumi.Config()
     stack_name = config.require("valkeyStack")
+    namespace = config.require("namespace")
     instance = config.get("instance") or "valkey"
-    namespace, valkey, ca_bundle = await read_instance(stack_name, instance)
+    valkey, ca_bundle = await read_instance(stack_name, instance)
+    if namespace not in valkey["secretNamespaces"]:
+        raise pulumi.RunError(
+            f"valkey-consumer:namespace: given {namespace!r}; accepted: one of {valkey['secretNamespaces']}, "
+            f"the namespaces holding {valkey['secretName']} (add it to valkey:networkPolicy.clients of {stack_name})"
+        )
 
     context = config.get("kubeContext")
     opts = pulumi.ResourceOptions(provider=k8s.Provider("kubernetes", context=context)) if context else None
