@@ -1,0 +1,346 @@
+"""The recording rules and alerts of ``components.monitoring_rules``, run by promtool (Debian's
+prometheus 2.42): ``promtool check rules`` on the rendered file, and ``promtool test rules`` with
+input series shaped like the exporter's (Debian's 1.45 and the pinned image name them alike) and
+labelled the way the ServiceMonitor labels them. Every recorded series is shown present and
+absent, every alert firing and not firing, with its exact labels and annotations.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.monitoring_rules import ALERTS, RECORDS, Thresholds, rule_groups, runbook_anchor
+
+PROMTOOL = shutil.which("promtool")
+RUNBOOK = "https://example.com/valkey/README.md"
+MiB = 1024**2
+
+pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed")
+
+
+@dataclass
+class Target:
+    """One exporter sidecar as Prometheus sees it after the ServiceMonitor's relabelings."""
+
+    region: str
+    instance: str
+    dr: str | None = "true"
+    eviction_policy: str | None = "allkeys-lru"
+    series: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
+
+    def labels(self, **extra: str) -> dict[str, str]:
+        base = {"job": "valkey", "region": self.region, "instance": self.instance, "namespace": "databases"}
+        for name in ("dr", "eviction_policy"):
+            if getattr(self, name) is not None:
+                base[name] = getattr(self, name)
+        return {**base, **extra}
+
+    def add(self, metric: str, values: str, **extra: str) -> Target:
+        self.series.append((metric, self.labels(**extra), values))
+        return self
+
+
+def selector(metric: str, labels: dict[str, str]) -> str:
+    return metric + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def server(t: Target, role: str, policy: str, used: int, maxmemory: int) -> Target:
+    """A reachable Valkey: the series every scrape of a healthy exporter has, for 40 minutes."""
+    n = "x40"
+    t.add("up", f"1{n}").add("redis_up", f"1{n}")
+    t.add("redis_instance_info", f"1{n}", role=role, maxmemory_policy=policy, redis_version="7.2.4", redis_mode="")
+    return t.add("redis_memory_used_bytes", f"{used}{n}").add("redis_memory_max_bytes", f"{maxmemory}{n}")
+
+
+def primary(t: Target, replicas: int, policy: str = "allkeys-lru", used: int = 10**9, maxmemory: int = 2**31) -> Target:
+    server(t, "master", policy, used, maxmemory)
+    return t.add("redis_connected_slaves", f"{replicas}x40").add("redis_commands_processed_total", "0+600x40")
+
+
+def replica(t: Target, link: str, last_io: str, role: str = "slave") -> Target:
+    server(t, role, "allkeys-lru", 9 * 10**8, 2**31).add("redis_connected_slaves", "0x40")
+    t.add("redis_commands_processed_total", "0+60x40")
+    t.add("redis_master_link_up", link, master_host="sessions.region1.example.com", master_port="6379")
+    return t.add(
+        "redis_master_last_io_seconds_ago", last_io, master_host="sessions.region1.example.com", master_port="6379"
+    )
+
+
+def connected_replica(t: Target, ip: str, primary_offset: str, replica_offset: str, ack_age: str) -> Target:
+    slave = {"slave_ip": ip, "slave_port": "6379", "slave_state": "online"}
+    t.add("redis_master_repl_offset", primary_offset)
+    return t.add("redis_connected_slave_offset_bytes", replica_offset, **slave).add(
+        "redis_connected_slave_lag_seconds", ack_age, **slave
+    )
+
+
+class Cases:
+    """promtool test groups, and a ledger of what they show, so coverage is checked, not assumed."""
+
+    def __init__(self, thresholds: Thresholds) -> None:
+        self.groups = rule_groups(thresholds, RUNBOOK)
+        self.alerts = {r["alert"]: r for g in self.groups for r in g["rules"] if "alert" in r}
+        self.tests: list[dict[str, Any]] = []
+        self.shown: set[tuple[str, str]] = set()
+
+    def group(self, name: str, targets: list[Target]) -> dict[str, Any]:
+        series = [{"series": selector(m, lbl), "values": v} for t in targets for m, lbl, v in t.series]
+        test: dict[str, Any] = {
+            "name": name, "interval": "1m", "input_series": series, "alert_rule_test": [], "promql_expr_test": []
+        }  # fmt: skip
+        self.tests.append(test)
+        return test
+
+    def record(self, test: dict[str, Any], at: str, expr: str, samples: list[tuple[dict[str, str], float]]) -> None:
+        metric = expr.split("{", maxsplit=1)[0]
+        self.shown.add((metric, "present" if samples else "absent"))
+        exp = [{"labels": selector(metric, lbl), "value": value} for lbl, value in samples]
+        test["promql_expr_test"].append({"expr": expr, "eval_time": at, "exp_samples": exp})
+
+    def alert(self, test: dict[str, Any], at: str, name: str, firing: list[dict[str, str]]) -> None:
+        self.shown.add((name, "firing" if firing else "not firing"))
+        rule = self.alerts[name]
+        exp = [
+            {"exp_labels": {**lbl, **rule["labels"]}, "exp_annotations": render(rule["annotations"], lbl)}
+            for lbl in firing
+        ]
+        test["alert_rule_test"].append({"eval_time": at, "alertname": name, "exp_alerts": exp})
+
+
+def render(annotations: dict[str, str], labels: dict[str, str]) -> dict[str, str]:
+    """What Prometheus makes of the annotations: they template nothing but ``$labels``."""
+    return {k: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], v) for k, v in annotations.items()}
+
+
+def lbl(region: str, instance: str, role: str | None = None, **extra: str) -> dict[str, str]:
+    out = {"region": region, "instance": instance, **extra}
+    if role is not None:
+        out["role"] = role
+    return out
+
+
+def healthy_fleet(c: Cases) -> None:
+    """Region 1's DR primary with its region 2 replica, and a local instance in each region."""
+    sessions1 = primary(Target("region1", "sessions"), replicas=1)
+    connected_replica(sessions1, "10.20.0.7", "100000+6000x40", "99000+6000x40", "1x40")
+    sessions2 = replica(Target("region2", "sessions"), link="1x40", last_io="3x40")
+    rate1 = primary(Target("region1", "rate-limiting", "false", "noeviction"), 0, "noeviction", 10**8, 512 * MiB)
+    rate2 = primary(Target("region2", "rate-limiting", "false", "noeviction"), 0, "noeviction", 10**8, 512 * MiB)
+    for t in (sessions1, rate1, rate2):
+        t.add("redis_evicted_keys_total", "0x40")
+    sessions1.add("redis_evicted_keys_total", "0+10x40")  # allkeys-lru may evict: no alert
+    test = c.group("healthy fleet", [sessions1, sessions2, rate1, rate2])
+    at = "30m"
+    c.record(test, at, "valkey_connected_replicas", [
+        (lbl("region1", "sessions", "primary"), 1), (lbl("region2", "sessions", "replica"), 0),
+        (lbl("region1", "rate-limiting", "primary"), 0), (lbl("region2", "rate-limiting", "primary"), 0),
+    ])  # fmt: skip
+    # 100000 + 30 × 6000 written, 99000 + 30 × 6000 acknowledged.
+    c.record(
+        test, at, "valkey_replication_lag", [(lbl("region1", "sessions", "primary", replica="10.20.0.7:6379"), 1000)]
+    )
+    c.record(test, at, "valkey_used_memory", [
+        (lbl("region1", "sessions", "primary"), 10**9), (lbl("region2", "sessions", "replica"), 9 * 10**8),
+        (lbl("region1", "rate-limiting", "primary"), 10**8), (lbl("region2", "rate-limiting", "primary"), 10**8),
+    ])  # fmt: skip
+    c.record(test, at, "valkey_commands_processed_total", [
+        (lbl("region1", "sessions", "primary"), 18000), (lbl("region2", "sessions", "replica"), 1800),
+        (lbl("region1", "rate-limiting", "primary"), 18000), (lbl("region2", "rate-limiting", "primary"), 18000),
+    ])  # fmt: skip
+    c.record(test, at, "valkey_replica_link_up", [(lbl("region2", "sessions", "replica"), 1)])
+    c.record(test, at, "valkey_replica_last_io_seconds", [(lbl("region2", "sessions", "replica"), 3)])
+    c.record(test, at, 'valkey_replica_link_up{region="region1"}', [])  # a primary has no link to report
+    for name in ALERTS:
+        c.alert(test, at, name, [])
+
+
+def troubled_fleet(c: Cases) -> None:
+    """One instance per failure, plus near misses that must stay quiet."""
+    ff1 = primary(Target("region1", "feature-flags"), replicas=0)  # DR primary, region 2 gone
+    ff2 = replica(Target("region2", "feature-flags"), link="0x40", last_io="-1x40")
+    orders1 = primary(Target("region1", "orders"), replicas=1)
+    # 20 MiB written per minute, nothing acknowledged since the start; the last ACK ages by 60 s a minute.
+    connected_replica(orders1, "10.20.0.9", f"0+{20 * MiB}x40", "0x40", "0+60x40")
+    orders2 = replica(Target("region2", "orders"), link="1x40", last_io="45x40", role="replica")  # newer role name
+    flappy2 = replica(Target("region2", "flappy"), link="1x13 0x26", last_io="2x13 -1x26")  # down from 14m
+    cache1 = primary(Target("region1", "api-cache", "false"), 0, used=10**9, maxmemory=2**30)  # 93 % of maxmemory
+    cache1.add("redis_evicted_keys_total", "0+100x40")  # allkeys-lru: evictions are its job
+    rate1 = primary(Target("region1", "rate-limiting", "false", "noeviction"), 0, policy="allkeys-lru")  # drifted
+    rate1.add("redis_evicted_keys_total", "0+5x40")
+    # No dr or eviction_policy labels (pod labels missing): the running policy still tells.
+    legacy1 = primary(Target("region1", "legacy", None, None), 0, policy="noeviction", used=5 * 10**9, maxmemory=0)
+    legacy1.add("redis_evicted_keys_total", "0+5x40")
+    down_server = Target("region1", "down-server").add("up", "1x40").add("redis_up", "0x40")
+    down_exporter = Target("region1", "down-exporter").add("up", "0x40")
+    targets = [ff1, ff2, orders1, orders2, flappy2, cache1, rate1, legacy1, down_server, down_exporter]
+    test = c.group("troubled fleet", targets)
+
+    at = "15m"
+    c.alert(test, at, "ValkeyDown", [lbl("region1", "down-server"), lbl("region1", "down-exporter")])
+    c.alert(test, at, "ValkeyReplicaLinkDown", [lbl("region2", "feature-flags", "replica")])  # flappy: only 1m
+    c.alert(
+        test,
+        "17m",
+        "ValkeyReplicaLinkDown",
+        [lbl("region2", "feature-flags", "replica"), lbl("region2", "flappy", "replica")],
+    )
+    c.alert(test, at, "ValkeyReplicationLagBytes", [lbl("region1", "orders", "primary", replica="10.20.0.9:6379")])
+    c.alert(
+        test,
+        at,
+        "ValkeyReplicationLagSeconds",
+        [lbl("region1", "orders", "primary"), lbl("region2", "orders", "replica")],
+    )
+    c.alert(test, at, "ValkeyNoReplicaConnected", [lbl("region1", "feature-flags", "primary")])
+    c.alert(test, at, "ValkeyMemoryNearMaxmemory", [lbl("region1", "api-cache")])
+    c.alert(
+        test, at, "ValkeyEvictionsOnNoEvictionInstance", [lbl("region1", "rate-limiting"), lbl("region1", "legacy")]
+    )
+    # One minute in, every alert with a `for:` is still pending.
+    for name in ALERTS:
+        if name != "ValkeyEvictionsOnNoEvictionInstance":
+            c.alert(test, "1m", name, [])
+
+    c.record(
+        test,
+        at,
+        "valkey_replication_lag",
+        [(lbl("region1", "orders", "primary", replica="10.20.0.9:6379"), 15 * 20 * MiB)],
+    )
+    c.record(test, at, 'valkey_replication_lag{instance="feature-flags"}', [])
+    c.record(test, at, "valkey_replica_link_up", [
+        (lbl("region2", "feature-flags", "replica"), 0), (lbl("region2", "orders", "replica"), 1),
+        (lbl("region2", "flappy", "replica"), 0),
+    ])  # fmt: skip
+    # -1 while the link is down is no measurement: absent, not -1.
+    c.record(test, at, "valkey_replica_last_io_seconds", [(lbl("region2", "orders", "replica"), 45)])
+    c.record(test, at, 'valkey_replica_last_io_seconds{instance="feature-flags"}', [])
+    for metric in ("valkey_connected_replicas", "valkey_used_memory", "valkey_commands_processed_total"):
+        c.record(test, at, f'{metric}{{instance="down-server"}}', [])  # Valkey unreachable: no values
+
+
+@dataclass
+class Promtool:
+    rc: int
+    output: str
+
+
+def promtool(*args: str | Path) -> Promtool:
+    assert PROMTOOL is not None
+    done = subprocess.run([PROMTOOL, *map(str, args)], capture_output=True, text=True, timeout=120, check=False)
+    return Promtool(done.returncode, done.stdout + done.stderr)
+
+
+def write(tmp: Path, groups: list[dict[str, Any]], tests: list[dict[str, Any]]) -> Path:
+    (tmp / "rules.yml").write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    test_file = tmp / "rules_test.yml"
+    test_file.write_text(yaml.safe_dump({"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}))
+    return test_file
+
+
+@pytest.fixture(scope="module")
+def cases() -> Iterator[Cases]:
+    c = Cases(Thresholds())
+    healthy_fleet(c)
+    troubled_fleet(c)
+    yield c
+
+
+def test_rule_file_passes_promtool_check(tmp_path: Path, cases: Cases) -> None:
+    write(tmp_path, cases.groups, [])
+    result = promtool("check", "rules", tmp_path / "rules.yml")
+    assert result.rc == 0, result.output
+    found = re.search(r"SUCCESS: (\d+) rules found", result.output)
+    assert found is not None, result.output
+    assert int(found.group(1)) == len(ALERTS) + len(RECORDS)
+
+
+def test_every_rule_and_alert_is_tested_both_ways(cases: Cases) -> None:
+    names = [r.get("record") or r.get("alert") for g in cases.groups for r in g["rules"]]
+    assert sorted(names) == sorted(RECORDS + ALERTS)
+    expected = {(r, s) for r in RECORDS for s in ("present", "absent")} | {
+        (a, s) for a in ALERTS for s in ("firing", "not firing")
+    }
+    assert expected - cases.shown == set()
+
+
+def test_promtool_unit_tests_pass(tmp_path: Path, cases: Cases) -> None:
+    result = promtool("test", "rules", write(tmp_path, cases.groups, cases.tests))
+    assert result.rc == 0, result.output
+    assert "SUCCESS" in result.output and "FAILED" not in result.output
+
+
+def test_promtool_harness_catches_a_wrong_expectation(tmp_path: Path, cases: Cases) -> None:
+    """The same tests with one expected value changed must fail: promtool really compares."""
+    tests = yaml.safe_load(yaml.safe_dump(cases.tests))
+    tests[0]["promql_expr_test"][1]["exp_samples"][0]["value"] = 999
+    result = promtool("test", "rules", write(tmp_path, cases.groups, tests))
+    assert result.rc != 0
+    assert "FAILED" in result.output and "valkey_replication_lag" in result.output
+
+
+@pytest.mark.parametrize(("threshold_mib", "fires"), [(64, False), (8, True)])
+def test_lag_threshold_decides_firing(tmp_path: Path, threshold_mib: int, fires: bool) -> None:
+    """A constant 10 MiB of lag: quiet under the default 64 MiB threshold, an alert under 8 MiB."""
+    c = Cases(replace(Thresholds(), replication_lag_bytes=threshold_mib * MiB))
+    t = primary(Target("region1", "sessions"), replicas=1)
+    connected_replica(t, "10.20.0.7", f"{20 * MiB}x40", f"{10 * MiB}x40", "0x40")
+    test = c.group("constant lag", [t])
+    expected = [lbl("region1", "sessions", "primary", replica="10.20.0.7:6379")]
+    c.alert(test, "10m", "ValkeyReplicationLagBytes", expected if fires else [])
+    result = promtool("test", "rules", write(tmp_path, c.groups, c.tests))
+    assert result.rc == 0, result.output
+
+
+def test_thresholds_change_the_rules() -> None:
+    custom = Thresholds(
+        replication_lag_bytes=1234567, replication_lag_seconds=42, memory_ratio=0.75, link_down_for=30,
+        replication_lag_for=90, no_replica_for=3600, memory_for=0, down_for=45, eviction_window=600,
+    )  # fmt: skip
+    default_alerts = {r["alert"]: r for r in rule_groups(Thresholds(), RUNBOOK)[1]["rules"]}
+    alerts = {r["alert"]: r for r in rule_groups(custom, RUNBOOK)[1]["rules"]}
+    assert alerts["ValkeyReplicationLagBytes"]["expr"] == "valkey_replication_lag > 1234567"
+    assert default_alerts["ValkeyReplicationLagBytes"]["expr"] == f"valkey_replication_lag > {64 * MiB}"
+    assert alerts["ValkeyReplicationLagSeconds"]["expr"].count("> 42") == 2
+    assert alerts["ValkeyMemoryNearMaxmemory"]["expr"].endswith("> 0.75")
+    assert alerts["ValkeyEvictionsOnNoEvictionInstance"]["expr"].count("[10m]") == 2
+    fors = {name: alerts[name]["for"] for name in ALERTS}
+    assert fors == {
+        "ValkeyDown": "45s", "ValkeyReplicaLinkDown": "30s", "ValkeyReplicationLagBytes": "90s",
+        "ValkeyReplicationLagSeconds": "90s", "ValkeyNoReplicaConnected": "1h", "ValkeyMemoryNearMaxmemory": "0s",
+        "ValkeyEvictionsOnNoEvictionInstance": "0s",
+    }  # fmt: skip
+    assert default_alerts["ValkeyReplicaLinkDown"]["for"] == "2m"
+    assert "1234567" not in yaml.safe_dump(default_alerts)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"replication_lag_seconds": 10}, "ping period"),
+        ({"memory_ratio": 1.0}, "memory_ratio"),
+        ({"replication_lag_bytes": 0}, "replication_lag_bytes"),
+        ({"link_down_for": -1}, "link_down_for"),
+        ({"eviction_window": 0}, "eviction_window"),
+    ],
+)
+def test_thresholds_are_validated(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Thresholds(**change)
+
+
+def test_every_alert_links_its_runbook_in_the_readme() -> None:
+    for rule in rule_groups(Thresholds(), RUNBOOK + "#")[1]["rules"]:
+        assert rule["annotations"]["runbook_url"] == f"{RUNBOOK}#alert-{rule['alert'].lower()}"
+        assert runbook_anchor(rule["alert"]) == f"alert-{rule['alert'].lower()}"
+        assert {"summary", "description"} <= rule["annotations"].keys()
+        assert rule["labels"]["severity"] in {"warning", "critical"}
