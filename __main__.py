@@ -8,6 +8,8 @@ import pulumi_kubernetes as k8s
 from components.config import tls_enabled
 from components.config_loader import load_stack_config
 from components.credentials import Credentials, CredentialsArgs
+from components.exporter import METRICS_PORT
+from components.monitoring import Monitoring, monitoring_args
 from components.namespace import Namespace, NamespaceArgs
 from components.network_policy import NetworkPolicyRules
 from components.outputs import stack_outputs
@@ -75,6 +77,7 @@ async def main() -> dict[str, Any]:
                 monitoring_namespace=cfg.network_policy.monitoring_namespace,
                 accepts_replicas=external is not None,
                 upstream_port=inst.port if upstream is not None else None,
+                metrics_port=METRICS_PORT if cfg.monitoring.enabled else None,
             )
         servers[name] = ValkeyServer(
             name,
@@ -91,9 +94,13 @@ async def main() -> dict[str, Any]:
                 cluster_domain=cfg.cluster_domain,
                 block_voluntary_eviction=cfg.block_voluntary_eviction,
                 protect=cfg.protect,
+                metrics_exporter=cfg.monitoring.enabled,
             ),
             opts,
         )
+    if cfg.monitoring.enabled and cfg.monitoring.prometheus_operator:
+        # One ServiceMonitor and one PrometheusRule per stack: the rules aggregate over instances.
+        Monitoring("valkey", monitoring_args(cfg), opts)
     return stack_outputs(cfg, servers, credentials)
 
 

@@ -121,6 +121,37 @@ class ExternalService(_Model):
     load_balancer_class: str | None = None
 
 
+class AlertThresholds(_Model):
+    """When the alerts fire (components/monitoring_rules.py)."""
+
+    replication_lag_bytes: Size = ByteSize(64 * MIB)
+    replication_lag_seconds: Duration = Field(default=timedelta(seconds=30), gt=timedelta(seconds=10))
+    """Must exceed the 10 s replication ping period, or an idle link would alert."""
+    memory_ratio: float = Field(default=0.9, gt=0, lt=1)
+    """used_memory / maxmemory above which memory is nearly full."""
+    link_down_for: Duration = timedelta(minutes=2)
+    replication_lag_for: Duration = timedelta(minutes=5)
+    no_replica_for: Duration = timedelta(minutes=10)
+    memory_for: Duration = timedelta(minutes=10)
+    down_for: Duration = timedelta(minutes=2)
+    eviction_window: Duration = timedelta(minutes=5)
+
+
+class Monitoring(_Model):
+    """Metrics exporter sidecars, and Prometheus Operator objects to scrape and alert on them."""
+
+    enabled: bool = True
+    """An exporter sidecar in every pod, with its own ACL user, and a metrics port on the headless Service."""
+    prometheus_operator: bool = True
+    """Create a ServiceMonitor and a PrometheusRule: needs the Prometheus Operator's CRDs."""
+    labels: dict[str, str] = {}
+    """Extra labels on both, e.g. release: prometheus, by which a Prometheus selects them."""
+    scrape_interval: Duration = timedelta(seconds=30)
+    runbook_url: str = "https://github.com/example/valkey/blob/main/README.md"
+    """The README the alerts' runbook links point into (anchors #alert-<name>)."""
+    thresholds: AlertThresholds = AlertThresholds()
+
+
 class StackConfig(_Model):
     """Everything a stack file may set under ``valkey:``."""
 
@@ -150,6 +181,7 @@ class StackConfig(_Model):
     tls: Tls = Tls()
     network_policy: NetworkPolicy = NetworkPolicy()
     password_rotation: PasswordRotation = PasswordRotation()
+    monitoring: Monitoring = Monitoring()
     denied_commands: list[CommandName] = list(DEFAULT_DENIED_COMMANDS)
     """Commands the default user (applications) may not run."""
     kubeconfig: str | None = None

@@ -53,6 +53,8 @@ class Credentials(pulumi.ComponentResource):
 
     client: RotatingPassword
     replication: RotatingPassword
+    metrics: RotatingPassword
+    """The metrics exporter's user."""
     probe_password: pulumi.Output[str]
     reloader_password: pulumi.Output[str]
     admin_password: pulumi.Output[str]
@@ -84,6 +86,7 @@ class Credentials(pulumi.ComponentResource):
 
         self.client = rotating("client", args.rotation.client)
         self.replication = rotating("replication", args.rotation.replication)
+        self.metrics = rotating("metrics", args.rotation.metrics)
         self.probe_password = password(f"{resource_name}-probe")
         self.reloader_password = password(f"{resource_name}-reloader")
         self.admin_password = password(f"{resource_name}-admin")

@@ -5,11 +5,13 @@ Everything a pod reviewer checks is decided here, in one function, from plain va
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from . import exporter
 from .valkey_conf import PROBE_USER, RELOADER_USER
 
 CONFIG_DIR = "/etc/valkey"
@@ -42,6 +44,10 @@ class PodSettings:
     """Secret with tls.crt and tls.key; None serves plaintext."""
     persistence: bool = True
     """False: /data is an emptyDir, gone with the pod."""
+    metrics_exporter: bool = False
+    """Add the redis_exporter sidecar (components/exporter.py)."""
+    pod_labels: dict[str, str] | None = None
+    """Labels on the pod only (not the selector), e.g. for the scrape's relabelings."""
 
 
 def mib(n: int) -> str:
@@ -74,10 +80,11 @@ READY_REPLIES = "PONG"
 ALIVE_REPLIES = "PONG|LOADING*"
 
 
-def reloader_script(port: int, tls: bool) -> str:
+def reloader_script(port: int, tls: bool, metrics_exporter: bool = False) -> str:
     """Applies what Pulumi changed in the mounted Secrets without restarting Valkey: ACL LOAD for
     passwords (rotation), CONFIG SET masterauth for a replica, and a TLS reload for a renewed
-    certificate. Files are compared every 5 s; the kubelet swaps a Secret volume atomically."""
+    certificate; the metrics exporter re-reads its password file. Files are compared every 5 s;
+    the kubelet swaps a Secret volume atomically."""
     run = cli(port, RELOADER_USER, RELOADER_PASSWORD_FILE, tls)
     watched = f"{ACL_FILE} {CONFIG_FILE} {CA_FILE}" + (f" {TLS_CERT_FILE} {TLS_KEY_FILE}" if tls else "")
     tls_reload = (
@@ -86,6 +93,8 @@ def reloader_script(port: int, tls: bool) -> str:
         if tls
         else ""
     )
+    # After ACL LOAD, so the server already accepts the password the exporter re-reads.
+    exporter_reload = f"wget -q -O /dev/null {exporter.RELOAD_URL} || ok=0\n" if metrics_exporter else ""
     # PID 1 ignores signals it does not handle: without the trap every pod stop would wait for
     # the whole grace period; `sleep & wait` lets the trap run at once.
     return f"""trap 'exit 0' TERM INT
@@ -97,7 +106,7 @@ while true; do
   [ "$now" = "$seen" ] && continue
   ok=1
   {run} ACL LOAD | grep -qx OK || ok=0
-  auth="$(sed -n 's/^masterauth "\\(.*\\)"$/\\1/p' {CONFIG_FILE})"
+  {exporter_reload}  auth="$(sed -n 's/^masterauth "\\(.*\\)"$/\\1/p' {CONFIG_FILE})"
   if [ -n "$auth" ]; then printf %s "$auth" | {run} -x CONFIG SET masterauth | grep -qx OK || ok=0; fi
   {tls_reload}if [ "$ok" = 1 ]; then seen="$now"; echo "reloader: applied changed files"
   else echo "reloader: apply failed, will retry"; fi
@@ -157,7 +166,7 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
         name="reloader",
         image=s.image,
         image_pull_policy="IfNotPresent",
-        command=["sh", "-c", reloader_script(s.port, tls)],
+        command=["sh", "-c", reloader_script(s.port, tls, s.metrics_exporter)],
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}
         ),
@@ -177,8 +186,12 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
         )
     if not s.persistence:
         volumes.append(k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()))
+    containers = [server, reloader]
+    if s.metrics_exporter:
+        containers.append(exporter.container(s.port, tls=tls))
+        volumes.append(exporter.volume(s.config_secret, ca_key=posixpath.basename(CA_FILE) if tls else None))
     return k8s.core.v1.PodTemplateSpecArgs(
-        metadata=k8s.meta.v1.ObjectMetaArgs(labels=s.labels, annotations=annotations),
+        metadata=k8s.meta.v1.ObjectMetaArgs(labels={**s.labels, **(s.pod_labels or {})}, annotations=annotations),
         spec=k8s.core.v1.PodSpecArgs(
             automount_service_account_token=False,
             enable_service_links=False,
@@ -192,7 +205,7 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
                 fs_group_change_policy="OnRootMismatch",
                 seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
             ),
-            containers=[server, reloader],
+            containers=containers,
             volumes=volumes,
         ),
     )

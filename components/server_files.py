@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Sequence
 
-from . import valkey_conf
+from . import exporter, valkey_conf
 from .config import Instance, backlog_bytes
 from .pod import ACL_FILE, CA_FILE, DATA_DIR, PROBE_PASSWORD_FILE, RELOADER_PASSWORD_FILE, TLS_CERT_FILE, TLS_KEY_FILE
 
@@ -42,12 +42,17 @@ def render_files(
         tls=valkey_conf.TlsFiles(TLS_CERT_FILE, TLS_KEY_FILE, CA_FILE) if ca_bundle else None,
         persistence=s.persistence,
     )
+    users = valkey_conf.server_users(passwords, denied_commands)
     files = {
         CONFIG_KEY: valkey_conf.render_valkey_conf(settings),
-        ACL_KEY: valkey_conf.render_acl(valkey_conf.server_users(passwords, denied_commands)),
         PROBE_PASSWORD_KEY: passwords.probe,
         RELOADER_PASSWORD_KEY: passwords.reloader,
     }
+    if passwords.metrics:
+        users.append(valkey_conf.AclUser(exporter.EXPORTER_USER, passwords.metrics, exporter.EXPORTER_RULES))
+        # The exporter logs in with the current password; the ACL also accepts the previous one.
+        files[exporter.SECRET_KEY] = exporter.password_file(s.port, passwords.metrics[0], tls=ca_bundle is not None)
+    files[ACL_KEY] = valkey_conf.render_acl(users)
     if ca_bundle:
         files[CA_KEY] = ca_bundle
     return files

@@ -54,6 +54,9 @@ def certificate(
             "secretName": f"{instance}-tls",
             "issuerRef": {"name": issuer.name, "kind": issuer.kind, "group": "cert-manager.io"},
             "dnsNames": names,
+            # Sidecars (probes, reloader, the metrics exporter) connect to 127.0.0.1; Go's TLS
+            # client, in the exporter, checks that the certificate names that address.
+            "ipAddresses": ["127.0.0.1"],
             # Renewed 30 days before expiry; the reloader sidecar loads the renewed files.
             "duration": "2160h",
             "renewBefore": "720h",

@@ -172,6 +172,8 @@ class Passwords:
     probe: str
     reloader: str
     admin: str
+    metrics: tuple[str, ...] = ()
+    """The metrics exporter's user; none without the exporter sidecar."""
 
 
 def server_users(passwords: Passwords, denied_commands: Sequence[str] = ()) -> list[AclUser]:

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from . import valkey_conf
+from . import exporter, valkey_conf
 from .config import Instance, memory_limit_bytes, storage_bytes
 from .credentials import Credentials
 from .labels import instance_labels, selector_labels
+from .monitoring import pod_labels
 from .network_policy import NetworkPolicyRules, network_policy_spec
 from .pod import PodSettings, mib, pod_template
 from .server_files import render_files, restart_checksum
@@ -56,6 +57,8 @@ class ValkeyServerArgs:
     """PodDisruptionBudget minAvailable 1 (drains wait for a person) instead of maxUnavailable 1."""
     protect: bool = False
     """Pulumi protect on the StatefulSet: deleting or replacing it fails instead."""
+    metrics_exporter: bool = False
+    """A redis_exporter sidecar logged in as its own user, and a metrics port on the headless Service."""
 
 
 class ValkeyServer(pulumi.ComponentResource):
@@ -106,14 +109,20 @@ class ValkeyServer(pulumi.ComponentResource):
             creds.probe_password,
             creds.reloader_password,
             creds.admin_password,
+            creds.metrics.accepted,
             args.upstream if args.upstream is not None else pulumi.Output.from_input(None),
         ).apply(
             lambda v: render_files(
                 s,
                 valkey_conf.Passwords(
-                    client=tuple(v[0]), replication=tuple(v[1]), probe=v[2], reloader=v[3], admin=v[4]
+                    client=tuple(v[0]),
+                    replication=tuple(v[1]),
+                    probe=v[2],
+                    reloader=v[3],
+                    admin=v[4],
+                    metrics=tuple(v[5]) if args.metrics_exporter else (),
                 ),
-                upstream=v[5],
+                upstream=v[6],
                 ca_bundle=ca_bundle,
                 denied_commands=args.denied_commands,
             )
@@ -153,7 +162,8 @@ class ValkeyServer(pulumi.ComponentResource):
                 cluster_ip="None",
                 publish_not_ready_addresses=True,
                 selector=selector_labels(name),
-                ports=[_service_port(s.port)],
+                # The only Service with the metrics port: on two, every series would be scraped twice.
+                ports=[_service_port(s.port)] + ([_metrics_port()] if args.metrics_exporter else []),
             ),
             opts=child,
         )
@@ -193,6 +203,9 @@ class ValkeyServer(pulumi.ComponentResource):
             config_secret=f"{name}-config",
             tls_secret=args.tls.secret_name(name) if args.tls else None,
             persistence=s.persistence,
+            metrics_exporter=args.metrics_exporter,
+            # For the scrape (components/monitoring.py): replicated or not, and the eviction policy.
+            pod_labels=pod_labels(s.dr, s.maxmemory_policy) if args.metrics_exporter else None,
         )
         claims = []
         if s.persistence:
@@ -245,6 +258,12 @@ class ValkeyServer(pulumi.ComponentResource):
                 opts=child,
             )
         self.register_outputs({"host": self.host, "port": self.port, "role": self.role})
+
+
+def _metrics_port() -> k8s.core.v1.ServicePortArgs:
+    return k8s.core.v1.ServicePortArgs(
+        name=exporter.PORT_NAME, port=exporter.METRICS_PORT, target_port=exporter.PORT_NAME, protocol="TCP"
+    )
 
 
 def _service_port(port: int) -> k8s.core.v1.ServicePortArgs:

@@ -107,7 +107,7 @@ def text_outside_secrets(rendered: Rendered) -> list[tuple[str, str]]:
 
 def test_no_password_outside_a_secret(stacks: dict[str, Rendered]) -> None:
     for rendered in stacks.values():
-        assert len(rendered.passwords) == 20  # client, replication, probe, reloader, admin for 4 instances
+        assert len(rendered.passwords) == 24  # client, replication, metrics, probe, reloader, admin; 4 instances
         places = text_outside_secrets(rendered)
         assert any(where.startswith("StatefulSet/") for where, _ in places)
         for password in rendered.passwords:
@@ -120,12 +120,16 @@ def test_container_commands_carry_no_credentials(stacks: dict[str, Rendered]) ->
     for _, spec, _ in pod_specs(stacks["region2"]):
         containers = {c["name"]: c for c in spec["containers"]}
         assert containers["valkey"]["command"] == ["valkey-server", "/etc/valkey/valkey.conf"]
+        assert set(containers) == {"valkey", "reloader", "exporter"}
         for container in containers.values():
-            assert "args" not in container and "env" not in container
-            commands = [" ".join(container["command"])]
-            commands += [" ".join(p["exec"]["command"]) for k, p in container.items() if k.endswith("Probe")]
+            assert "env" not in container and "envFrom" not in container
+            commands = [" ".join(container["command"] + container.get("args", []))]
+            commands += [
+                " ".join(p["exec"]["command"]) for k, p in container.items() if k.endswith("Probe") and "exec" in p
+            ]
             for command in commands:
-                assert " -a " not in command and "--pass" not in command and "requirepass" not in command
+                assert " -a " not in command and "--pass " not in command and "requirepass" not in command
+                assert "--redis.password=" not in command
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert "$(cat /etc/valkey/probe-password)" in " ".join(containers["valkey"][probe]["exec"]["command"])
 

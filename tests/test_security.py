@@ -60,10 +60,12 @@ def test_every_instance_serves_tls_only_with_a_cert_manager_certificate(regions:
             assert f"{name}.databases.svc.cluster.local" in cert["dnsNames"]
             volumes = {v["name"]: v for v in pod_spec(rendered, name)["volumes"]}
             assert volumes["tls"]["secret"]["secretName"] == f"{name}-tls"
-            for container in pod_spec(rendered, name)["containers"]:
-                probes = [p for k, p in container.items() if k.endswith("Probe")]
-                for probe in probes:
-                    assert "--tls --cacert /etc/valkey/ca-bundle.crt" in probe["exec"]["command"][-1]
+            containers = {c["name"]: c for c in pod_spec(rendered, name)["containers"]}
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert "--tls --cacert /etc/valkey/ca-bundle.crt" in containers["valkey"][probe]["exec"]["command"][-1]
+            assert "--tls --cacert /etc/valkey/ca-bundle.crt" in containers["reloader"]["command"][-1]
+            assert "--redis.addr=rediss://127.0.0.1:6379" in containers["exporter"]["args"]
+            assert cert["ipAddresses"] == ["127.0.0.1"]
 
 
 def test_certificate_names_include_the_external_endpoint(regions: tuple[Rendered, Rendered]) -> None:

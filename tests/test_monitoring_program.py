@@ -1,0 +1,130 @@
+"""Monitoring as both stacks render it: exporter sidecars, their ACL user, the metrics port, the
+ServiceMonitor and PrometheusRule, and the config that switches and tunes them."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pulumi
+import pytest
+from harness import Rendered, render, render_both
+
+from components import exporter
+from components.valkey_conf import password_hash
+
+INSTANCES = ("sessions", "api-cache", "feature-flags", "rate-limiting")
+
+
+@pytest.fixture(scope="module")
+def regions() -> tuple[Rendered, Rendered]:
+    return render_both()
+
+
+def pod(rendered: Rendered, instance: str) -> dict[str, Any]:
+    return rendered.objects("StatefulSet")[instance]["spec"]["template"]
+
+
+def files(rendered: Rendered, instance: str) -> dict[str, str]:
+    return rendered.objects("Secret")[f"{instance}-config"]["stringData"]
+
+
+def test_every_pod_has_an_exporter_logged_in_as_its_own_user(regions: tuple[Rendered, Rendered]) -> None:
+    for rendered in regions:
+        for name in INSTANCES:
+            containers = {c["name"]: c for c in pod(rendered, name)["spec"]["containers"]}
+            sidecar = containers["exporter"]
+            assert sidecar["image"] == exporter.IMAGE
+            assert f"--redis.user={exporter.EXPORTER_USER}" in sidecar["args"]
+            # Its password file holds the metrics password the ACL accepts, nothing else.
+            password_file = json.loads(files(rendered, name)[exporter.SECRET_KEY])
+            (password,) = set(password_file.values())
+            acl = files(rendered, name)["users.acl"]
+            assert f"user metrics on #{password_hash(password)} resetchannels -@all +info" in acl
+            volumes = {v["name"]: v for v in pod(rendered, name)["spec"]["volumes"]}
+            projected = [item["key"] for item in volumes[exporter.VOLUME_NAME]["secret"]["items"]]
+            assert projected == [exporter.SECRET_KEY, "ca-bundle.crt"]  # never valkey.conf
+
+
+def test_only_the_headless_service_has_the_metrics_port(regions: tuple[Rendered, Rendered]) -> None:
+    for rendered in regions:
+        for name, service in rendered.objects("Service").items():
+            ports = {p["name"] for p in service["spec"]["ports"]}
+            assert ("metrics" in ports) == name.endswith("-headless"), name
+
+
+def test_scrape_labels_are_on_the_pods(regions: tuple[Rendered, Rendered]) -> None:
+    r1, _ = regions
+    labels = {name: pod(r1, name)["metadata"]["labels"] for name in INSTANCES}
+    assert labels["sessions"]["valkey.io/dr"] == "true"
+    assert labels["rate-limiting"]["valkey.io/dr"] == "false"
+    assert labels["rate-limiting"]["valkey.io/maxmemory-policy"] == "noeviction"
+    # Not in the selector: a StatefulSet's selector is immutable.
+    selector = r1.objects("StatefulSet")["sessions"]["spec"]["selector"]["matchLabels"]
+    assert "valkey.io/dr" not in selector
+
+
+def test_one_servicemonitor_and_one_rule_set_per_stack(regions: tuple[Rendered, Rendered]) -> None:
+    for rendered, region in zip(regions, ("region1", "region2"), strict=True):
+        (monitor,) = rendered.objects("ServiceMonitor").values()
+        (rule,) = rendered.objects("PrometheusRule").values()
+        endpoint = monitor["spec"]["endpoints"][0]
+        assert endpoint["port"] == "metrics" and endpoint["interval"] == "30s"
+        assert {"action": "replace", "targetLabel": "region", "replacement": region} in endpoint["relabelings"]
+        records = {r.get("record") for g in rule["spec"]["groups"] for r in g["rules"]}
+        assert {"valkey_connected_replicas", "valkey_replication_lag", "valkey_used_memory"} <= records
+        assert "valkey_commands_processed_total" in records
+
+
+def test_network_policy_admits_the_monitoring_namespace_to_the_metrics_port(regions: tuple[Rendered, Rendered]) -> None:
+    r1, _ = regions
+    ingress = r1.objects("NetworkPolicy")["sessions"]["spec"]["ingress"]
+    assert {
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        "ports": [{"port": 9121, "protocol": "TCP"}],
+    } in ingress
+
+
+def test_thresholds_come_from_the_stack_config() -> None:
+    thresholds = {"replicationLagBytes": "16Mi", "linkDownFor": "30s", "memoryRatio": 0.8}
+    rendered = render("region1", {"monitoring": {"thresholds": thresholds, "labels": {"release": "kube-prom"}}})
+    (rule,) = rendered.objects("PrometheusRule").values()
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert str(16 * 1024**2) in alerts["ValkeyReplicationLagBytes"]["expr"]
+    assert alerts["ValkeyReplicaLinkDown"]["for"] == "30s"
+    assert "0.8" in alerts["ValkeyMemoryNearMaxmemory"]["expr"]
+    assert rule["metadata"]["labels"]["release"] == "kube-prom"
+
+
+def test_runbook_links_point_into_the_readme(regions: tuple[Rendered, Rendered]) -> None:
+    r1, _ = regions
+    (rule,) = r1.objects("PrometheusRule").values()
+    for group in rule["spec"]["groups"]:
+        for alert in (r for r in group["rules"] if "alert" in r):
+            anchor = alert["annotations"]["runbook_url"].rsplit("#", 1)[1]
+            assert anchor == f"alert-{alert['alert'].lower()}"
+
+
+def test_operator_objects_can_be_left_out_and_the_exporter_too() -> None:
+    no_crds = render("region1", {"monitoring": {"prometheusOperator": False}})
+    assert no_crds.objects("ServiceMonitor") == {} and no_crds.objects("PrometheusRule") == {}
+    assert "exporter" in {c["name"] for c in pod(no_crds, "sessions")["spec"]["containers"]}
+    off = render("region1", {"monitoring": {"enabled": False}})
+    assert off.objects("ServiceMonitor") == {}
+    assert {c["name"] for c in pod(off, "sessions")["spec"]["containers"]} == {"valkey", "reloader"}
+    assert exporter.SECRET_KEY not in files(off, "sessions")
+    assert "user metrics" not in files(off, "sessions")["users.acl"]
+
+
+@pytest.mark.parametrize(
+    ("key", "thresholds"),
+    [
+        ("monitoring.thresholds.memoryRatio", {"memoryRatio": 1.5}),
+        ("monitoring.thresholds.replicationLagSeconds", {"replicationLagSeconds": "5s"}),
+        ("monitoring.thresholds.linkDownFor", {"linkDownFor": "soon"}),
+    ],
+)
+def test_bad_thresholds_are_refused(key: str, thresholds: dict[str, Any]) -> None:
+    with pytest.raises(pulumi.RunError, match=re.escape(f"valkey:{key}: given ")):
+        render("region1", {"monitoring": {"thresholds": thresholds}})
