@@ -9,9 +9,10 @@ from typing import Any
 
 import pulumi
 import pytest
-from harness import Rendered, render, render_both
+from harness import ROOT, Rendered, render, render_both
 
 from components import exporter
+from components.monitoring_rules import ALERTS
 from components.valkey_conf import password_hash
 
 INSTANCES = ("sessions", "api-cache", "feature-flags", "rate-limiting")
@@ -128,3 +129,15 @@ def test_operator_objects_can_be_left_out_and_the_exporter_too() -> None:
 def test_bad_thresholds_are_refused(key: str, thresholds: dict[str, Any]) -> None:
     with pytest.raises(pulumi.RunError, match=re.escape(f"valkey:{key}: given ")):
         render("region1", {"monitoring": {"thresholds": thresholds}})
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading: lowercase, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_alert_has_a_runbook_heading_in_the_readme() -> None:
+    headings = re.findall(r"^#+ (.+)$", (ROOT / "README.md").read_text(), flags=re.MULTILINE)
+    anchors = {github_anchor(h) for h in headings}
+    for alert in ALERTS:
+        assert f"alert-{alert.lower()}" in anchors, alert
