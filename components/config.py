@@ -54,6 +54,8 @@ class _Model(BaseModel):
         extra="forbid",
         alias_generator=to_camel,
         populate_by_name=True,
+        # Field docstrings become descriptions: Pulumi.yaml's config block is checked against them.
+        use_attribute_docstrings=True,
         frozen=True,
         str_strip_whitespace=False,
     )
@@ -162,13 +164,17 @@ class StackConfig(_Model):
     region: DnsLabel | None = None
     """Region name used in external DNS names and outputs; default the stack name."""
     namespace: DnsLabel = "databases"
+    """Namespace of every object the stack creates."""
     create_namespace: bool = True
     """Create the namespace (with Pod Security Standards labels) or use an existing one."""
     image: ImageRef = DEFAULT_IMAGE
+    """Valkey image, pinned by tag and/or sha256 digest."""
     cluster_domain: Hostname = "cluster.local"
+    """The cluster's DNS domain, for in-cluster host names."""
     external_domain: Hostname | None = None
     """Domain under which DR primaries get external names: <instance>.<region>.<externalDomain>."""
     external_service: ExternalService = ExternalService()
+    """Settings of the LoadBalancer Services of DR primaries."""
     peer_cidrs: list[Cidr] = []
     """The other region's addresses (its nodes' egress and its load balancers). Only they may
     reach the external Services and, with networkPolicy, replicate; replicas connect to them."""
@@ -179,9 +185,13 @@ class StackConfig(_Model):
     """Pulumi `protect` on the namespace and StatefulSets: a `pulumi destroy` or a replacing
     change fails instead of deleting them."""
     tls: Tls = Tls()
+    """TLS for client and replication connections."""
     network_policy: NetworkPolicy = NetworkPolicy()
+    """Default-deny NetworkPolicy per instance and what it admits."""
     password_rotation: PasswordRotation = PasswordRotation()
+    """Generation of each live-rotating password, and whether the previous one is still accepted."""
     monitoring: Monitoring = Monitoring()
+    """Exporter sidecars, ServiceMonitor, PrometheusRule and alert thresholds."""
     denied_commands: list[CommandName] = list(DEFAULT_DENIED_COMMANDS)
     """Commands the default user (applications) may not run."""
     kubeconfig: str | None = None
@@ -191,6 +201,7 @@ class StackConfig(_Model):
     instances: dict[InstanceName, Instance] = Field(
         default_factory=lambda: {DEFAULT_INSTANCE: Instance()}, min_length=1
     )
+    """Instance name -> settings; default one instance "valkey" with the seed's settings."""
 
 
 def tls_enabled(cfg: StackConfig) -> bool:

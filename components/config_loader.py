@@ -49,6 +49,10 @@ def _decode(value: Any) -> Any:
 
 def parse_stack_config(raw: dict[str, Any], stack: str) -> tuple[StackConfig | None, list[Problem]]:
     """Validate raw config; return the model, or the problems that prevent building one."""
+    # Pulumi.yaml declares optional keys with the default "" (a declared key without a default
+    # would be required): "" means not set.
+    optional = {f.alias for f in StackConfig.model_fields.values() if f.default is None}
+    raw = {key: value for key, value in raw.items() if not (key in optional and value == "")}
     try:
         cfg = StackConfig.model_validate(raw)
     except ValidationError as error:

@@ -1,0 +1,39 @@
+"""Pulumi.yaml's config block declares exactly the stack config the pydantic models accept."""
+
+from __future__ import annotations
+
+import yaml
+from harness import ROOT, render, stack_file_config
+from project_config import expected_declarations
+
+
+def declared() -> dict[str, dict[str, object]]:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "valkey"
+    return project["config"]
+
+
+def test_every_scalar_and_list_key_is_declared_as_the_models_define_it() -> None:
+    expected, objects = expected_declarations()
+    assert declared() == expected
+    assert objects == {"instances", "tls", "networkPolicy", "passwordRotation", "externalService", "monitoring"}
+
+
+def test_object_keys_are_documented_in_the_readme_instead() -> None:
+    readme = (ROOT / "README.md").read_text()
+    _, objects = expected_declarations()
+    for key in objects:
+        assert f"| `{key}" in readme, key
+
+
+def test_the_declared_defaults_are_what_the_program_does_without_them() -> None:
+    """The CLI hands the program the declared default of every key the stack file leaves out."""
+    base = {k: stack_file_config("region1")[k] for k in ("externalDomain", "peerCidrs", "tls")}
+    for stack, own in (("region1", stack_file_config("region1")), ("seed", base)):
+        injected = {key: entry["default"] for key, entry in declared().items() if key not in own}
+        assert injected, stack
+        from_file = stack == "region1"
+        with_defaults = render(stack, {**base, **injected}, from_stack_file=from_file)
+        without = render(stack, base, from_stack_file=from_file)
+        assert with_defaults.exports == without.exports
+        assert with_defaults.manifests() == without.manifests()
