@@ -67,7 +67,9 @@ async def main() -> dict[str, Any]:
         tls_source = None
         if tls and cfg.tls.ca_bundle:
             # A replica trusts its own CA (probes) and the primary region's (replication).
-            trusted = cfg.tls.ca_bundle + ((primary.ca_bundle or "") if upstream is not None else "")
+            trusted = cfg.tls.ca_bundle
+            if upstream is not None and primary.ca_bundle and primary.ca_bundle not in trusted:
+                trusted += primary.ca_bundle
             tls_source = TlsSource(ca_bundle=trusted, issuer=cfg.tls.issuer, existing_secret=cfg.tls.existing_secret)
         network_policy = None
         if cfg.network_policy.enabled:

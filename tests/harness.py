@@ -1,220 +1,58 @@
-"""Runs the real Pulumi program (``__main__.py``) under Pulumi's mock engine and captures what it
-would create: every resource's inputs, and the stack's exports resolved to plain values.
-
-A stack is rendered from its real ``Pulumi.<stack>.yaml``; a replica stack's StackReference is
-answered with the exports of a rendered primary stack, never with a hand-written dictionary.
-"""
+"""Test access to the mock-engine renderer (offline/engine.py), plus running components alone."""
 
 from __future__ import annotations
 
-import copy
-import json
-import runpy
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pulumi
-import yaml
-from pulumi.runtime import settings as runtime_settings
-from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.stack import run_in_stack, run_pulumi_func
+from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT = "valkey"
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
-SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
-STACK_REFERENCE = "pulumi:pulumi:StackReference"
-RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+from offline.engine import (
+    PROJECT,
+    RANDOM_PASSWORD,
+    ROOT,
+    SECRET_SIG,
+    SECRET_VALUE,
+    STACK_REFERENCE,
+    Captured,
+    CaptureMocks,
+    ProtectRecordingMonitor,
+    Rendered,
+    engine_config,
+    is_secret_envelope,
+    render,
+    render_both,
+    stack_file_config,
+    unwrap,
+)
+
+__all__ = [
+    "PROJECT",
+    "RANDOM_PASSWORD",
+    "ROOT",
+    "SECRET_SIG",
+    "SECRET_VALUE",
+    "STACK_REFERENCE",
+    "CaptureMocks",
+    "Captured",
+    "ProtectRecordingMonitor",
+    "Rendered",
+    "engine_config",
+    "is_secret_envelope",
+    "render",
+    "render_both",
+    "run_with_mocks",
+    "stack_file_config",
+    "unwrap",
+]
+
 T = TypeVar("T")
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-
-@dataclass
-class Captured:
-    typ: str
-    name: str
-    inputs: dict[str, Any]
-    """Inputs as the engine received them; secrets still wrapped in Pulumi's secret envelope."""
-    provider: str | None = None
-    """Reference (URN::id) of the provider resource that manages it; None means the default."""
-
-
-class ProtectRecordingMonitor(MockMonitor):
-    """The mock engine does not pass resource options to ``new_resource``; record ``protect``."""
-
-    def __init__(self, mocks: CaptureMocks):
-        super().__init__(mocks)
-        self.capture = mocks
-
-    def RegisterResource(self, request: Any) -> Any:
-        if request.protect:
-            self.capture.protected.add((request.type, request.name))
-        return super().RegisterResource(request)
-
-
-class CaptureMocks(pulumi.runtime.Mocks):
-    def __init__(self, reference_outputs: dict[str, Rendered] | None = None):
-        self.reference_outputs = reference_outputs or {}
-        self.resources: dict[tuple[str, str], Captured] = {}
-        self.references: list[str] = []
-        self.protected: set[tuple[str, str]] = set()
-        self.passwords: list[str] = []
-        """Every value the mock RandomPassword generated: none may leak outside a Secret."""
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        state = dict(args.inputs)
-        if args.typ == STACK_REFERENCE:
-            name = args.inputs["name"]
-            self.references.append(name)
-            source = self.reference_outputs.get(name)
-            if source is None:
-                raise AssertionError(f"the program referenced stack {name!r}, which this test did not render")
-            return name, {
-                "name": name,
-                "outputs": copy.deepcopy(source.exports),
-                "secretOutputNames": sorted(source.secret_exports),
-            }
-        if args.typ == RANDOM_PASSWORD:
-            # Deterministic, distinct per resource, and the length the program asked for.
-            length = int(args.inputs.get("length", 16))
-            seed = f"{pulumi.get_stack()}{args.name}".replace("-", "")
-            state["result"] = (seed * length)[:length]
-            self.passwords.append(state["result"])
-        self.resources[(args.typ, args.name)] = Captured(args.typ, args.name, args.inputs, args.provider or None)
-        return f"{args.name}-id", state
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-
-@dataclass
-class Rendered:
-    stack: str
-    resources: dict[tuple[str, str], Captured]
-    exports: dict[str, Any]
-    secret_exports: set[str]
-    references: list[str] = field(default_factory=list)
-    passwords: list[str] = field(default_factory=list)
-    protected: set[tuple[str, str]] = field(default_factory=set)
-
-    def of_type(self, typ: str) -> dict[str, Captured]:
-        return {name: c for (t, name), c in self.resources.items() if t == typ}
-
-    def manifests(self) -> list[dict[str, Any]]:
-        """Every Kubernetes object, as plain manifests (secret envelopes unwrapped)."""
-        return [
-            unwrap(c.inputs)
-            for (t, _), c in sorted(self.resources.items())
-            if t.startswith("kubernetes:") and "Provider" not in t
-        ]
-
-    def objects(self, kind: str) -> dict[str, dict[str, Any]]:
-        """Manifests of one kind, by metadata.name."""
-        return {m["metadata"]["name"]: m for m in self.manifests() if m["kind"] == kind}
-
-
-def unwrap(value: Any) -> Any:
-    """Drop Pulumi's secret envelopes, keeping the values; whole floats (the mock engine turns
-    every number into one) become ints again, as they would in the JSON sent to Kubernetes."""
-    if isinstance(value, dict):
-        if value.get(SECRET_SIG) == SECRET_VALUE:
-            return unwrap(value["value"])
-        return {k: unwrap(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def is_secret_envelope(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
-
-
-def stack_file_config(stack: str) -> dict[str, Any]:
-    """The ``config:`` map of ``Pulumi.<stack>.yaml`` with the namespace stripped from keys."""
-    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    prefix = f"{PROJECT}:"
-    return {k[len(prefix) :]: v for k, v in (data.get("config") or {}).items() if k.startswith(prefix)}
-
-
-def engine_config(config: dict[str, Any]) -> dict[str, str]:
-    """Config as the Pulumi engine hands it to a program: strings, objects as JSON."""
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, str):
-            text = value
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (int, float)):
-            text = str(value)
-        else:
-            text = json.dumps(value)
-        out[f"{PROJECT}:{key}"] = text
-    return out
-
-
-def render(
-    stack: str,
-    config: dict[str, Any] | None = None,
-    references: dict[str, Rendered] | None = None,
-    from_stack_file: bool = True,
-    mocks: CaptureMocks | None = None,
-) -> Rendered:
-    """Run ``__main__.py`` for ``stack``. ``config`` overrides keys of the stack file (a value of
-    None removes the key); ``references`` answers StackReferences by fully qualified name.
-    Pass ``mocks`` to inspect what was registered when the program raises."""
-    values = stack_file_config(stack) if from_stack_file else {}
-    for key, value in (config or {}).items():
-        if value is None:
-            values.pop(key, None)
-        else:
-            values[key] = value
-    mocks = mocks or CaptureMocks()
-    mocks.reference_outputs = references or {}
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=ProtectRecordingMonitor(mocks))
-    pulumi.runtime.set_all_config(engine_config(values), [])
-    runtime_settings.SETTINGS.rpc_manager.clear()
-    runtime_settings.SETTINGS.outputs.clear()
-    # run_in_stack is the SDK's own entrypoint: it creates the stack resource, runs the module,
-    # then awaits what the module registered with pulumi.run and exports its result.
-    runtime_settings.ROOT.set(None)
-    stacks = []
-
-    def program() -> None:
-        stacks.append(runtime_settings.get_root_resource())
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
-
-    _sync_await(run_in_stack(program))
-
-    exports: dict[str, Any] = {}
-    secret: set[str] = set()
-
-    async def resolve(outputs: dict[str, Any]) -> None:
-        for name, value in outputs.items():
-            out = pulumi.Output.from_input(value)
-            exports[name] = await out.future()
-            if await out.is_secret():
-                secret.add(name)
-
-    _sync_await(resolve(dict(stacks[0].outputs)))
-    return Rendered(stack, mocks.resources, exports, secret, mocks.references, mocks.passwords, mocks.protected)
-
-
-def render_both(
-    region1: dict[str, Any] | None = None, region2: dict[str, Any] | None = None
-) -> tuple[Rendered, Rendered]:
-    """Region 1, then region 2 with its StackReference answered by region 1's exports."""
-    r1 = render("region1", region1)
-    primary_stack = {**stack_file_config("region2"), **(region2 or {})}["primaryStack"]
-    r2 = render("region2", region2, references={primary_stack: r1})
-    return r1, r2
 
 
 def run_with_mocks(build: Callable[[], Awaitable[T]], stack: str = "unit") -> T:

@@ -1,0 +1,43 @@
+"""The rendered manifests of both stacks, kept under tests/snapshots/ so that a pull request shows
+every manifest change in its diff. After an intended change, update them with
+
+    python -m offline --out tests/snapshots
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+
+from harness import ROOT
+
+from offline.__main__ import REDACTED, main
+
+SNAPSHOTS = ROOT / "tests" / "snapshots"
+
+
+def files(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): p.read_text() for p in sorted(directory.rglob("*.yaml"))}
+
+
+def test_rendered_manifests_match_the_snapshots(tmp_path: Path) -> None:
+    assert main(["--out", str(tmp_path)]) == 0
+    fresh, kept = files(tmp_path), files(SNAPSHOTS)
+    assert sorted(fresh) == sorted(kept), "objects added or removed: run python -m offline --out tests/snapshots"
+    changed = {
+        name: "".join(difflib.unified_diff(kept[name].splitlines(True), fresh[name].splitlines(True), name, name))
+        for name in fresh
+        if fresh[name] != kept[name]
+    }
+    assert not changed, "manifests changed (python -m offline --out tests/snapshots):\n" + "\n".join(changed.values())
+
+
+def test_snapshots_hold_no_generated_secret() -> None:
+    for name, text in files(SNAPSHOTS).items():
+        if ".secret." in name:
+            assert "password: " + REDACTED in text or "-config.yaml" in name, name
+        for line in re.findall(r"^\s*masterauth .*$", text, flags=re.MULTILINE):
+            assert line.strip() == f"masterauth {REDACTED}", name
+        # The mock engine's passwords are <stack><resource name>: none may survive the redaction.
+        assert "sessionsclient" not in text and "sessionsreplication" not in text, name
