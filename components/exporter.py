@@ -13,6 +13,7 @@ import posixpath
 
 import pulumi_kubernetes as k8s
 
+from .security_context import restricted
 from .valkey_conf import AclUser
 
 # v1.92.1: a recent release that has --disable-scrape-endpoint (since v1.83.0). The tag without a
@@ -136,15 +137,7 @@ def container(
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": "10m", "memory": "64Mi"}, limits={"memory": "64Mi"}
         ),
-        security_context=k8s.core.v1.SecurityContextArgs(
-            allow_privilege_escalation=False,
-            read_only_root_filesystem=True,
-            run_as_non_root=True,
-            run_as_user=EXPORTER_UID,
-            run_as_group=EXPORTER_UID,
-            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-        ),
+        security_context=restricted(EXPORTER_UID, EXPORTER_UID),
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name=VOLUME_NAME, mount_path=mount_path, read_only=True)],
         liveness_probe=health(period=10, failures=3),
         readiness_probe=health(period=10, failures=3),

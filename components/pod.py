@@ -12,6 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import exporter
+from .security_context import restricted
 from .valkey_conf import PROBE_USER, RELOADER_USER
 
 CONFIG_DIR = "/etc/valkey"
@@ -114,18 +115,6 @@ done
 """
 
 
-def _security_context() -> k8s.core.v1.SecurityContextArgs:
-    return k8s.core.v1.SecurityContextArgs(
-        allow_privilege_escalation=False,
-        read_only_root_filesystem=True,
-        run_as_non_root=True,
-        run_as_user=VALKEY_UID,
-        run_as_group=VALKEY_GID,
-        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-    )
-
-
 def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k8s.core.v1.PodTemplateSpecArgs:
     tls = s.tls_secret is not None
     limits = {"memory": mib(s.memory_bytes)}
@@ -153,7 +142,7 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": s.cpu_request, "memory": mib(s.memory_bytes)}, limits=limits
         ),
-        security_context=_security_context(),
+        security_context=restricted(VALKEY_UID, VALKEY_GID),
         volume_mounts=[*mounts, k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR)],
         # Up to 10 minutes to load a large AOF before liveness starts counting.
         startup_probe=exec_probe(ALIVE_REPLIES, period=5, failures=120),
@@ -170,7 +159,7 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}
         ),
-        security_context=_security_context(),
+        security_context=restricted(VALKEY_UID, VALKEY_GID),
         volume_mounts=mounts,
     )
     volumes = [

@@ -176,10 +176,25 @@ def render(
             values.pop(key, None)
         else:
             values[key] = value
+    return run_program(ROOT / "__main__.py", PROJECT, stack, engine_config(values), references=references, mocks=mocks)
+
+
+def run_program(
+    path: Path,
+    project: str,
+    stack: str,
+    config: dict[str, str],
+    *,
+    references: dict[str, Rendered] | None = None,
+    mocks: CaptureMocks | None = None,
+) -> Rendered:
+    """Run the Pulumi program at ``path`` as the language host would, with ``config`` as the engine
+    passes it (``<project>:<key>`` -> string), and capture what it declares and exports."""
     mocks = mocks or CaptureMocks()
     mocks.reference_outputs = references or {}
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=ProtectRecordingMonitor(mocks))
-    pulumi.runtime.set_all_config(engine_config(values), [])
+    monitor = ProtectRecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(config, [])
     runtime_settings.SETTINGS.rpc_manager.clear()
     runtime_settings.SETTINGS.outputs.clear()
     # run_in_stack is the SDK's own entrypoint: it creates the stack resource, runs the module,
@@ -189,7 +204,7 @@ def render(
 
     def program() -> None:
         stacks.append(runtime_settings.get_root_resource())
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        runpy.run_path(str(path), run_name="__main__")
 
     _sync_await(run_in_stack(program))
 

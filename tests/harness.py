@@ -28,6 +28,7 @@ from offline.engine import (
     is_secret_envelope,
     render,
     render_both,
+    run_program,
     stack_file_config,
     unwrap,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "is_secret_envelope",
     "render",
     "render_both",
+    "run_program",
     "run_with_mocks",
     "stack_file_config",
     "unwrap",

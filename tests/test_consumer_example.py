@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import runpy
 from dataclasses import replace
 from typing import Any
 
 import pulumi
 import pytest
 import yaml
-from harness import ROOT, CaptureMocks, Rendered, render, unwrap
-from pulumi.runtime import settings as runtime_settings
-from pulumi.runtime.stack import run_in_stack
-from pulumi.runtime.sync_await import _sync_await
+from harness import ROOT, Rendered, render, run_program, unwrap
 from pulumi_policy import PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import unknown_checking_proxy
@@ -36,35 +32,15 @@ def stack_file_config() -> dict[str, str]:
 
 
 def run_consumer(references: dict[str, Rendered], config: dict[str, str | None] | None = None) -> Rendered:
-    """Run examples/consumer/__main__.py (project valkey-consumer, stack dev), the same way
-    ``harness.render`` runs the valkey program."""
+    """Run examples/consumer/__main__.py (project valkey-consumer, stack dev) with the engine that
+    runs the valkey program."""
     values: dict[str, str] = stack_file_config()
     for key, value in (config or {}).items():
         if value is None:
             values.pop(f"{PROJECT}:{key}", None)
         else:
             values[f"{PROJECT}:{key}"] = value
-    mocks = CaptureMocks(references)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=False)
-    pulumi.runtime.set_all_config(values, [])
-    runtime_settings.SETTINGS.rpc_manager.clear()
-    runtime_settings.SETTINGS.outputs.clear()
-    runtime_settings.ROOT.set(None)
-    stacks = []
-
-    def program() -> None:
-        stacks.append(runtime_settings.get_root_resource())
-        runpy.run_path(str(CONSUMER / "__main__.py"), run_name="__main__")
-
-    _sync_await(run_in_stack(program))
-    exports: dict[str, Any] = {}
-
-    async def resolve() -> None:
-        for name, value in dict(stacks[0].outputs).items():
-            exports[name] = await pulumi.Output.from_input(value).future()
-
-    _sync_await(resolve())
-    return Rendered("dev", mocks.resources, exports, set(), mocks.references)
+    return run_program(CONSUMER / "__main__.py", PROJECT, "dev", values, references=references)
 
 
 @pytest.fixture(scope="module")

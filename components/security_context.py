@@ -1,0 +1,18 @@
+"""The container security context every sidecar and server gets: Pod Security Standards
+"restricted", plus a read-only root filesystem."""
+
+from __future__ import annotations
+
+import pulumi_kubernetes as k8s
+
+
+def restricted(uid: int, gid: int) -> k8s.core.v1.SecurityContextArgs:
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        run_as_user=uid,
+        run_as_group=gid,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
