@@ -123,6 +123,26 @@ DEFAULT_DENIED_COMMANDS = (
     "bgrewriteaof",
     "sync",
     "psync",
+    # Valkey's @dangerous category, except what clients commonly need (INFO, ROLE, CLIENT LIST,
+    # SORT, LASTSAVE): one application must not cut other clients (or the DR replication link)
+    # off, pause the server, or replace data wholesale.
+    "client|kill",
+    "client|pause",
+    "client|unpause",
+    "client|unblock",
+    "client|no-evict",
+    "swapdb",
+    "migrate",
+    "restore",
+    "restore-asking",
+    "function|flush",
+    "script|flush",
+    "pfdebug",
+    "pfselftest",
+    "latency|reset",
+    "slowlog|reset",
+    "commandlog|reset",
+    "cluster",
 )
 """Denied to applications (the default user) unless the stack says otherwise; operators use the
 admin user for these."""
