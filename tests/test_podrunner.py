@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import os
 import re
 import socket
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,8 +19,13 @@ import harness
 import pytest
 import valkey
 from podrunner import ObjectStore, PodRunner, PodStartError, UnsupportedPodFeature, plan_pod
+from podrunner.httpprobe import http_get
+from podrunner.image import DEBIAN_EXPORTER, REDIS_EXPORTER_TAGS, resolve_image
 from podrunner.pod import Pod
+from podrunner.podspec import HttpGet
 from podrunner.proxy import FaultProxy
+
+from components import exporter
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the pod runner needs root")
 
@@ -68,14 +76,28 @@ def info(c: valkey.Valkey, section: str) -> dict[str, Any]:
     return c.info(section)  # type: ignore[no-any-return]
 
 
+def metrics(pod: Pod) -> dict[str, str]:
+    """The exporter's /metrics, fetched as Prometheus would: from outside the pod, at its IP."""
+    url = f"http://{pod.address}:{exporter.METRICS_PORT}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = response.read().decode()
+    return dict(line.rsplit(" ", 1) for line in body.splitlines() if line and not line.startswith("#"))
+
+
 # ----- the rendered sessions pod ------------------------------------------------------------------
 
 
 def test_rendered_sessions_pod_runs_as_the_manifest_says(runner: PodRunner, rendered) -> None:
     r1, _ = rendered
-    pod = runner.start_pod(r1, "sessions", 0, region="region1")
-    for kind in ("startup", "liveness", "readiness"):
-        assert pod.probe(kind).success, kind
+    pod = runner.start_pod(r1, "sessions", 0, region="region1")  # waits until every container is ready
+    assert [c.name for c in pod.plan.containers] == ["valkey", "reloader", "exporter"]
+    for container in pod.plan.containers:
+        for kind in ("startup", "liveness", "readiness"):
+            result = pod.probe(kind, container.name)
+            assert result.success, (container.name, kind, result)
+    # The exporter's probes are httpGet /health on its named port, answered over the pod IP.
+    health = pod.probe("readiness", "exporter")
+    assert (health.http_status, health.output) == (200, "ok")
 
     # valkey-server was started as `valkey-server /etc/valkey/valkey.conf` and read that file.
     conf = r1.objects("Secret")["sessions-config"]["stringData"]["valkey.conf"]
@@ -106,12 +128,64 @@ def test_rendered_sessions_pod_runs_as_the_manifest_says(runner: PodRunner, rend
     assert pod.exec(["stat", "-c", "%a %u %g", "/data"]).stdout.split() == ["2775", "0", "1000"]
     assert pod.exec(["hostname"]).stdout.strip() == "sessions-0"
 
-    # Every container (the reloader sidecar too) runs as 999 and shares the pod's network namespace.
+    # Both Valkey-image containers run as 999 and share the pod's network namespace.
     ping = ["sh", "-c", 'REDISCLI_AUTH="$(cat /etc/valkey/probe-password)" valkey-cli --user probe -p 6379 ping']
-    for container in pod.plan.containers:
-        assert pod.exec(["id", "-u"], container=container.name).stdout.strip() == "999"
-        assert pod.exec(ping, container=container.name).stdout.strip() == "PONG"
+    for container in ("valkey", "reloader"):
+        assert pod.exec(["id", "-u"], container=container).stdout.strip() == "999"
+        assert pod.exec(ping, container=container).stdout.strip() == "PONG"
     assert all(p.startswith("NetworkPolicy ") for p in pod.not_enforced)  # listed, not enforced
+
+    # The exporter: the image's uid 59000 (no passwd entry, as in the scratch image), fsGroup 1000 as
+    # supplementary group (it reads the 0440 root:1000 password file through it), no capabilities.
+    status = dict(line.split(":", 1) for line in pod.exec(["cat", "/proc/1/status"], "exporter").stdout.splitlines())
+    assert status["Uid"].split() == ["59000"] * 4 and status["Gid"].split() == ["59000"] * 4
+    assert status["Groups"].split() == ["1000"]
+    assert int(status["CapEff"], 16) == 0 and status["NoNewPrivs"].strip() == "1"
+    # Only its own file is projected: valkey.conf (masterauth) and the other passwords are not there.
+    assert pod.exec(["ls", "/etc/valkey-exporter"], "exporter").stdout.split() == ["password.json"]
+    secret = r1.objects("Secret")["sessions-config"]["stringData"]
+    assert pod.exec(["cat", exporter.PASSWORD_FILE], "exporter").stdout == secret[exporter.SECRET_KEY]
+    # The wrapper exec'd Debian's exporter as PID 1 with the rendered arguments minus the pinned-only ones.
+    argv = pod.exec(["cat", "/proc/1/cmdline"], "exporter").stdout.split("\0")[:-1]
+    rendered_args = r1.objects("StatefulSet")["sessions"]["spec"]["template"]["spec"]["containers"][2]["args"]
+    assert argv == [DEBIAN_EXPORTER, *(a for a in rendered_args if a not in exporter.PINNED_ONLY_ARGS)]
+
+    # It logged in as the metrics user with the rendered password file: INFO worked.
+    scraped = metrics(pod)
+    assert scraped["redis_up"] == "1"
+    assert scraped["redis_connected_clients"] == "1"  # its own connection, the only one
+    password = json.loads(secret[exporter.SECRET_KEY])["redis://127.0.0.1:6379"]
+    with valkey.Valkey(host=pod.address, port=pod.port, username=exporter.EXPORTER_USER, password=password) as m:
+        assert "redis_version" in m.info("server")
+
+
+def test_reloader_wget_reaches_the_exporter(runner: PodRunner, rendered) -> None:
+    """The reloader's `wget -q -O /dev/null http://127.0.0.1:9121/-/reload` (busybox in the alpine
+    image, the host's GNU wget here) works in the pod, and fails on a refused connection."""
+    r1, _ = rendered
+    pod = runner.start_pod(r1, "sessions", 0)
+    health = pod.exec(["wget", "-q", "-O", "-", f"http://127.0.0.1:{exporter.METRICS_PORT}/health"], "reloader")
+    assert (health.returncode, health.stdout) == (0, "ok")
+    # Debian's 1.45 has no /-/reload: it answers with its index page (200), so the reloader's call
+    # succeeds there without reloading anything (see tests/test_rotation_live.py).
+    reload = pod.exec(["wget", "-q", "-O", "-", exporter.RELOAD_URL], "reloader")
+    assert reload.returncode == 0 and "<title>Redis Exporter 1.45" in reload.stdout
+    refused = pod.exec(["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:1/"], "reloader")
+    assert refused.returncode != 0
+
+
+def test_exporter_stand_in_is_the_pinned_tag_only() -> None:
+    """The stand-in accepts the tag components/exporter.py pins and drops exactly PINNED_ONLY_ARGS."""
+    repository, _, tag = exporter.IMAGE.rpartition(":")
+    assert repository == "oliver006/redis_exporter"
+    assert list(REDIS_EXPORTER_TAGS[tag]) == exporter.PINNED_ONLY_ARGS
+    image = resolve_image(exporter.IMAGE)
+    assert image.user == (exporter.EXPORTER_UID, exporter.EXPORTER_UID)
+    assert set(image.executables) == {"/redis_exporter"}
+    with pytest.raises(UnsupportedPodFeature, match="only tags"):
+        resolve_image("oliver006/redis_exporter:v1.93.0")
+    with pytest.raises(UnsupportedPodFeature, match="only tags"):
+        resolve_image("oliver006/redis_exporter:v1.92.1-alpine")
 
 
 def test_default_render_needs_cert_manager(runner: PodRunner) -> None:
@@ -131,8 +205,10 @@ def test_restart_keeps_the_claim_and_delete_removes_it(runner: PodRunner, render
         c.set("graceful", "1")
     # SIGTERM with the rendered 60 s grace period: every container exits on its own, at once
     # (the reloader's shell traps TERM; as PID 1 it would otherwise wait out the grace period).
+    # The exporter (Go, PID 1 of its container, no SIGTERM handler in 1.45) ends with status 2: the Go
+    # runtime re-raises SIGTERM, which a PID-namespace init ignores, then exits 2. Still at once.
     started = time.monotonic()
-    assert pod.stop() == {"valkey": 0, "reloader": 0}
+    assert pod.stop() == {"valkey": 0, "reloader": 0, "exporter": 2}
     assert time.monotonic() - started < 10
     pod.start()
     pod.wait_ready()
@@ -289,6 +365,108 @@ def test_env_sources_expansion_and_volumes(runner: PodRunner) -> None:
     assert pod.stop() == {"main": 0}  # sh traps SIGTERM
 
 
+WEB_SERVER = """
+import http.server, time
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/slow":
+            time.sleep(5)
+        status = {"/ok": 200, "/missing": 404, "/moved": 302, "/away": 301}.get(self.path, 500)
+        self.send_response(status)
+        if self.path == "/moved":
+            self.send_header("Location", "/missing")
+        if self.path == "/away":
+            self.send_header("Location", "http://elsewhere.invalid/missing")
+        self.end_headers()
+        self.wfile.write(self.headers.get("User-Agent", "").encode())
+http.server.ThreadingHTTPServer(("", 8080), Handler).serve_forever()
+"""
+
+
+def test_http_get_probes(runner: PodRunner) -> None:
+    """httpGet probes: GET from the node to the pod IP, port by name or number, 200-399 passes,
+    same-host redirects followed, timeoutSeconds enforced."""
+    objects = lab_objects()
+    web = {
+        "name": "web",
+        "image": IMAGE,
+        "command": ["python3", "-c", WEB_SERVER],  # the stand-in's /usr is the host's: python3 is there
+        "ports": [{"name": "http", "containerPort": 8080.0}],
+        "readinessProbe": {"httpGet": {"path": "/ok", "port": "http"}},
+        "livenessProbe": {"httpGet": {"path": "/slow", "port": 8080.0}, "timeoutSeconds": 1.0},
+        "startupProbe": {"httpGet": {"path": "/moved", "port": "8080"}},
+    }
+    _pod_spec(objects[0])["containers"].append(web)
+    pod = runner.start_pod(objects, "lab", 0, wait_ready=None)
+    wait_for(lambda: pod.probe("readiness", "web").success, what="web server up")
+
+    ready = pod.probe("readiness", "web")
+    assert (ready.success, ready.http_status, ready.output) == (True, 200, "kube-probe/1.32")
+    startup = pod.probe("startup", "web")  # 302 to /missing, followed: the 404 decides
+    assert (startup.success, startup.http_status) == (False, 404)
+    assert "statuscode: 404" in startup.output
+    started = time.monotonic()
+    liveness = pod.probe("liveness", "web")
+    assert liveness.timed_out and not liveness.success and 1.0 <= time.monotonic() - started < 3.0
+
+    # A redirect to another host is not followed: the 3xx itself passes (the kubelet warns).
+    away = http_get(pod.address, HttpGet("/away", 8080), 2.0)
+    assert (away.success, away.status) == (True, 301)
+    refused = http_get(pod.address, HttpGet("/ok", 8081), 2.0)
+    assert not refused.success and refused.status is None and "refused" in refused.output
+
+
+def test_update_volumes_swaps_secret_and_config_map_files_atomically(runner: PodRunner) -> None:
+    """update_volumes: the kubelet's refresh of mounted Secrets/ConfigMaps in a running pod. A new
+    timestamped dir, ``..data`` switched by rename, symlinks for added keys, removed keys gone; the
+    container keeps running; environment variables keep their values."""
+    pod = runner.start_pod(lab_objects(), "lab", 0, wait_ready=None)
+    pid = pod.container_pid("main")
+    old_data = pod.exec(["readlink", "/etc/secret/..data"]).stdout.strip()
+    assert re.fullmatch(r"\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\w+", old_data)
+    assert pod.update_volumes(lab_objects()) == {"settings": False, "secret": False}  # nothing changed
+    assert pod.exec(["readlink", "/etc/secret/..data"]).stdout.strip() == old_data
+
+    def rerendered(token: str, mode: str) -> list[dict[str, Any]]:
+        objects = lab_objects()
+        objects[1]["data"] = {"token": base64.b64encode(token.encode()).decode()}
+        objects[1]["stringData"] = {"extra": "new key"}  # "user" removed, "extra" added
+        objects[2]["data"]["mode"] = mode
+        return objects
+
+    # A reader in the container during 20 swaps never sees the file missing, empty or partial.
+    results = []
+    read_loop = ["sh", "-c", "for i in $(seq 400); do cat /etc/secret/token || echo MISSING; echo; done"]
+    thread = threading.Thread(target=lambda: results.append(pod.exec(read_loop, timeout=60)))
+    thread.start()
+    for n in range(20):
+        assert pod.update_volumes(rerendered(f"t{n}", "slow")) == {"settings": n == 0, "secret": True}
+    thread.join()
+    seen = results[0].stdout.splitlines()
+    assert results[0].ok and len(seen) == 400
+    assert set(seen) <= {"s3cr3t", *(f"t{n}" for n in range(20))}, set(seen)
+
+    assert pod.exec(["cat", "/etc/secret/token"]).stdout == "t19"
+    assert pod.exec(["ls", "/etc/secret"]).stdout.split() == ["extra", "token"]
+    assert pod.exec(["cat", "/etc/settings/conf/mode.txt"]).stdout == "slow"
+    new_data = pod.exec(["readlink", "/etc/secret/..data"]).stdout.strip()
+    assert new_data != old_data
+    # Only the current payload dir is left; same modes and fsGroup as when the pod started.
+    assert pod.exec(["ls", "-A", "/etc/secret"]).stdout.split() == sorted([new_data, "..data", "extra", "token"])
+    assert pod.exec(["stat", "-L", "-c", "%a %u %g", "/etc/secret/extra"]).stdout.split() == ["440", "0", "2000"]
+    assert pod.exec(["readlink", "/etc/secret/extra"]).stdout.strip() == "..data/extra"
+
+    # The container was not restarted; its environment is what it started with.
+    assert pod.container_pid("main") == pid and pod.running
+    assert "TOKEN=s3cr3t" in pod.exec(["cat", "/proc/1/environ"]).stdout.split("\0")
+
+    # A changed pod template is a rollout, not a volume refresh.
+    changed = rerendered("x", "slow")
+    _container(changed[0])["env"] = []
+    with pytest.raises(ValueError, match="pod template"):
+        pod.update_volumes(changed)
+
+
 def test_stop_kills_what_ignores_sigterm_after_the_grace_period(runner: PodRunner) -> None:
     objects = lab_objects(command=["sh", "-c", "while :; do sleep 0.2; done"])  # PID 1, no handler
     objects[0]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 1
@@ -326,20 +504,38 @@ def _container(m: dict[str, Any]) -> dict[str, Any]:
 UNSUPPORTED: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "hostPath volume": (
         lambda m: _pod_spec(m)["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
-        "volumes[1].hostPath",
+        "volumes[2].hostPath",
     ),
     "projected volume": (
         lambda m: _pod_spec(m)["volumes"].append({"name": "p", "projected": {"sources": []}}),
-        "volumes[1].projected",
+        "volumes[2].projected",
     ),
     "unknown container key": (lambda m: _container(m).update(fooBar=1), "containers[0].fooBar"),
     "lifecycle hook": (
         lambda m: _container(m).update(lifecycle={"preStop": {"exec": {"command": ["true"]}}}),
         "containers[0].lifecycle",
     ),
-    "httpGet probe": (
-        lambda m: _container(m).update(readinessProbe={"httpGet": {"port": 8080}}),
-        "readinessProbe.httpGet",
+    "httpGet over HTTPS": (
+        lambda m: _container(m).update(readinessProbe={"httpGet": {"port": 6379, "scheme": "HTTPS"}}),
+        "readinessProbe.httpGet.scheme",
+    ),
+    "httpGet to another host": (
+        lambda m: _container(m).update(readinessProbe={"httpGet": {"port": 6379, "host": "10.0.0.1"}}),
+        "readinessProbe.httpGet.host",
+    ),
+    "httpGet headers": (
+        lambda m: _container(m).update(
+            readinessProbe={"httpGet": {"port": 6379, "httpHeaders": [{"name": "X", "value": "y"}]}}
+        ),
+        "readinessProbe.httpGet.httpHeaders",
+    ),
+    "httpGet unknown port name": (
+        lambda m: _container(m).update(readinessProbe={"httpGet": {"port": "nope"}}),
+        "readinessProbe.httpGet.port",
+    ),
+    "tcpSocket probe": (
+        lambda m: _container(m).update(readinessProbe={"tcpSocket": {"port": 6379}}),
+        "readinessProbe.tcpSocket",
     ),
     "hostNetwork": (lambda m: _pod_spec(m).update(hostNetwork=True), "hostNetwork"),
     "unknown pod key": (lambda m: _pod_spec(m).update(runtimeClassName="gvisor"), "runtimeClassName"),
@@ -367,6 +563,10 @@ UNSUPPORTED: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     ),
     "other image": (lambda m: _container(m).update(image="redis:7"), "image"),
     "other valkey version": (lambda m: _container(m).update(image="valkey/valkey:9.0.0"), "image"),
+    "other exporter tag": (
+        lambda m: _pod_spec(m)["containers"][2].update(image="oliver006/redis_exporter:v1.45.0"),
+        "image",
+    ),
 }
 
 

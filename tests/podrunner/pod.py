@@ -14,11 +14,19 @@ from typing import TYPE_CHECKING, Any
 from .container import ContainerProcess, ExecResult
 from .env import container_argv, pod_fields, resolve_env
 from .errors import PodStartError, UnsupportedPodFeature
+from .httpprobe import http_get
 from .names import Entry
 from .network import PodNetwork
 from .objects import HasManifests, ObjectStore, as_int
 from .podspec import ContainerPlan, PodPlan, plan_pod
-from .volumes import prepare_claim, prepare_empty_dir, projected_files, sub_path_source, write_projected
+from .volumes import (
+    prepare_claim,
+    prepare_empty_dir,
+    projected_files,
+    sub_path_source,
+    update_projected,
+    write_projected,
+)
 
 if TYPE_CHECKING:
     from .runner import PodRunner
@@ -35,6 +43,8 @@ class ProbeResult:
     exit_code: int | None
     timed_out: bool = False
     defined: bool = True
+    http_status: int | None = None
+    """The response status of an httpGet probe (None: no response, or an exec probe)."""
 
 
 class Pod:
@@ -205,25 +215,38 @@ class Pod:
         return self._process(container).exec(argv, timeout, input)
 
     def probe(self, kind: str, container: str | None = None) -> ProbeResult:
-        """Run the container's exec probe once, as the kubelet does: exit code 0 passes; running past
-        timeoutSeconds fails. An undefined probe passes."""
+        """Run the container's probe once, as the kubelet does. exec: exit code 0 passes. httpGet: a
+        GET from the node to the pod IP, 200-399 passes (see httpprobe). Running past timeoutSeconds
+        fails. An undefined probe passes."""
         plan = self._plan(container)
         probe = plan.probes.get(kind)
         if kind not in ("startup", "liveness", "readiness"):
             raise ValueError(f"unknown probe {kind!r}")
         if probe is None:
             return ProbeResult(kind, True, "", None, defined=False)
-        result = self._process(plan.name).exec(list(probe.command), timeout=probe.timeout)
+        proc = self._process(plan.name)
+        if probe.http_get is not None:
+            if not proc.running:
+                return ProbeResult(kind, False, f"container {plan.name} is not running", None)
+            outcome = http_get(self.address, probe.http_get, probe.timeout)
+            return ProbeResult(
+                kind, outcome.success, outcome.output, None, outcome.timed_out, http_status=outcome.status
+            )
+        result = proc.exec(list(probe.command), timeout=probe.timeout)
         output = (result.stdout + result.stderr)[:10240]  # the kubelet keeps 10 KiB of probe output
         return ProbeResult(kind, result.ok, output, result.returncode, result.timed_out)
 
     def wait_ready(self, timeout: float = 30.0, interval: float = 0.1, container: str | None = None) -> None:
         """Poll as the kubelet's prober does, faster: after initialDelaySeconds, the startup probe until
         it passes, then the readiness probe until successThreshold passes in a row. Fails at once if
-        the container exits."""
-        plan = self._plan(container)
-        proc = self._process(plan.name)
+        the container exits. ``container`` None: every container, in order (the pod's Ready condition);
+        ``timeout`` covers them all."""
         deadline = time.monotonic() + timeout
+        for plan in [self._plan(container)] if container else self.plan.containers:
+            self._wait_container_ready(plan, deadline, timeout, interval)
+
+    def _wait_container_ready(self, plan: ContainerPlan, deadline: float, timeout: float, interval: float) -> None:
+        proc = self._process(plan.name)
         last: ProbeResult | None = None
         successes = 0
         for kind in ("startup", "readiness"):
@@ -249,6 +272,35 @@ class Pod:
                         f"{last.output!r}\n{self._tail(plan.name)}"
                     )
                 time.sleep(interval)
+
+    # ----- mounted Secrets and ConfigMaps ----------------------------------------------------------
+    def update_volumes(self, objects: HasManifests | Iterable[Mapping[str, Any]]) -> dict[str, bool]:
+        """Refresh the running pod's Secret and ConfigMap volumes from re-rendered manifests, as the
+        kubelet's periodic sync does (here at once, not within its ~1 min): per volume whose files
+        changed, a new timestamped directory, then an atomic rename of ``..data`` onto it, then the
+        top-level symlinks added/removed, then the old directory removed (AtomicWriter). Containers
+        keep running; environment variables and subPath mounts keep the old values, as on a node.
+
+        Refused (ValueError) when the objects change the pod template: a StatefulSet would replace the
+        pod, use restart(objects=...). Returns volume name -> whether its files changed."""
+        store = ObjectStore(objects)
+        new_sts = store.statefulset(self.plan.statefulset, self.namespace)
+        old_sts = self.store.statefulset(self.plan.statefulset, self.namespace)
+        if new_sts["spec"]["template"] != old_sts["spec"]["template"]:
+            raise ValueError(
+                f"{self.key}: the new objects change StatefulSet {self.plan.statefulset}'s pod template: "
+                "the controller would replace the pod (use restart(objects=...))"
+            )
+        if not self.processes or not any(p.running for p in self.processes.values()):
+            raise RuntimeError(f"pod {self.key} is not running")
+        changed = {}
+        for v in self.plan.volumes.values():
+            if v.kind not in ("secret", "configMap"):
+                continue
+            files = projected_files(v, store, self.namespace)
+            changed[v.name] = update_projected(self.dir / "volumes" / v.name, files or {}, self.plan.fs_group)
+        self.store = store
+        return changed
 
     # ----- internals ------------------------------------------------------------------------------
     def _claims(self) -> dict[str, Path]:
@@ -379,7 +431,10 @@ class Pod:
             "scratch": str(cdir / "scratch"),
             "read_only_root": plan.read_only_root,
             "dirs": [{"path": d.path, "uid": d.uid, "gid": d.gid, "mode": d.mode} for d in plan.image.dirs],
-            "files": [{"path": p, "content": c, "mode": 0o644} for p, c in plan.image.files.items()],
+            "files": [
+                *({"path": p, "content": c, "mode": 0o644} for p, c in plan.image.files.items()),
+                *({"path": p, "content": c, "mode": 0o755} for p, c in plan.image.executables.items()),
+            ],
             "binds": binds,
             "process": {
                 "argv": argv,

@@ -91,8 +91,10 @@ CAPABILITIES = _keys("drop", defaults={"add": []})
 SECCOMP = _keys("type")
 PORT = _keys("name containerPort", defaults={"protocol": "TCP"})
 MOUNT = _keys("name mountPath readOnly subPath", defaults={"mountPropagation": "None", "recursiveReadOnly": "Disabled"})
-PROBE = _keys("exec initialDelaySeconds periodSeconds timeoutSeconds successThreshold failureThreshold")
+PROBE = _keys("exec httpGet initialDelaySeconds periodSeconds timeoutSeconds successThreshold failureThreshold")
 EXEC = _keys("command")
+# host: the kubelet would connect there instead of the pod IP; httpHeaders: not sent. Both refused.
+HTTP_GET = _keys("path port scheme")
 ENV = _keys("name value valueFrom")
 ENV_FROM_SOURCE = _keys("secretKeyRef configMapKeyRef fieldRef")
 KEY_REF = _keys("name key optional")
@@ -154,14 +156,25 @@ ALL_CAPS = set(DEFAULT_CAPS) | set(OTHER_CAPS.split())
 
 
 @dataclass(frozen=True)
+class HttpGet:
+    """An httpGet probe action, resolved: the kubelet GETs ``http://<pod IP>:<port><path>``."""
+
+    path: str
+    port: int
+    scheme: str = "HTTP"
+
+
+@dataclass(frozen=True)
 class Probe:
     kind: str
     command: tuple[str, ...]
+    """The exec probe's command; empty for an httpGet probe."""
     timeout: float
     period: float
     initial_delay: float
     success_threshold: int
     failure_threshold: int
+    http_get: HttpGet | None = None
 
 
 @dataclass(frozen=True)
@@ -406,10 +419,13 @@ def _plan_container(
     def setting(key: str) -> Any:
         return sc.get(key) if sc.get(key) is not None else pod_sc.get(key)
 
-    uid = as_int(setting("runAsUser"), f"{path}.runAsUser") if setting("runAsUser") is not None else 0
+    # As containerd: runAsUser/runAsGroup win; without them the image's USER applies. A runAsUser
+    # without runAsGroup takes the user's group from the image's /etc/passwd (0 if it has none).
+    image_uid, image_gid = image.user or (0, None)
+    uid = as_int(setting("runAsUser"), f"{path}.runAsUser") if setting("runAsUser") is not None else image_uid
     gid = as_int(setting("runAsGroup"), f"{path}.runAsGroup") if setting("runAsGroup") is not None else None
     if gid is None:
-        gid = _passwd_gid(image, uid)
+        gid = image_gid if setting("runAsUser") is None and image_gid is not None else _passwd_gid(image, uid)
     if setting("runAsNonRoot") and uid == 0:
         raise PodStartError(f"{path}: container has runAsNonRoot and image will run as root")
     groups = [*_member_groups(image, uid)]
@@ -457,7 +473,7 @@ def _plan_container(
     probes = {}
     for kind, key in PROBE_KINDS.items():
         if c.get(key) is not None:
-            probes[kind] = _plan_probe(check, c[key], kind, f"{path}.{key}")
+            probes[kind] = _plan_probe(check, c[key], kind, f"{path}.{key}", ports)
 
     return ContainerPlan(
         name=name,
@@ -496,13 +512,19 @@ def _check_env(check: _Checker, e: Mapping[str, Any], path: str) -> None:
         check(source[kinds[0]], KEY_REF, f"{path}.valueFrom.{kinds[0]}")
 
 
-def _plan_probe(check: _Checker, probe: Any, kind: str, path: str) -> Probe:
+def _plan_probe(check: _Checker, probe: Any, kind: str, path: str, ports: Mapping[str, int]) -> Probe:
     check(probe, PROBE, path)
-    if probe.get("exec") is None:
-        raise UnsupportedPodFeature(path, "only exec probes are emulated")
-    command = check(probe["exec"], EXEC, f"{path}.exec").get("command") or []
-    if not command:
-        raise UnsupportedPodFeature(f"{path}.exec.command", "empty command")
+    actions = [k for k in ("exec", "httpGet") if probe.get(k) is not None]
+    if len(actions) != 1:
+        raise UnsupportedPodFeature(path, "exactly one of exec, httpGet is emulated (not tcpSocket, grpc)")
+    command: list[Any] = []
+    http_get = None
+    if actions[0] == "exec":
+        command = check(probe["exec"], EXEC, f"{path}.exec").get("command") or []
+        if not command:
+            raise UnsupportedPodFeature(f"{path}.exec.command", "empty command")
+    else:
+        http_get = _plan_http_get(check(probe["httpGet"], HTTP_GET, f"{path}.httpGet"), f"{path}.httpGet", ports)
 
     def num(key: str, default: int) -> int:
         return as_int(probe.get(key, default), f"{path}.{key}")
@@ -518,7 +540,35 @@ def _plan_probe(check: _Checker, probe: Any, kind: str, path: str) -> Probe:
         float(num("initialDelaySeconds", 0)),
         success,
         num("failureThreshold", 3),
+        http_get,
     )
+
+
+def _plan_http_get(action: Mapping[str, Any], path: str, ports: Mapping[str, int]) -> HttpGet:
+    """The kubelet's resolution (pkg/probe/util.go ResolveContainerPort): a string port is a port name
+    of this container, else a number written as a string; the result must be 1-65535."""
+    scheme = str(action.get("scheme") or "HTTP")
+    if scheme != "HTTP":
+        raise UnsupportedPodFeature(f"{path}.scheme", f"{scheme!r} not emulated (only HTTP)")
+    raw = action.get("port")
+    if isinstance(raw, str):
+        # A port name has a letter (IANA_SVC_NAME); unnamed ports are keyed by index in ``ports``.
+        if raw.isdigit():
+            port = int(raw)
+        elif raw in ports:
+            port = ports[raw]
+        else:
+            raise UnsupportedPodFeature(
+                f"{path}.port", f"no container port named {raw!r} (the kubelet's probe would fail forever)"
+            )
+    else:
+        port = as_int(raw, f"{path}.port")
+    if not 0 < port < 65536:
+        raise UnsupportedPodFeature(f"{path}.port", f"{port} is not a valid port")
+    request_path = str(action.get("path") or "/")
+    if not request_path.startswith("/"):
+        request_path = "/" + request_path
+    return HttpGet(request_path, port, scheme)
 
 
 def _passwd(image: Image) -> list[list[str]]:

@@ -4,9 +4,11 @@ claim directories, with the pod's fsGroup applied (kubelet pkg/volume/volume_lin
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from .errors import PodStartError
@@ -53,24 +55,77 @@ def projected_files(volume: VolumePlan, store: ObjectStore, namespace: str) -> d
     return files
 
 
-def write_projected(root: Path, files: Mapping[str, tuple[bytes, int]], fs_group: int | None) -> None:
-    """The kubelet's AtomicWriter layout: files in a timestamped dir, ``..data`` pointing at it, and one
-    symlink per top-level name through ``..data``. Owned by root; fsGroup as group, g+r added."""
-    root.mkdir(parents=True)
-    root.chmod(0o1777)  # the tmpfs the kubelet mounts for the volume
-    stamp = root / time.strftime("..%Y_%m_%d_%H_%M_%S.000000000", time.gmtime())
-    stamp.mkdir(mode=0o755)
+DATA_DIR_NAME = "..data"
+DATA_DIR_TMP_NAME = "..data_tmp"
+
+
+def _write_payload(root: Path, files: Mapping[str, tuple[bytes, int]]) -> Path:
+    """A new timestamped dir (``..YYYY_MM_DD_HH_MM_SS.<random>``, as the kubelet's os.MkdirTemp) with the files."""
+    stamp = Path(tempfile.mkdtemp(prefix=time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime()), dir=root))
     stamp.chmod(0o755)
     for rel, (content, mode) in files.items():
         target = stamp / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
         target.chmod(mode)
-    (root / "..data").symlink_to(stamp.name)
-    for top in sorted({rel.split("/", 1)[0] for rel in files}):
-        (root / top).symlink_to(f"..data/{top}")
+    return stamp
+
+
+def _top_level(paths: Iterable[str]) -> set[str]:
+    return {rel.split("/", 1)[0] for rel in paths}
+
+
+def write_projected(root: Path, files: Mapping[str, tuple[bytes, int]], fs_group: int | None) -> None:
+    """The kubelet's AtomicWriter layout: files in a timestamped dir, ``..data`` pointing at it, and one
+    symlink per top-level name through ``..data``. Owned by root; fsGroup as group, g+r added."""
+    root.mkdir(parents=True)
+    root.chmod(0o1777)  # the tmpfs the kubelet mounts for the volume
+    stamp = _write_payload(root, files)
+    (root / DATA_DIR_NAME).symlink_to(stamp.name)
+    for top in sorted(_top_level(files)):
+        (root / top).symlink_to(f"{DATA_DIR_NAME}/{top}")
     if fs_group is not None:
         set_volume_ownership(root, fs_group, read_only=True)
+
+
+def _current_payload(data_dir: Path) -> dict[str, bytes]:
+    out = {}
+    for dirpath, _, filenames in os.walk(data_dir):
+        for name in filenames:
+            path = Path(dirpath) / name
+            out[str(path.relative_to(data_dir))] = path.read_bytes()
+    return out
+
+
+def update_projected(root: Path, files: Mapping[str, tuple[bytes, int]], fs_group: int | None) -> bool:
+    """Swap a written volume to new files as the kubelet's AtomicWriter.Write does; False (nothing
+    touched) when no file's content changed and none was added or removed (it compares contents only).
+
+    Order: new timestamped dir with the payload and fsGroup applied; ``..data_tmp`` symlink to it,
+    renamed onto ``..data`` (the atomic switch: a reader sees either all old or all new files);
+    symlinks for new top-level names; symlinks of removed names deleted; the old dir deleted."""
+    data = root / DATA_DIR_NAME
+    old_dir = root / os.readlink(data)
+    current = _current_payload(old_dir)
+    if current.keys() == files.keys() and all(current[rel] == content for rel, (content, _) in files.items()):
+        return False
+    stamp = _write_payload(root, files)
+    if fs_group is not None:
+        set_volume_ownership(stamp, fs_group, read_only=True)
+    tmp = root / DATA_DIR_TMP_NAME
+    tmp.symlink_to(stamp.name)
+    if fs_group is not None:
+        os.lchown(tmp, -1, fs_group)
+    os.rename(tmp, data)
+    old_tops, new_tops = _top_level(current), _top_level(files)
+    for top in sorted(new_tops - old_tops):
+        (root / top).symlink_to(f"{DATA_DIR_NAME}/{top}")
+        if fs_group is not None:
+            os.lchown(root / top, -1, fs_group)
+    for top in sorted(old_tops - new_tops):
+        (root / top).unlink()
+    shutil.rmtree(old_dir)
+    return True
 
 
 def prepare_empty_dir(root: Path, fs_group: int | None) -> None:
