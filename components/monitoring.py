@@ -26,7 +26,7 @@ from .monitoring_rules import JOB, Thresholds, rule_groups
 
 API_VERSION = "monitoring.coreos.com/v1"
 INSTANCE_POD_LABEL = "app.kubernetes.io/instance"
-# The same DR label the policy pack (policy/valkey_policies.py) reads on the StatefulSet.
+# The same DR label the policy pack (policy/dr.py) reads on the StatefulSet.
 DR_POD_LABEL = "valkey.io/dr"
 POLICY_POD_LABEL = "valkey.io/maxmemory-policy"
 
