@@ -31,8 +31,13 @@ DEFAULT_IMAGE = "valkey/valkey:8.1.8-alpine"
 
 DEFAULT_INSTANCE = "valkey"
 MAXMEMORY_SHARE_OF_LIMIT = 0.8
-"""maxmemory plus the replication backlog may use at most this share of the memory limit; the rest
-is for the fork during AOF rewrite and full sync, client buffers and allocator overhead."""
+"""The server's maxmemory may use at most this share of an explicit memory limit."""
+DEFAULT_MAXMEMORY_SHARE = 0.5
+"""Share of the default memory limit: a fork (AOF rewrite, full sync) under heavy writes copies up to
+the whole dataset; measured peaks reached 2.05 x maxmemory (docs/benchmarks.md)."""
+RECONNECT_ALLOWANCE_SECONDS = 5
+"""Added to the tolerated outage when sizing the backlog: after the link returns, the replica
+retries once a second and redoes its handshake before PSYNC (measured 0.5-1.1 s)."""
 
 MIB = 1024**2
 GIB = 1024**3
@@ -79,12 +84,14 @@ class Resources(_Model):
     cpu_limit: CpuQuantity | None = None
     """CPU limit; default none (Valkey is single-threaded for commands, throttling adds latency)."""
     memory: Size | None = None
-    """Memory request and limit; default (maxmemory + replication backlog) / 0.8, rounded up to 64Mi."""
+    """Memory request and limit; default twice maxmemory plus the replication backlog, rounded up to
+    64Mi (a fork under heavy writes copies the dataset). At least 1.25 times that sum if set."""
 
 
 class Replication(_Model):
-    """Sizing of the replication backlog: how long a replica may be cut off and still catch up
-    with a partial resync instead of a full one."""
+    """Sizing of the replication backlog: how long the link may be cut and a replica still catch up
+    with a partial resync instead of a full one (a restart always needs a full one: Valkey 8.1
+    does not keep the replication offset in AOF persistence)."""
 
     write_rate: Size = ByteSize(1 * MIB)
     """Expected replication stream per second (bytes written per second, roughly)."""
@@ -212,18 +219,31 @@ def tls_enabled(cfg: StackConfig) -> bool:
 
 
 def backlog_bytes(instance: Instance) -> int:
-    """``repl-backlog-size``: the writes of one tolerated outage, at least Valkey's 1mb default."""
-    wanted = int(instance.replication.write_rate * instance.replication.outage_tolerance.total_seconds())
-    return max(MIB, wanted)
+    """``repl-backlog-size``: the writes of one tolerated outage and the reconnect after it, at
+    least Valkey's 1mb default."""
+    seconds = instance.replication.outage_tolerance.total_seconds() + RECONNECT_ALLOWANCE_SECONDS
+    return max(MIB, int(instance.replication.write_rate * seconds))
+
+
+def server_maxmemory_bytes(instance: Instance) -> int:
+    """The ``maxmemory`` the server gets: the configured dataset budget plus the replication
+    backlog, which Valkey counts inside maxmemory (measured: used 255 MiB = data 174 + backlog 75)."""
+    return int(instance.maxmemory) + backlog_bytes(instance)
 
 
 def memory_limit_bytes(instance: Instance) -> int:
     """The container memory limit (and request) for an instance."""
     if instance.resources.memory is not None:
         return int(instance.resources.memory)
-    needed = (instance.maxmemory + backlog_bytes(instance)) / MAXMEMORY_SHARE_OF_LIMIT
+    needed = server_maxmemory_bytes(instance) / DEFAULT_MAXMEMORY_SHARE
     step = 64 * MIB
     return int(-(-needed // step) * step)
+
+
+def aof_rewrite_min_bytes(instance: Instance) -> int:
+    """``auto-aof-rewrite-min-size``: Valkey's 64mb default rewrites a large dataset every few
+    seconds while it fills, each rewrite a fork; a third of the volume keeps the worst case on disk."""
+    return min(int(instance.maxmemory), storage_bytes(instance) // 3)
 
 
 def storage_bytes(instance: Instance) -> int:

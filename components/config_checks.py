@@ -11,6 +11,7 @@ from .config import (
     StackConfig,
     backlog_bytes,
     memory_limit_bytes,
+    server_maxmemory_bytes,
     tls_enabled,
 )
 
@@ -70,16 +71,17 @@ def cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
         if inst.external_host is not None and not inst.dr:
             problems.append(Problem(f"{key}.externalHost", inst.external_host, "only on instances with dr: true"))
         limit = memory_limit_bytes(inst)
-        budget = int(limit * MAXMEMORY_SHARE_OF_LIMIT)
-        backlog = backlog_bytes(inst)
-        if inst.maxmemory + backlog > budget:
+        server = server_maxmemory_bytes(inst)
+        if server > limit * MAXMEMORY_SHARE_OF_LIMIT:
+            backlog = backlog_bytes(inst)
             problems.append(
                 Problem(
                     f"{key}.maxmemory",
                     _size(inst.maxmemory),
-                    f"at most {ByteSize(budget - backlog).human_readable()}: maxmemory plus the "
-                    f"{ByteSize(backlog).human_readable()} replication backlog may use 80% of the "
-                    f"{ByteSize(limit).human_readable()} memory limit (resources.memory)",
+                    f"at most {ByteSize(int(limit * MAXMEMORY_SHARE_OF_LIMIT) - backlog).human_readable()}: "
+                    f"maxmemory plus the {ByteSize(backlog).human_readable()} replication backlog (Valkey "
+                    f"counts it in maxmemory) may use 80% of the {ByteSize(limit).human_readable()} memory "
+                    "limit (resources.memory)",
                 )
             )
         if inst.storage.size is not None and inst.storage.size < inst.maxmemory:

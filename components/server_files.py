@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 
 from . import exporter, valkey_conf
-from .config import Instance, backlog_bytes
+from .config import Instance, aof_rewrite_min_bytes, backlog_bytes, server_maxmemory_bytes
 from .pod import ACL_FILE, CA_FILE, DATA_DIR, PROBE_PASSWORD_FILE, RELOADER_PASSWORD_FILE, TLS_CERT_FILE, TLS_KEY_FILE
 
 CONFIG_KEY = "valkey.conf"
@@ -21,6 +21,28 @@ ACL_KEY = os.path.basename(ACL_FILE)
 CA_KEY = os.path.basename(CA_FILE)
 PROBE_PASSWORD_KEY = os.path.basename(PROBE_PASSWORD_FILE)
 RELOADER_PASSWORD_KEY = os.path.basename(RELOADER_PASSWORD_FILE)
+
+
+def server_settings(
+    s: Instance,
+    upstream: valkey_conf.Upstream | None = None,
+    tls: valkey_conf.TlsFiles | None = None,
+    data_dir: str = DATA_DIR,
+    acl_file: str = ACL_FILE,
+) -> valkey_conf.ServerSettings:
+    """What valkey.conf says for an instance; the directories are the pod's unless given."""
+    return valkey_conf.ServerSettings(
+        port=s.port,
+        maxmemory=server_maxmemory_bytes(s),
+        maxmemory_policy=s.maxmemory_policy,
+        repl_backlog_size=backlog_bytes(s),
+        data_dir=data_dir,
+        acl_file=acl_file,
+        upstream=upstream,
+        tls=tls,
+        persistence=s.persistence,
+        aof_rewrite_min_size=aof_rewrite_min_bytes(s),
+    )
 
 
 def render_files(
@@ -31,17 +53,8 @@ def render_files(
     denied_commands: Sequence[str],
 ) -> dict[str, str]:
     """Secret keys -> file contents. ``ca_bundle`` set means TLS."""
-    settings = valkey_conf.ServerSettings(
-        port=s.port,
-        maxmemory=int(s.maxmemory),
-        maxmemory_policy=s.maxmemory_policy,
-        repl_backlog_size=backlog_bytes(s),
-        data_dir=DATA_DIR,
-        acl_file=ACL_FILE,
-        upstream=upstream,
-        tls=valkey_conf.TlsFiles(TLS_CERT_FILE, TLS_KEY_FILE, CA_FILE) if ca_bundle else None,
-        persistence=s.persistence,
-    )
+    tls = valkey_conf.TlsFiles(TLS_CERT_FILE, TLS_KEY_FILE, CA_FILE) if ca_bundle else None
+    settings = server_settings(s, upstream, tls)
     users = valkey_conf.server_users(passwords, denied_commands)
     files = {
         CONFIG_KEY: valkey_conf.render_valkey_conf(settings),

@@ -63,6 +63,8 @@ class ServerSettings:
     """Serve TLS only (the plaintext port is off) and replicate over TLS."""
     persistence: bool = True
     """AOF on; off only for local instances whose data may be lost with the pod."""
+    aof_rewrite_min_size: int | None = None
+    """``auto-aof-rewrite-min-size``; None keeps Valkey's 64mb."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def render_valkey_conf(s: ServerSettings) -> str:
         f"maxmemory {s.maxmemory}",
         f"maxmemory-policy {s.maxmemory_policy}",
         "",
-        *_persistence(s.persistence),
+        *_persistence(s.persistence, s.aof_rewrite_min_size),
         "",
         "# Replication: diskless full sync without the 5 s default wait, and a backlog sized",
         "# for the cross-region outage the stack config tolerates, kept while no replica is connected.",
@@ -119,15 +121,17 @@ def render_valkey_conf(s: ServerSettings) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _persistence(enabled: bool) -> list[str]:
+def _persistence(enabled: bool, rewrite_min_size: int | None) -> list[str]:
     if not enabled:
         return ["# No persistence: a local instance whose data may be lost with its pod.", "appendonly no", 'save ""']
+    rewrite = [f"auto-aof-rewrite-min-size {rewrite_min_size}"] if rewrite_min_size else []
     return [
         "# Persistence: AOF on the PersistentVolume; an acknowledged write is on disk within 1 s.",
         "appendonly yes",
         "appendfsync everysec",
         'appenddirname "appendonlydir"',
         "aof-use-rdb-preamble yes",
+        *rewrite,
         "# No RDB snapshots: the AOF is the persistence, and each snapshot would be another fork.",
         'save ""',
     ]

@@ -185,7 +185,7 @@ def test_sizes_and_durations_accept_the_documented_forms() -> None:
     assert Instance.model_validate({"maxmemory": "2GiB"}).maxmemory == 2 * 1024**3
     assert Instance.model_validate({"ttl": 90}).ttl.total_seconds() == 90  # type: ignore[union-attr]
     assert Instance.model_validate({"ttl": "PT1H"}).ttl.total_seconds() == 3600  # type: ignore[union-attr]
-    assert backlog_bytes(inst) == 512 * 1024 * 300
+    assert backlog_bytes(inst) == 512 * 1024 * (300 + 5)  # the outage, and the reconnect after it
 
 
 def test_digest_pinned_images_are_accepted() -> None:
@@ -207,10 +207,11 @@ def test_defaults_are_the_seed_setup() -> None:
     assert cfg.image.startswith("valkey/valkey:8.")
 
 
-def test_memory_limit_keeps_maxmemory_and_backlog_within_80_percent() -> None:
+def test_default_memory_limit_leaves_room_for_a_full_copy_in_a_fork() -> None:
     for maxmemory in ("64Mi", "256Mi", "1Gi", "2Gi", "7gb"):
         inst = Instance.model_validate({"maxmemory": maxmemory, "replication": {"outageTolerance": "10m"}})
         limit = memory_limit_bytes(inst)
-        assert inst.maxmemory + backlog_bytes(inst) <= 0.8 * limit
+        # The measured worst peak (docs/benchmarks.md) was 2.05 x the server's maxmemory.
+        assert 2 * (inst.maxmemory + backlog_bytes(inst)) <= limit
         assert limit % (64 * 1024**2) == 0
         assert storage_bytes(inst) >= 3 * inst.maxmemory

@@ -59,7 +59,8 @@ def test_default_config_is_the_seed_setup() -> None:
     assert secret["metadata"]["namespace"] == "databases"
     assert list(secret["stringData"]) == ["password"]
     config = conf(rendered, "valkey")
-    assert directive(config, "maxmemory") == str(2 * 1024**3)  # valkey.conf's "2gb"
+    # valkey.conf's "2gb" of data, plus the backlog, which Valkey counts inside maxmemory.
+    assert directive(config, "maxmemory") == str(2 * 1024**3 + int(directive(config, "repl-backlog-size") or 0))
     assert directive(config, "tls-port") == "6379" and directive(config, "port") == "0"
     assert directive(config, "replicaof") is None
     assert (
@@ -177,7 +178,7 @@ def test_each_region_has_its_own_client_password(regions: tuple[Rendered, Render
     assert not [p for p in region1_clients if p in everything_in_region2]
 
 
-def test_memory_limit_leaves_20_percent_above_maxmemory(regions: tuple[Rendered, Rendered]) -> None:
+def test_memory_limit_leaves_room_for_a_fork_copying_everything(regions: tuple[Rendered, Rendered]) -> None:
     for rendered in regions:
         for name, sts in rendered.objects("StatefulSet").items():
             resources = sts["spec"]["template"]["spec"]["containers"][0]["resources"]
@@ -186,14 +187,16 @@ def test_memory_limit_leaves_20_percent_above_maxmemory(regions: tuple[Rendered,
             config = conf(rendered, name)
             maxmemory = int(directive(config, "maxmemory") or 0)
             backlog = int(directive(config, "repl-backlog-size") or 0)
-            assert maxmemory + backlog <= 0.8 * limit, name
-            assert maxmemory == rendered.exports["instances"][name]["maxmemoryBytes"]
+            assert 2 * maxmemory <= limit, name
+            assert maxmemory == rendered.exports["instances"][name]["maxmemoryBytes"] + backlog
 
 
 def test_backlog_is_sized_from_write_rate_and_outage(regions: tuple[Rendered, Rendered]) -> None:
     r1, _ = regions
-    assert directive(conf(r1, "sessions"), "repl-backlog-size") == str(2 * 1024**2 * 300)  # 2MiB/s for 5m
-    assert directive(conf(r1, "feature-flags"), "repl-backlog-size") == str(1024**2 * 60)  # defaults
+    # writeRate x (outageTolerance + 5 s to reconnect): 2MiB/s for 5m, and the defaults 1MiB/s for 60s.
+    assert directive(conf(r1, "sessions"), "repl-backlog-size") == str(2 * 1024**2 * 305)
+    assert directive(conf(r1, "feature-flags"), "repl-backlog-size") == str(1024**2 * 65)
+    assert directive(conf(r1, "sessions"), "auto-aof-rewrite-min-size") == str(2 * 1024**3)
 
 
 def test_eviction_policies_follow_the_use_cases(regions: tuple[Rendered, Rendered]) -> None:

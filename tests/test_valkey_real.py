@@ -17,8 +17,8 @@ import valkey
 from harness import stack_file_config
 from valkey_process import Server, free_port, wait_for
 
-from components.config import backlog_bytes
 from components.config_loader import parse_stack_config
+from components.server_files import server_settings
 from components.valkey_conf import (
     REPLICATION_RULES,
     AclUser,
@@ -37,16 +37,10 @@ REPLICA_CLIENT = "client-pw-2"
 def sessions_settings(directory: Path, port: int, upstream: Upstream | None = None) -> ServerSettings:
     cfg, problems = parse_stack_config(stack_file_config("region1"), "region1")
     assert cfg is not None, problems
-    inst = cfg.instances["sessions"]
-    return ServerSettings(
-        port=port,
-        maxmemory=int(inst.maxmemory),
-        maxmemory_policy=inst.maxmemory_policy,
-        repl_backlog_size=backlog_bytes(inst),
-        data_dir=str(directory / "data"),
-        acl_file=str(directory / "users.acl"),
-        upstream=upstream,
+    settings = server_settings(
+        cfg.instances["sessions"], upstream, data_dir=str(directory / "data"), acl_file=str(directory / "users.acl")
     )
+    return replace(settings, port=port)
 
 
 def start(directory: Path, settings: ServerSettings, users: list[AclUser], password: str) -> Server:
@@ -105,12 +99,12 @@ def test_rendered_settings_are_the_running_settings(pair: Pair) -> None:
         )
     }
     assert running == {
-        "maxmemory": str(2 * 1024**3),
+        "maxmemory": str(2 * 1024**3 + 2 * 1024**2 * 305),  # the dataset budget plus the backlog
         "maxmemory-policy": "allkeys-lru",
         "appendonly": "yes",
         "appendfsync": "everysec",
         "repl-diskless-sync-delay": "0",
-        "repl-backlog-size": str(2 * 1024**2 * 300),
+        "repl-backlog-size": str(2 * 1024**2 * 305),
         "save": "",
     }
     assert (pair.primary.config.parent / "data" / "appendonlydir").is_dir()
