@@ -32,9 +32,10 @@ DEFAULT_IMAGE = "valkey/valkey:8.1.8-alpine"
 DEFAULT_INSTANCE = "valkey"
 MAXMEMORY_SHARE_OF_LIMIT = 0.8
 """The server's maxmemory may use at most this share of an explicit memory limit."""
-DEFAULT_MAXMEMORY_SHARE = 0.5
+DEFAULT_MAXMEMORY_SHARE = 0.45
 """Share of the default memory limit: a fork (AOF rewrite, full sync) under heavy writes copies up to
-the whole dataset; measured peaks reached 2.05 x maxmemory (docs/benchmarks.md)."""
+the whole dataset; measured peaks reached 1.93-2.05 x maxmemory (docs/benchmarks.md), and 2.22 x
+leaves at least 8 % above the worst of them."""
 RECONNECT_ALLOWANCE_SECONDS = 5
 """Added to the tolerated outage when sizing the backlog: after the link returns, the replica
 retries once a second and redoes its handshake before PSYNC (measured 0.5-1.1 s)."""
@@ -84,8 +85,8 @@ class Resources(_Model):
     cpu_limit: CpuQuantity | None = None
     """CPU limit; default none (Valkey is single-threaded for commands, throttling adds latency)."""
     memory: Size | None = None
-    """Memory request and limit; default twice maxmemory plus the replication backlog, rounded up to
-    64Mi (a fork under heavy writes copies the dataset). At least 1.25 times that sum if set."""
+    """Memory request and limit; default 2.2 times maxmemory plus the replication backlog, rounded up
+    to 64Mi (a fork under heavy writes copies the dataset). At least 1.25 times that sum if set."""
 
 
 class Replication(_Model):

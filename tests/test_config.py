@@ -211,7 +211,7 @@ def test_default_memory_limit_leaves_room_for_a_full_copy_in_a_fork() -> None:
     for maxmemory in ("64Mi", "256Mi", "1Gi", "2Gi", "7gb"):
         inst = Instance.model_validate({"maxmemory": maxmemory, "replication": {"outageTolerance": "10m"}})
         limit = memory_limit_bytes(inst)
-        # The measured worst peak (docs/benchmarks.md) was 2.05 x the server's maxmemory.
-        assert 2 * (inst.maxmemory + backlog_bytes(inst)) <= limit
+        # The measured worst peak (docs/benchmarks.md) was 2.05 x the server's maxmemory: 8 % above it.
+        assert 1.08 * 2.05 * (inst.maxmemory + backlog_bytes(inst)) <= limit
         assert limit % (64 * 1024**2) == 0
         assert storage_bytes(inst) >= 3 * inst.maxmemory
