@@ -16,29 +16,13 @@ from typing import Any, TypeVar
 
 import harness
 import valkey
+from valkey_process import wait_for
 
 T = TypeVar("T")
 CONNECTION_ERRORS = (valkey.ConnectionError, valkey.TimeoutError, OSError)
 
 
 # ----- bounded polling ----------------------------------------------------------------------------
-
-
-def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "condition", interval: float = 0.02) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds. Errors
-    raised by the condition (a server still starting, a link being re-established) count as "not yet"."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = condition()
-            if value:
-                return value
-        except (valkey.ValkeyError, OSError) as error:
-            last_error = error
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what} not met within {timeout}s (last error: {last_error!r})")
-        time.sleep(interval)
 
 
 def holds_for(condition: Callable[[], bool], duration: float, what: str, interval: float = 0.05) -> int:

@@ -24,6 +24,7 @@ from podrunner.image import DEBIAN_EXPORTER, REDIS_EXPORTER_TAGS, resolve_image
 from podrunner.pod import Pod
 from podrunner.podspec import HttpGet
 from podrunner.proxy import FaultProxy
+from valkey_process import wait_for
 
 from components import exporter
 
@@ -47,17 +48,6 @@ def rendered() -> tuple[harness.Rendered, harness.Rendered]:
 def runner() -> Iterator[PodRunner]:
     with PodRunner() as r:  # closes (kills, unmounts, removes) also when the test fails
         yield r
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met within {timeout}s")
-        time.sleep(0.05)
 
 
 def client(rendered: harness.Rendered, host: str, port: int, **kw: Any) -> valkey.Valkey:

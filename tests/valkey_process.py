@@ -25,19 +25,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
-    """Poll until ``condition`` returns something truthy; fail after ``timeout`` seconds."""
+def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "condition", interval: float = 0.02) -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds. Connection
+    and server errors (a server still starting, a link being re-established) count as "not yet";
+    anything else is a bug in the test and raises at once."""
     deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
+    last_error: BaseException | None = None
+    while True:
         try:
-            result = condition()
-            if result:
-                return result
-        except Exception as error:  # noqa: BLE001 - a server still starting refuses connections
+            value = condition()
+            if value:
+                return value
+        except (valkey.ValkeyError, OSError) as error:
             last_error = error
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} not reached within {timeout}s (last error: {last_error})")
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} not met within {timeout}s (last error: {last_error!r})")
+        time.sleep(interval)
 
 
 class Server:
