@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, ByteSize, Field
 
 from .config_security import DEFAULT_DENIED_COMMANDS, CommandName, NetworkPolicy, PasswordRotation, Tls
 from .config_types import (
+    MODEL_CONFIG,
     Cidr,
     CpuQuantity,
     DnsLabel,
@@ -56,15 +56,7 @@ EvictionPolicy = Literal[
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        populate_by_name=True,
-        # Field docstrings become descriptions: Pulumi.yaml's config block is checked against them.
-        use_attribute_docstrings=True,
-        frozen=True,
-        str_strip_whitespace=False,
-    )
+    model_config = MODEL_CONFIG
 
 
 class Storage(_Model):

@@ -11,8 +11,20 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, ByteSize, ValidationError, WrapValidator
+from pydantic import AfterValidator, ByteSize, ConfigDict, ValidationError, WrapValidator
+from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
+
+MODEL_CONFIG = ConfigDict(
+    extra="forbid",
+    alias_generator=to_camel,
+    populate_by_name=True,
+    # Field docstrings become descriptions: Pulumi.yaml's config block is checked against them.
+    use_attribute_docstrings=True,
+    frozen=True,
+)
+"""Every stack config model's settings: camelCase keys, unknown keys refused, immutable."""
+
 
 # Kubernetes writes binary sizes as "10Gi"; pydantic's ByteSize knows them as "10GiB".
 _K8S_BINARY_SUFFIX = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTPE]i)\s*$")
