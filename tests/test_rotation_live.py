@@ -31,6 +31,7 @@ import pytest
 import valkey
 from podrunner import PodRunner
 from podrunner.pod import Pod
+from valkey_process import wait_for as poll
 
 from components import exporter
 
@@ -159,12 +160,9 @@ def deployment() -> Iterator[Deployment]:
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> float:
-    """Poll every 20 ms; the seconds it took."""
+    """The shared poll (valkey_process.wait_for); the seconds it took."""
     started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{what}: not within {timeout}s")
-        time.sleep(0.02)
+    poll(condition, timeout, what)
     return time.monotonic() - started
 
 
