@@ -48,7 +48,6 @@ async def main() -> dict[str, Any]:
             CredentialsArgs(
                 instance=name,
                 namespace=cfg.namespace,
-                secret_name=f"{name}-credentials",
                 rotation=cfg.password_rotation,
                 # Applications admitted by the NetworkPolicy can mount the password in their namespace.
                 client_namespaces=[c.namespace for c in cfg.network_policy.clients],

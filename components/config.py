@@ -8,22 +8,39 @@ fields (a replica needs ``primaryStack``, maxmemory must fit the memory limit, .
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ByteSize, Field
+from pydantic import AfterValidator, BaseModel, ByteSize, Field
+from pydantic_core import PydanticCustomError
 
-from .config_security import DEFAULT_DENIED_COMMANDS, CommandName, NetworkPolicy, PasswordRotation, Tls
+from .config_names import DnsLabel, DnsSubdomain, Hostname, InstanceName, LabelKey, LabelValue
+from .config_security import (
+    DEFAULT_DENIED_COMMANDS,
+    MAX_LIST,
+    CommandName,
+    NetworkPolicy,
+    PasswordRotation,
+    Tls,
+)
 from .config_types import (
+    GIB,
+    KIB,
+    MIB,
     MODEL_CONFIG,
+    TIB,
     Cidr,
     CpuQuantity,
-    DnsLabel,
     Duration,
-    Hostname,
+    HttpUrl,
     ImageRef,
-    InstanceName,
+    Integer,
+    Ratio,
     Size,
     StackName,
+    duration_within,
+    size_within,
+    text_without_control,
+    within,
 )
 
 DEFAULT_IMAGE = "valkey/valkey:8.1.8-alpine"
@@ -40,8 +57,17 @@ RECONNECT_ALLOWANCE_SECONDS = 5
 """Added to the tolerated outage when sizing the backlog: after the link returns, the replica
 retries once a second and redoes its handshake before PSYNC (measured 0.5-1.1 s)."""
 
-MIB = 1024**2
-GIB = 1024**3
+DAY = 86400
+MAX_MAXMEMORY = TIB
+"""Above any single Valkey node sold managed (ElastiCache's largest holds about 0.4 TiB): a fork of a
+bigger dataset, for every AOF rewrite and full sync, is not something to run by accident."""
+MAX_MEMORY_LIMIT = 4 * TIB
+MAX_STORAGE = 64 * TIB
+"""The largest block volume the major clouds provision."""
+MAX_BACKLOG = 64 * GIB
+MAX_WRITE_RATE = GIB
+"""Per second; a single-threaded Valkey replicates a few hundred MB/s at best."""
+RESERVED_PORTS_TEXT = "the metrics exporter's port"
 
 EvictionPolicy = Literal[
     "noeviction",
@@ -59,12 +85,18 @@ class _Model(BaseModel):
     model_config = MODEL_CONFIG
 
 
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise PydanticCustomError("text", "expected text without NUL characters")
+    return value
+
+
 class Storage(_Model):
     """The PersistentVolumeClaim that holds the append-only file."""
 
-    size: Size | None = None
+    size: Annotated[Size, size_within(GIB, MAX_STORAGE)] | None = None
     """Volume size; default three times maxmemory (an AOF rewrite holds two copies), at least 1Gi."""
-    storage_class: DnsLabel | None = None
+    storage_class: DnsSubdomain | None = None
     """StorageClass name; default the cluster's default class."""
 
 
@@ -76,7 +108,7 @@ class Resources(_Model):
     """CPU request."""
     cpu_limit: CpuQuantity | None = None
     """CPU limit; default none (Valkey is single-threaded for commands, throttling adds latency)."""
-    memory: Size | None = None
+    memory: Annotated[Size, size_within(64 * MIB, MAX_MEMORY_LIMIT)] | None = None
     """Memory request and limit; default 2.2 times maxmemory plus the replication backlog, rounded up
     to 64Mi (a fork under heavy writes copies the dataset). At least 1.25 times that sum if set."""
 
@@ -86,27 +118,27 @@ class Replication(_Model):
     with a partial resync instead of a full one (a restart always needs a full one: Valkey 8.1
     does not keep the replication offset in AOF persistence)."""
 
-    write_rate: Size = ByteSize(1 * MIB)
+    write_rate: Annotated[Size, size_within(KIB, MAX_WRITE_RATE)] = ByteSize(1 * MIB)
     """Expected replication stream per second (bytes written per second, roughly)."""
-    outage_tolerance: Duration = timedelta(seconds=60)
+    outage_tolerance: Annotated[Duration, duration_within(1, DAY)] = timedelta(seconds=60)
     """Longest link outage that must heal with a partial resync."""
 
 
 class Instance(_Model):
     """One Valkey instance: a StatefulSet with one pod per region."""
 
-    maxmemory: Size = ByteSize(2 * GIB)
+    maxmemory: Annotated[Size, size_within(MIB, MAX_MAXMEMORY)] = ByteSize(2 * GIB)
     """Dataset memory limit (Valkey ``maxmemory``). The seed's ``2gb`` in valkey.conf units is 2GiB."""
     maxmemory_policy: EvictionPolicy = "allkeys-lru"
     """Valkey eviction policy when maxmemory is reached."""
-    ttl: Duration | None = None
+    ttl: Annotated[Duration, duration_within(1, 3650 * DAY)] | None = None
     """TTL applications are expected to set on their keys; exported for them, not enforced."""
     dr: bool = True
     """Replicate to the DR region (true) or run as a local primary in every region (false)."""
     persistence: bool = True
     """AOF on a PersistentVolume. Mandatory with dr: a primary that restarts empty would make its
     replica full-resync to empty, wiping the DR copy too."""
-    port: int = Field(default=6379, ge=1024, le=65535)
+    port: Annotated[Integer, within(1024, 65535)] = 6379
     """Client port (an unprivileged port: the container has no capabilities)."""
     storage: Storage = Storage()
     resources: Resources = Resources()
@@ -118,25 +150,31 @@ class Instance(_Model):
 class ExternalService(_Model):
     """The LoadBalancer Service that exposes a DR primary to the other region."""
 
-    annotations: dict[str, str] = {}
+    annotations: Annotated[dict[LabelKey, Annotated[str, Field(max_length=64 * 1024)]], Field(max_length=MAX_LIST)] = {}
     """Extra annotations, e.g. to make the load balancer internal on your cloud."""
-    load_balancer_class: str | None = None
+    load_balancer_class: LabelKey | None = None
+
+
+WEEK = 7 * DAY
+AlertFor = Annotated[Duration, duration_within(0, WEEK)]
+"""How long a condition must hold before its alert fires (Prometheus ``for``; 0s fires at once)."""
 
 
 class AlertThresholds(_Model):
     """When the alerts fire (components/monitoring_rules.py)."""
 
-    replication_lag_bytes: Size = ByteSize(64 * MIB)
-    replication_lag_seconds: Duration = Field(default=timedelta(seconds=30), gt=timedelta(seconds=10))
+    replication_lag_bytes: Annotated[Size, size_within(KIB, TIB)] = ByteSize(64 * MIB)
+    replication_lag_seconds: Annotated[Duration, duration_within(10, WEEK, above=True)] = timedelta(seconds=30)
     """Must exceed the 10 s replication ping period, or an idle link would alert."""
-    memory_ratio: float = Field(default=0.9, gt=0, lt=1)
+    memory_ratio: Annotated[Ratio, Field(gt=0, lt=1)] = 0.9
     """used_memory / maxmemory above which memory is nearly full."""
-    link_down_for: Duration = timedelta(minutes=2)
-    replication_lag_for: Duration = timedelta(minutes=5)
-    no_replica_for: Duration = timedelta(minutes=10)
-    memory_for: Duration = timedelta(minutes=10)
-    down_for: Duration = timedelta(minutes=2)
-    eviction_window: Duration = timedelta(minutes=5)
+    link_down_for: AlertFor = timedelta(minutes=2)
+    replication_lag_for: AlertFor = timedelta(minutes=5)
+    no_replica_for: AlertFor = timedelta(minutes=10)
+    memory_for: AlertFor = timedelta(minutes=10)
+    down_for: AlertFor = timedelta(minutes=2)
+    eviction_window: Annotated[Duration, duration_within(1, WEEK)] = timedelta(minutes=5)
+    """At least two scrape intervals: increase() needs two samples in the window."""
 
 
 class Monitoring(_Model):
@@ -146,10 +184,10 @@ class Monitoring(_Model):
     """An exporter sidecar in every pod, with its own ACL user, and a metrics port on the headless Service."""
     prometheus_operator: bool = True
     """Create a ServiceMonitor and a PrometheusRule: needs the Prometheus Operator's CRDs."""
-    labels: dict[str, str] = {}
+    labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LIST)] = {}
     """Extra labels on both, e.g. release: prometheus, by which a Prometheus selects them."""
-    scrape_interval: Duration = timedelta(seconds=30)
-    runbook_url: str = "https://github.com/example/valkey/blob/main/README.md"
+    scrape_interval: Annotated[Duration, duration_within(1, 3600)] = timedelta(seconds=30)
+    runbook_url: HttpUrl = "https://github.com/example/valkey/blob/main/README.md"
     """The README the alerts' runbook links point into (anchors #alert-<name>)."""
     thresholds: AlertThresholds = AlertThresholds()
 
@@ -175,15 +213,15 @@ class StackConfig(_Model):
     """Domain under which DR primaries get external names: <instance>.<region>.<externalDomain>."""
     external_service: ExternalService = ExternalService()
     """Settings of the LoadBalancer Services of DR primaries."""
-    peer_cidrs: list[Cidr] = []
+    peer_cidrs: Annotated[list[Cidr], Field(max_length=MAX_LIST)] = []
     """The other region's addresses (its nodes' egress and its load balancers). Only they may
     reach the external Services and, with networkPolicy, replicate; replicas connect to them."""
     block_voluntary_eviction: bool = True
     """PodDisruptionBudget minAvailable 1: a node drain waits until a person moves the pod. false:
     maxUnavailable 1, drains evict the pod (seconds of downtime while it restarts elsewhere)."""
-    protect: bool = False
-    """Pulumi `protect` on the namespace and StatefulSets: a `pulumi destroy` or a replacing
-    change fails instead of deleting them."""
+    protect: bool = True
+    """Pulumi `protect` on the namespace and StatefulSets: a `pulumi destroy`, a replacing change or
+    removing an instance fails instead of deleting them (and, with them, the data)."""
     tls: Tls = Tls()
     """TLS for client and replication connections."""
     network_policy: NetworkPolicy = NetworkPolicy()
@@ -192,14 +230,14 @@ class StackConfig(_Model):
     """Generation of each live-rotating password, and whether the previous one is still accepted."""
     monitoring: Monitoring = Monitoring()
     """Exporter sidecars, ServiceMonitor, PrometheusRule and alert thresholds."""
-    denied_commands: list[CommandName] = list(DEFAULT_DENIED_COMMANDS)
+    denied_commands: Annotated[list[CommandName], Field(max_length=4 * MAX_LIST)] = list(DEFAULT_DENIED_COMMANDS)
     """Commands the default user (applications) may not run."""
-    kubeconfig: str | None = None
+    kubeconfig: Annotated[str, Field(min_length=1, max_length=MIB), AfterValidator(_no_nul)] | None = None
     """Path to, or contents of, a kubeconfig; default the provider's (KUBECONFIG, ~/.kube/config)."""
-    kube_context: str | None = None
+    kube_context: Annotated[str, text_without_control(1024)] | None = None
     """kubeconfig context; default the kubeconfig's current context."""
     instances: dict[InstanceName, Instance] = Field(
-        default_factory=lambda: {DEFAULT_INSTANCE: Instance()}, min_length=1
+        default_factory=lambda: {DEFAULT_INSTANCE: Instance()}, min_length=1, max_length=MAX_LIST
     )
     """Instance name -> settings; default one instance "valkey" with the seed's settings."""
 

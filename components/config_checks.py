@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pydantic import ByteSize
 
 from .config import (
+    MAX_BACKLOG,
     MAXMEMORY_SHARE_OF_LIMIT,
     StackConfig,
     backlog_bytes,
@@ -14,6 +15,12 @@ from .config import (
     server_maxmemory_bytes,
     tls_enabled,
 )
+from .config_names import DNS_SUBDOMAIN_MAX
+from .config_types import cpu_millis, human
+from .exporter import METRICS_PORT
+from .object_names import InstanceNames
+
+EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
 
 
 @dataclass(frozen=True)
@@ -26,8 +33,22 @@ class Problem:
     accepted: str
 
 
+class Described(str):
+    """A given value already phrased for the reader (``2147483648 bytes (2Gi)``): shown unquoted."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
-    """Rules between fields, each reported against the key a user would change."""
+    """Rules between fields, each reported against the key a user would change, once per key."""
+    first: dict[str, Problem] = {}
+    for problem in _cross_checks(cfg, stack):
+        first.setdefault(problem.key, problem)
+    return list(first.values())
+
+
+def _cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
     problems: list[Problem] = []
     if cfg.role == "replica" and cfg.primary_stack is None:
         problems.append(
@@ -58,6 +79,8 @@ def cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
             )
         )
     problems += _security_checks(cfg)
+    problems += _name_checks(cfg)
+    problems += _monitoring_checks(cfg)
     for name, inst in cfg.instances.items():
         key = f"instances.{name}"
         if inst.dr and not inst.persistence:
@@ -77,7 +100,7 @@ def cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
             problems.append(
                 Problem(
                     f"{key}.maxmemory",
-                    _size(inst.maxmemory),
+                    described_size(inst.maxmemory),
                     f"at most {ByteSize(int(limit * MAXMEMORY_SHARE_OF_LIMIT) - backlog).human_readable()}: "
                     f"maxmemory plus the {ByteSize(backlog).human_readable()} replication backlog (Valkey "
                     f"counts it in maxmemory) may use 80% of the {ByteSize(limit).human_readable()} memory "
@@ -88,11 +111,24 @@ def cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
             problems.append(
                 Problem(
                     f"{key}.storage.size",
-                    _size(inst.storage.size),
+                    described_size(inst.storage.size),
                     f"at least maxmemory ({inst.maxmemory.human_readable()}); 3x is recommended for AOF rewrites",
                 )
             )
-        if inst.resources.cpu_limit is not None and _cpu_millis(inst.resources.cpu_limit) < _cpu_millis(
+        if backlog_bytes(inst) > MAX_BACKLOG:
+            problems.append(
+                Problem(
+                    f"{key}.replication.outageTolerance",
+                    inst.replication.outage_tolerance.total_seconds(),
+                    f"a shorter outage or a lower writeRate: the backlog, writeRate x (outageTolerance + 5s), "
+                    f"would be {human(backlog_bytes(inst))}, more than {human(MAX_BACKLOG)}",
+                )
+            )
+        if cfg.monitoring.enabled and inst.port == METRICS_PORT:
+            problems.append(
+                Problem(f"{key}.port", inst.port, f"a port other than {METRICS_PORT}, the metrics exporter's")
+            )
+        if inst.resources.cpu_limit is not None and cpu_millis(inst.resources.cpu_limit) < cpu_millis(
             inst.resources.cpu
         ):
             problems.append(
@@ -134,9 +170,89 @@ def _security_checks(cfg: StackConfig) -> list[Problem]:
     return problems
 
 
-def _cpu_millis(quantity: str) -> float:
-    return float(quantity[:-1]) if quantity.endswith("m") else float(quantity) * 1000
+def external_host(cfg: StackConfig, name: str) -> str | None:
+    """The DNS name another region reaches a DR instance by; None for local instances."""
+    inst = cfg.instances[name]
+    if not inst.dr:
+        return None
+    return inst.external_host or f"{name}.{cfg.region}.{cfg.external_domain}"
 
 
-def _size(value: int) -> str:
-    return f"{int(value)} bytes ({ByteSize(value).human_readable()})"
+def _name_checks(cfg: StackConfig) -> list[Problem]:
+    """Names that are valid alone but not together: generated names of two instances that collide,
+    in-cluster and external DNS names over 253 characters, one external name for two instances."""
+    problems = []
+    clients = [c.namespace for c in cfg.network_policy.clients]
+    generations = {
+        user: getattr(cfg.password_rotation, user).generation for user in ("client", "replication", "metrics")
+    }
+    owner: dict[object, str] = {}
+    for name in cfg.instances:
+        names = InstanceNames(name)
+        mine = names.kubernetes_objects(cfg.namespace, clients) | names.pulumi_resources(clients, generations)
+        clash = sorted({owner[o] for o in mine if o in owner})
+        if clash:
+            problems.append(
+                Problem(
+                    f"instances.{name}",
+                    name,
+                    f"a name whose objects do not collide with those of instance {', '.join(clash)} "
+                    f"(objects are named <instance>, <instance>-headless, -external, -config, -tls, "
+                    f"-credentials, -admin-credentials)",
+                )
+            )
+        owner.update(dict.fromkeys(mine, name))
+    # The longest in-cluster name: pod 0's, under the certificate's "*." wildcard for the pods.
+    longest = max(
+        (f"{n}-0.{InstanceNames(n).headless_service}.{cfg.namespace}.svc.{cfg.cluster_domain}" for n in cfg.instances),
+        key=len,
+    )
+    if len(longest) > DNS_SUBDOMAIN_MAX - 2:
+        problems.append(
+            Problem(
+                "clusterDomain",
+                cfg.cluster_domain,
+                f"a shorter domain, namespace or instance name: {longest} has {len(longest)} characters, "
+                f"at most {DNS_SUBDOMAIN_MAX - 2} fit a DNS name under a '*.' wildcard",
+            )
+        )
+    hosts: dict[str, str] = {}
+    for name, inst in cfg.instances.items():
+        if not inst.dr or (inst.external_host is None and cfg.external_domain is None):
+            continue
+        host = external_host(cfg, name) or ""
+        key = f"instances.{name}.externalHost" if inst.external_host else "externalDomain"
+        if len(host) > DNS_SUBDOMAIN_MAX:
+            problems.append(Problem(key, host, f"a DNS name of at most {DNS_SUBDOMAIN_MAX} characters"))
+        elif host in hosts:
+            problems.append(
+                Problem(key, host, f"an external name of its own: instance {hosts[host]} is published as {host}")
+            )
+        hosts.setdefault(host, name)
+    if EXTERNAL_DNS_HOSTNAME in cfg.external_service.annotations:
+        problems.append(
+            Problem(
+                f"externalService.annotations.{EXTERNAL_DNS_HOSTNAME}",
+                cfg.external_service.annotations[EXTERNAL_DNS_HOSTNAME],
+                "not set here: the program sets it per instance (externalDomain, instances.<name>.externalHost)",
+            )
+        )
+    return problems
+
+
+def _monitoring_checks(cfg: StackConfig) -> list[Problem]:
+    window = int(cfg.monitoring.thresholds.eviction_window.total_seconds())
+    interval = int(cfg.monitoring.scrape_interval.total_seconds())
+    if cfg.monitoring.enabled and window < 2 * interval:
+        return [
+            Problem(
+                "monitoring.thresholds.evictionWindow",
+                window,
+                f"at least two scrape intervals ({2 * interval}s): increase() needs two samples in its window",
+            )
+        ]
+    return []
+
+
+def described_size(value: int) -> Described:
+    return Described(f"{int(value)} bytes ({human(int(value))})")

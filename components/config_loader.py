@@ -16,7 +16,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .config import StackConfig
 from .config_checks import Problem, cross_checks
-from .config_types import DnsLabel
+from .config_names import DnsLabel
 
 PROJECT = "valkey"
 
@@ -57,21 +57,24 @@ def parse_stack_config(raw: dict[str, Any], stack: str) -> tuple[StackConfig | N
         cfg = StackConfig.model_validate(raw)
     except ValidationError as error:
         return None, [_problem(e) for e in error.errors(include_url=False)]
-    problems = cross_checks(cfg, stack)
     if cfg.region is None:
         try:
             TypeAdapter(DnsLabel).validate_python(stack)
         except ValidationError:
-            problems.append(Problem("region", None, f"a DNS label; the default, the stack name {stack!r}, is not one"))
-        else:
-            cfg = cfg.model_copy(update={"region": stack})
+            return None, [Problem("region", None, f"a DNS label; the default, the stack name {stack!r}, is not one")]
+        cfg = cfg.model_copy(update={"region": stack})
+    problems = cross_checks(cfg, stack)
     return (None if problems else cfg), problems
 
 
-def format_problems(problems: list[Problem], stack: str, project: str = PROJECT) -> str:
-    lines = [f"Invalid configuration for stack {stack!r} ({len(problems)} problem(s)):"]
+def format_problems(problems: list[Problem], stack: str, project: str = PROJECT, title: str | None = None) -> str:
+    """One line per problem under a title: ``  <project>:<key>: given <value>; accepted: <what>``."""
+    title = title or f"Invalid configuration for stack {stack!r}"
+    lines = [f"{title} ({len(problems)} problem(s)):"]
     for p in problems:
         given = "nothing (not set)" if p.given is None else repr(p.given)
+        if isinstance(p.given, bool):
+            given = str(p.given).lower()  # as a stack file writes it
         lines.append(f"  {project}:{p.key}: given {given}; accepted: {p.accepted}")
     return "\n".join(lines)
 
@@ -86,8 +89,11 @@ def load_stack_config(project: str = PROJECT) -> StackConfig:
 
 
 def _problem(error: Any) -> Problem:
-    # pydantic marks a bad dict key with a "[key]" step after the key itself.
-    loc = tuple(part for part in error["loc"] if part != "[key]")
+    # pydantic marks a bad dict key with a "[key]" step after the key itself: report it at the map
+    # ("monitoring.labels: given 'release prometheus'"), not as a path through the bad key.
+    loc = tuple(error["loc"])
+    if loc[-1:] == ("[key]",):
+        loc = loc[:-2]
     key = ".".join(str(part) for part in loc)
     if error["type"] == "extra_forbidden":
         fields = _fields_at(StackConfig, loc[:-1])

@@ -2,37 +2,28 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 from pydantic_core import PydanticCustomError
 
-from .config_types import MODEL_CONFIG, DnsLabel
+from .config_names import DnsLabel, DnsSubdomain, LabelKey, LabelValue
+from .config_pem import PemBundle
+from .config_types import MODEL_CONFIG, Integer, within
+from .valkey_commands import category_members, known_categories, known_commands, versions, versions_knowing
+
+MAX_LIST = 64
+"""Upper bound of every list and map in the config a person writes by hand (CIDRs, clients, labels)."""
 
 
 class _Model(BaseModel):
     model_config = MODEL_CONFIG
 
 
-_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
-
-
-def _pem_bundle(value: str) -> str:
-    if not _PEM_CERT.search(value) or "PRIVATE KEY" in value:
-        raise PydanticCustomError(
-            "pem", "expected one or more PEM certificates (-----BEGIN CERTIFICATE----- ...), and no private key"
-        )
-    return value.strip() + "\n"
-
-
-PemBundle = Annotated[str, AfterValidator(_pem_bundle)]
-
-
 class IssuerRef(_Model):
     """The cert-manager Issuer or ClusterIssuer that signs the server certificates."""
 
-    name: str = Field(min_length=1)
+    name: DnsSubdomain
     kind: Literal["Issuer", "ClusterIssuer"] = "ClusterIssuer"
 
 
@@ -47,17 +38,20 @@ class Tls(_Model):
     enabled: bool | None = None
     """Default: true if any instance has dr: true."""
     issuer: IssuerRef | None = None
-    existing_secret: DnsLabel | None = None
+    existing_secret: DnsSubdomain | None = None
     ca_bundle: PemBundle | None = None
     """PEM of the CA that signs this stack's server certificates. Exported (not secret) so the
     other region's replicas can verify this one's primaries; probes verify against it too."""
+
+
+PodLabels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LIST)]
 
 
 class ClientPeer(_Model):
     """Pods allowed to connect as clients."""
 
     namespace: DnsLabel
-    pod_labels: dict[str, str] = {}
+    pod_labels: PodLabels = {}
     """Only pods with these labels; empty means every pod of the namespace."""
 
 
@@ -66,15 +60,18 @@ class NetworkPolicy(_Model):
     ``monitoringNamespace``, replication from ``externalService.loadBalancerSourceRanges``."""
 
     enabled: bool = True
-    clients: list[ClientPeer] = []
+    clients: Annotated[list[ClientPeer], Field(max_length=MAX_LIST)] = []
     monitoring_namespace: DnsLabel = "monitoring"
+
+
+MAX_GENERATION = 10_000
 
 
 class Rotation(_Model):
     """One password's rotation state. Raise ``generation`` to get a new password; keep
     ``acceptPrevious`` true until every client has the new one, then set it false."""
 
-    generation: int = Field(default=1, ge=1)
+    generation: Annotated[Integer, within(1, MAX_GENERATION)] = 1
     accept_previous: bool = False
 
 
@@ -86,17 +83,36 @@ class PasswordRotation(_Model):
     metrics: Rotation = Rotation()
 
 
-_COMMAND = re.compile(r"[a-z][a-z-]*(\|[a-z][a-z-]*)?")
 # Commands applications, probes and failover need; denying them breaks the deployment itself.
-NEVER_DENIED = {"auth", "hello", "ping", "quit", "reset", "select"}
+NEVER_DENIED = frozenset({"auth", "hello", "ping", "quit", "reset", "select"})
 
 
 def _command(value: str) -> str:
+    """A command, ``container|subcommand`` or ``@category`` every supported Valkey knows: an unknown
+    name in the ACL file makes Valkey refuse to start, a crash loop instead of a config error."""
     name = value.lower()
-    if not _COMMAND.fullmatch(name):
-        raise PydanticCustomError("command", "expected a Valkey command name such as flushall or config|set")
+    supported = ", ".join(sorted(versions()))
+    if name.startswith("@"):
+        category = name[1:]
+        if category not in known_categories():
+            raise PydanticCustomError(
+                "command", f"an ACL category Valkey {supported} all know: @{', @'.join(sorted(known_categories()))}"
+            )
+        needed = sorted(category_members(category) & NEVER_DENIED)
+        if needed:
+            raise PydanticCustomError(
+                "command", f"a category without {', '.join(needed)}: @{category} would lock applications out"
+            )
+        return name
     if name in NEVER_DENIED:
         raise PydanticCustomError("command", f"a command other than {', '.join(sorted(NEVER_DENIED))}")
+    if name not in known_commands():
+        knowing = versions_knowing(name)
+        detail = f"only Valkey {', '.join(knowing)} knows {name}" if knowing else f"Valkey knows no command {name!r}"
+        raise PydanticCustomError(
+            "command",
+            f"a command (or container|subcommand, or @category) that Valkey {supported} all know; {detail}",
+        )
     return name
 
 

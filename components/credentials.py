@@ -11,6 +11,7 @@ import pulumi_random as random
 
 from .config_security import PasswordRotation, Rotation
 from .labels import instance_labels
+from .object_names import InstanceNames
 from .valkey_conf import ADMIN_USER
 
 PASSWORD_LENGTH = 32
@@ -23,8 +24,6 @@ class CredentialsArgs:
     """Valkey instance the credentials belong to (labels only)."""
     namespace: str
     """Namespace of the Secrets."""
-    secret_name: str
-    """Name of the Secret applications mount, e.g. valkey-credentials."""
     secret_key: str = "password"
     """Key of the client password in that Secret."""
     rotation: PasswordRotation = field(default_factory=PasswordRotation)
@@ -67,6 +66,7 @@ class Credentials(pulumi.ComponentResource):
     def __init__(self, resource_name: str, args: CredentialsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("valkey:index:Credentials", resource_name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        names = InstanceNames(args.instance)
 
         def password(name: str) -> pulumi.Output[str]:
             generated = random.RandomPassword(name, length=PASSWORD_LENGTH, special=False, opts=child)
@@ -76,7 +76,7 @@ class Credentials(pulumi.ComponentResource):
 
         def rotating(user: str, rotation: Rotation) -> RotatingPassword:
             def generation(n: int) -> pulumi.Output[str]:
-                return password(f"{resource_name}-{user}" if n == 1 else f"{resource_name}-{user}-g{n}")
+                return password(names.password(user, n))
 
             current = generation(rotation.generation)
             accepted = [current]
@@ -87,16 +87,16 @@ class Credentials(pulumi.ComponentResource):
         self.client = rotating("client", args.rotation.client)
         self.replication = rotating("replication", args.rotation.replication)
         self.metrics = rotating("metrics", args.rotation.metrics)
-        self.probe_password = password(f"{resource_name}-probe")
-        self.reloader_password = password(f"{resource_name}-reloader")
-        self.admin_password = password(f"{resource_name}-admin")
+        self.probe_password = password(names.password("probe"))
+        self.reloader_password = password(names.password("reloader"))
+        self.admin_password = password(names.password("admin"))
         self.secret_key = args.secret_key
 
         def secret(
-            name: str, suffix: str, component: str, data: dict[str, pulumi.Input[str]], namespace: str
+            name: str, resource: str, component: str, data: dict[str, pulumi.Input[str]], namespace: str
         ) -> pulumi.Output[str]:
             created = k8s.core.v1.Secret(
-                f"{resource_name}-{suffix}",
+                resource,
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=name, namespace=namespace, labels=instance_labels(args.instance, component)
                 ),
@@ -107,16 +107,19 @@ class Credentials(pulumi.ComponentResource):
             return created.metadata.apply(lambda m: m["name"])
 
         client_data: dict[str, pulumi.Input[str]] = {args.secret_key: self.client.current}
-        self.secret_name = secret(args.secret_name, "client", "credentials", client_data, args.namespace)
+        self.secret_name = secret(
+            names.client_secret, names.client_secret_resource, "credentials", client_data, args.namespace
+        )
         self.secret_namespaces = [args.namespace]
         for namespace in args.client_namespaces:
             if namespace not in self.secret_namespaces:
-                secret(args.secret_name, f"client-{namespace}", "credentials", client_data, namespace)
+                copy = names.client_secret_copy_resource(namespace)
+                secret(names.client_secret, copy, "credentials", client_data, namespace)
                 self.secret_namespaces.append(namespace)
         # For operators (promotion, break-glass): read with kubectl, never mounted into a pod.
         self.admin_secret_name = secret(
-            f"{args.instance}-admin-credentials",
-            "admin",
+            names.admin_secret,
+            names.admin_secret_resource,
             "admin-credentials",
             {"username": ADMIN_USER, "password": self.admin_password},
             args.namespace,

@@ -12,6 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import exporter
+from .object_names import DATA_CLAIM
 from .security_context import restricted
 from .valkey_conf import PROBE_USER, RELOADER_USER
 
@@ -143,7 +144,7 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
             requests={"cpu": s.cpu_request, "memory": mib(s.memory_bytes)}, limits=limits
         ),
         security_context=restricted(VALKEY_UID, VALKEY_GID),
-        volume_mounts=[*mounts, k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR)],
+        volume_mounts=[*mounts, k8s.core.v1.VolumeMountArgs(name=DATA_CLAIM, mount_path=DATA_DIR)],
         # Up to 10 minutes to load a large AOF before liveness starts counting.
         startup_probe=exec_probe(ALIVE_REPLIES, period=5, failures=120),
         liveness_probe=exec_probe(ALIVE_REPLIES, period=10, failures=6),
@@ -174,7 +175,7 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
             )
         )
     if not s.persistence:
-        volumes.append(k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()))
+        volumes.append(k8s.core.v1.VolumeArgs(name=DATA_CLAIM, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()))
     containers = [server, reloader]
     if s.metrics_exporter:
         containers.append(exporter.container(s.port, tls=tls))

@@ -1,15 +1,70 @@
-"""The primary region's stack outputs, read by the DR region through a StackReference."""
+"""The primary region's stack outputs, read by the DR region through a StackReference.
+
+What another stack exports is input like any config key: an old output, a doctored state file or a
+bug there would otherwise write whatever it holds into this region's valkey.conf. Every value used
+here is validated with the same types as the config before anything reaches a file, and a problem
+stops the program with one RunError before any Kubernetes object is declared.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import pulumi
+from pydantic import AfterValidator, BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
-from .config import Instance
+from .config import MAX_MAXMEMORY, Instance
+from .config_checks import Described, Problem, described_size
+from .config_loader import format_problems
+from .config_names import Hostname
+from .config_pem import PemBundle
+from .config_types import MIB, Integer, within
 from .outputs import CA_BUNDLE, INSTANCES, REPLICATION_CREDENTIALS
 from .valkey_conf import Upstream
+
+SECRET_NOT_SHOWN = "<a secret value, not shown>"
+_CA_BUNDLE: TypeAdapter[str] = TypeAdapter(PemBundle)
+
+
+def _matching(kind: str, pattern: str, accepted: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise PydanticCustomError(kind, accepted)
+        return value
+
+    return AfterValidator(check)
+
+
+AclUsername = Annotated[
+    str, _matching("username", r"[a-z][a-z0-9_-]{0,63}", "an ACL user name: lowercase letters, digits, '_' and '-'")
+]
+GeneratedPassword = Annotated[
+    str,
+    _matching("password", r"[A-Za-z0-9]{16,256}", "a password of 16 to 256 letters and digits, as the program makes"),
+]
+
+
+class _Output(BaseModel):
+    # Newer primaries may export more keys than this version reads: ignore them, validate the rest.
+    model_config = ConfigDict(extra="ignore", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class ExportedInstance(_Output):
+    """The fields of ``instances.<name>`` a replica uses."""
+
+    external_host: Hostname | None = None
+    port: Annotated[Integer, within(1, 65535)]
+    tls: bool
+    maxmemory_bytes: Annotated[Integer, within(MIB, MAX_MAXMEMORY)]
+
+
+class ReplicationLogin(_Output):
+    username: AclUsername
+    password: GeneratedPassword
 
 
 @dataclass
@@ -30,56 +85,107 @@ async def read_primary(stack_name: str, replicas: dict[str, Instance], tls: bool
     if instances.value is None or credentials.secret_value is None:
         raise pulumi.RunError(
             f"valkey:primaryStack: stack {stack_name} exports no {INSTANCES!r} and secret "
-            f"{REPLICATION_CREDENTIALS!r}; run `pulumi up` on it first"
+            f"{REPLICATION_CREDENTIALS!r} this stack can read: run `pulumi up` on it first, and make sure both "
+            "stacks use the same secrets passphrase (an output this stack cannot decrypt reads as nothing)"
         )
-    upstreams = _check(stack_name, replicas, instances.value, credentials.secret_value, tls)
+    upstreams, trusted, problems = check_primary(
+        stack_name,
+        replicas=replicas,
+        instances=instances.value,
+        credentials=credentials.secret_value,
+        ca_bundle=ca_bundle.value,
+        tls=tls,
+    )
+    if problems:
+        title = f"Stack {pulumi.get_stack()!r} does not match its primary stack {stack_name}"
+        raise pulumi.RunError(format_problems(problems, pulumi.get_stack(), title=title))
     return PrimaryRegion(
         upstreams={name: pulumi.Output.secret(upstream) for name, upstream in upstreams.items()},
-        ca_bundle=ca_bundle.value,
+        ca_bundle=trusted,
     )
 
 
-def _check(
-    stack_name: str,
-    replicas: dict[str, Instance],
-    instances: dict[str, Any],
-    credentials: dict[str, Any],
-    tls: bool,
-) -> dict[str, Upstream]:
+def _output_problems(stack_name: str, path: str, error: ValidationError, secret: bool = False) -> list[Problem]:
     problems = []
-    upstreams = {}
+    for e in error.errors(include_url=False):
+        where = ".".join([path, *(str(part) for part in e["loc"])])
+        given = SECRET_NOT_SHOWN if secret else e.get("input")
+        message = "a value (this output is required)" if e["type"] == "missing" else e["msg"]
+        problems.append(Problem("primaryStack", given, f"stack {stack_name}'s output {where}: {message}"))
+    return problems
+
+
+def check_primary(
+    stack_name: str,
+    *,
+    replicas: dict[str, Instance],
+    instances: Any,
+    credentials: Any,
+    ca_bundle: Any,
+    tls: bool,
+) -> tuple[dict[str, Upstream], str | None, list[Problem]]:
+    """Upstreams per replicated instance, the primary's CA bundle, and what is wrong with either.
+    Pure: the StackReference's values in, validated settings out."""
+    problems: list[Problem] = []
+    upstreams: dict[str, Upstream] = {}
+    if not isinstance(instances, dict) or not isinstance(credentials, dict):
+        given = type(instances).__name__ if not isinstance(instances, dict) else SECRET_NOT_SHOWN
+        return {}, None, [Problem("primaryStack", given, f"stack {stack_name}'s outputs as this program exports them")]
+    trusted = None
+    serves_tls = False
     for name, settings in replicas.items():
-        primary = instances.get(name)
-        if primary is None or name not in credentials:
+        key = f"instances.{name}"
+        if name not in instances or name not in credentials:
             problems.append(
-                f"valkey:instances.{name}: dr is true here, but stack {stack_name} exports DR instances "
-                f"{sorted(credentials)}; set dr: false here or dr: true there"
+                Problem(
+                    key,
+                    Described("dr: true"),
+                    f"an instance stack {stack_name} replicates (its DR instances: {sorted(credentials)}); "
+                    "set dr: false here or dr: true there",
+                )
             )
-        elif not primary.get("externalHost"):
-            problems.append(f"valkey:instances.{name}: stack {stack_name} exports no externalHost for it")
-        elif int(primary["port"]) != settings.port:
+            continue
+        try:
+            primary = ExportedInstance.model_validate(instances[name])
+        except ValidationError as error:
+            problems += _output_problems(stack_name, f"{INSTANCES}.{name}", error)
+            continue
+        try:
+            login = ReplicationLogin.model_validate(credentials[name])
+        except ValidationError as error:
+            # A secret output: what it holds never reaches a message.
+            problems += _output_problems(stack_name, f"{REPLICATION_CREDENTIALS}.{name}", error, secret=True)
+            continue
+        if primary.external_host is None:
+            problems.append(Problem("primaryStack", None, f"stack {stack_name} to export an externalHost for {name}"))
+        elif primary.port != settings.port:
+            problems.append(Problem(f"{key}.port", settings.port, f"the primary's port {primary.port}"))
+        elif primary.tls != tls:
             problems.append(
-                f"valkey:instances.{name}.port: given {settings.port}; "
-                f"accepted: the primary's port {int(primary['port'])}"
+                Problem(
+                    "tls.enabled",
+                    tls,
+                    f"{str(primary.tls).lower()}, as stack {stack_name} serves {name}: a replica replicates over TLS "
+                    "exactly when its primary serves TLS",
+                )
             )
-        elif primary.get("tls") and not tls:
+        elif settings.maxmemory < primary.maxmemory_bytes:
             problems.append(
-                f"valkey:tls.enabled: given false; accepted: true, stack {stack_name} serves {name} over TLS only"
-            )
-        elif settings.maxmemory < primary["maxmemoryBytes"]:
-            problems.append(
-                f"valkey:instances.{name}.maxmemory: given {int(settings.maxmemory)} bytes; accepted: at least "
-                f"the primary's {int(primary['maxmemoryBytes'])} bytes (a replica does not evict; it would run out)"
+                Problem(
+                    f"{key}.maxmemory",
+                    described_size(settings.maxmemory),
+                    f"at least the primary's {primary.maxmemory_bytes} bytes "
+                    "(a replica does not evict; it would run out)",
+                )
             )
         else:
+            serves_tls = serves_tls or primary.tls
             upstreams[name] = Upstream(
-                host=primary["externalHost"],
-                port=int(primary["port"]),  # numbers come back from stack state as floats
-                username=credentials[name]["username"],
-                password=credentials[name]["password"],
+                host=primary.external_host, port=primary.port, username=login.username, password=login.password
             )
-    if problems:
-        raise pulumi.RunError(
-            f"This replica stack does not match its primary stack {stack_name}:\n  " + "\n  ".join(problems)
-        )
-    return upstreams
+    if serves_tls:
+        try:
+            trusted = _CA_BUNDLE.validate_python(ca_bundle)
+        except ValidationError as error:
+            problems += _output_problems(stack_name, CA_BUNDLE, error)
+    return upstreams, trusted, problems

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .config_security import IssuerRef
+from .object_names import InstanceNames
 
 
 @dataclass(frozen=True)
@@ -22,14 +23,14 @@ class TlsSource:
     """Secret with tls.crt and tls.key, managed outside this program."""
 
     def secret_name(self, instance: str) -> str:
-        return self.existing_secret or f"{instance}-tls"
+        return self.existing_secret or InstanceNames(instance).certificate
 
 
 def dns_names(instance: str, namespace: str, cluster_domain: str, external_host: str | None) -> list[str]:
     """Every name a client or a replica may use to reach the instance."""
     svc = f"{instance}.{namespace}.svc"
     names = [instance, f"{instance}.{namespace}", svc, f"{svc}.{cluster_domain}"]
-    names.append(f"*.{instance}-headless.{namespace}.svc.{cluster_domain}")
+    names.append(f"*.{InstanceNames(instance).headless_service}.{namespace}.svc.{cluster_domain}")
     if external_host:
         names.append(external_host)
     return names
@@ -45,13 +46,14 @@ def certificate(
     opts: pulumi.ResourceOptions,
 ) -> k8s.apiextensions.CustomResource:
     """A cert-manager Certificate whose Secret ``<instance>-tls`` holds tls.crt and tls.key."""
+    name = InstanceNames(instance).certificate
     return k8s.apiextensions.CustomResource(
-        f"{instance}-tls",
+        name,
         api_version="cert-manager.io/v1",
         kind="Certificate",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{instance}-tls", namespace=namespace, labels=labels),
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels),
         spec={
-            "secretName": f"{instance}-tls",
+            "secretName": name,
             "issuerRef": {"name": issuer.name, "kind": issuer.kind, "group": "cert-manager.io"},
             "dnsNames": names,
             # Sidecars (probes, reloader, the metrics exporter) connect to 127.0.0.1; Go's TLS

@@ -13,6 +13,7 @@ from .credentials import Credentials
 from .labels import instance_labels, selector_labels
 from .monitoring import pod_labels
 from .network_policy import NetworkPolicyRules, network_policy_spec
+from .object_names import DATA_CLAIM, InstanceNames
 from .pod import PodSettings, mib, pod_template
 from .server_files import render_files, restart_checksum
 from .tls import TlsSource, certificate, dns_names
@@ -82,6 +83,7 @@ class ValkeyServer(pulumi.ComponentResource):
     def __init__(self, name: str, args: ValkeyServerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("valkey:index:ValkeyServer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        names = InstanceNames(name)
         s = args.settings
         labels = instance_labels(name)
         self.port = s.port
@@ -129,8 +131,8 @@ class ValkeyServer(pulumi.ComponentResource):
         )
         files = pulumi.Output.secret(files)
         config = k8s.core.v1.Secret(
-            f"{name}-config",
-            metadata=metadata(f"{name}-config", extra=role_labels),
+            names.config_secret,
+            metadata=metadata(names.config_secret, extra=role_labels),
             type="Opaque",
             string_data=files,
             opts=child,
@@ -142,13 +144,12 @@ class ValkeyServer(pulumi.ComponentResource):
 
         depends: list[pulumi.Resource] = [config]
         if args.tls is not None and args.tls.issuer is not None:
-            names = dns_names(name, args.namespace, args.cluster_domain, self.external_host)
             # The pod mounts the Secret cert-manager issues for this Certificate.
             depends.append(
                 certificate(
                     instance=name,
                     namespace=args.namespace,
-                    names=names,
+                    names=dns_names(name, args.namespace, args.cluster_domain, self.external_host),
                     issuer=args.tls.issuer,
                     labels=labels,
                     opts=child,
@@ -156,8 +157,8 @@ class ValkeyServer(pulumi.ComponentResource):
             )
 
         headless = k8s.core.v1.Service(
-            f"{name}-headless",
-            metadata=metadata(f"{name}-headless"),
+            names.headless_service,
+            metadata=metadata(names.headless_service),
             spec=k8s.core.v1.ServiceSpecArgs(
                 cluster_ip="None",
                 publish_not_ready_addresses=True,
@@ -178,8 +179,8 @@ class ValkeyServer(pulumi.ComponentResource):
         if args.external is not None:
             ext = args.external
             k8s.core.v1.Service(
-                f"{name}-external",
-                metadata=metadata(f"{name}-external", {**ext.annotations, EXTERNAL_DNS_HOSTNAME: ext.host}),
+                names.external_service,
+                metadata=metadata(names.external_service, {**ext.annotations, EXTERNAL_DNS_HOSTNAME: ext.host}),
                 spec=k8s.core.v1.ServiceSpecArgs(
                     type="LoadBalancer",
                     # Local keeps the client's source address, which source ranges and network
@@ -200,7 +201,7 @@ class ValkeyServer(pulumi.ComponentResource):
             cpu_limit=s.resources.cpu_limit,
             memory_bytes=memory_limit_bytes(s),
             labels=labels,
-            config_secret=f"{name}-config",
+            config_secret=names.config_secret,
             tls_secret=args.tls.secret_name(name) if args.tls else None,
             persistence=s.persistence,
             metrics_exporter=args.metrics_exporter,
@@ -211,7 +212,7 @@ class ValkeyServer(pulumi.ComponentResource):
         if s.persistence:
             claims.append(
                 k8s.core.v1.PersistentVolumeClaimArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=labels),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=DATA_CLAIM, labels=labels),
                     spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                         access_modes=["ReadWriteOnce"],
                         storage_class_name=s.storage.storage_class,

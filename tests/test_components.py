@@ -17,7 +17,6 @@ def credentials(rotation: PasswordRotation | None = None) -> dict[str, Any]:
             CredentialsArgs(
                 instance="cache",
                 namespace="apps",
-                secret_name="cache-credentials",
                 rotation=rotation or PasswordRotation(),
             ),
         )

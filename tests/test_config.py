@@ -69,9 +69,9 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("instances", {"instances": {}}),
     ("instances", {"instances": "valkey"}),
     ("instances", {"instances": "{not json"}),
-    ("instances.Sessions_1", {"instances": {"Sessions_1": {"dr": False}}}),
-    ("instances.1cache", {"instances": {"1cache": {"dr": False}}}),
-    ("instances." + "a" * 41, {"instances": {"a" * 41: {"dr": False}}}),
+    ("instances", {"instances": {"Sessions_1": {"dr": False}}}),
+    ("instances", {"instances": {"1cache": {"dr": False}}}),
+    ("instances", {"instances": {"a" * 41: {"dr": False}}}),
     (f"{SESSIONS}.maxmemoryPolicy", with_instance(maxmemoryPolicy="lru")),
     (f"{SESSIONS}.maxmemoryPolicy", with_instance(maxmemoryPolicy="fixed")),
     (f"{SESSIONS}.maxmemory", with_instance(maxmemory="lots")),
@@ -95,6 +95,76 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     (f"{SESSIONS}.replication.writeRate", nested("sessions", "replication", writeRate="fast")),
     (f"{SESSIONS}.externalHost", with_instance(externalHost="sessions..example.com")),
     ("instances.api-cache.externalHost", with_instance("api-cache", externalHost="api.region1.example.com")),
+    # Values that used to pass and then failed after resources existed, or were rendered truncated.
+    ("monitoring.thresholds.replicationLagSeconds", {"monitoring": {"thresholds": {"replicationLagSeconds": 10.5}}}),
+    ("monitoring.thresholds.replicationLagSeconds", {"monitoring": {"thresholds": {"replicationLagSeconds": "10s"}}}),
+    ("monitoring.scrapeInterval", {"monitoring": {"scrapeInterval": 0.5}}),
+    ("monitoring.scrapeInterval", {"monitoring": {"scrapeInterval": "500ms"}}),
+    ("monitoring.thresholds.evictionWindow", {"monitoring": {"thresholds": {"evictionWindow": "45s"}}}),
+    ("monitoring.thresholds.memoryRatio", {"monitoring": {"thresholds": {"memoryRatio": "nan"}}}),
+    ("monitoring.thresholds.memoryRatio", {"monitoring": {"thresholds": {"memoryRatio": True}}}),
+    ("monitoring.thresholds.linkDownFor", {"monitoring": {"thresholds": {"linkDownFor": "8d"}}}),
+    (f"{SESSIONS}.ttl", with_instance(ttl=0.5)),
+    (f"{SESSIONS}.ttl", with_instance(ttl="1.5s")),
+    # Sizes: the whole value or nothing, within bounds, no ambiguous units.
+    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="2Gi garbage")),
+    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="2Gi\nmaxmemory 0")),
+    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="18446744073709551617")),
+    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="2Ti")),
+    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="512m")),
+    (f"{SESSIONS}.maxmemory", with_instance(maxmemory=True)),
+    (f"{SESSIONS}.maxmemory", with_instance(maxmemory=0.5)),
+    (f"{SESSIONS}.resources.memory", nested("sessions", "resources", memory="40Ti")),
+    (f"{SESSIONS}.storage.size", nested("sessions", "storage", size="100Ti")),
+    (f"{SESSIONS}.replication.writeRate", nested("sessions", "replication", writeRate="2GiB")),
+    (f"{SESSIONS}.replication.outageTolerance", nested("sessions", "replication", outageTolerance="25h")),
+    (f"{SESSIONS}.replication.outageTolerance", nested("sessions", "replication", writeRate="512MiB")),
+    # The 80 % fit counts the backlog: 2Gi + 610Mi does not fit in 80 % of 2600Mi, 2Gi alone would.
+    (f"{SESSIONS}.maxmemory", nested("sessions", "resources", memory="2600Mi")),
+    (f"{SESSIONS}.resources.cpu", nested("sessions", "resources", cpu=0)),
+    (f"{SESSIONS}.resources.cpu", nested("sessions", "resources", cpu="1000")),
+    (f"{SESSIONS}.resources.cpu", nested("sessions", "resources", cpu=1.0005)),
+    # Names Kubernetes, DNS or cert-manager would refuse half-way through a deployment.
+    (f"{SESSIONS}.externalHost", with_instance(externalHost=f"{'s' * 64}.example.com")),
+    ("externalDomain", {"externalDomain": f"{'e' * 64}.com"}),
+    ("externalDomain", {"externalDomain": ".".join(["d" * 60] * 4)}),
+    ("clusterDomain", {"clusterDomain": ".".join(["c" * 60] * 4)}),
+    ("tls.issuer.name", {"tls": {**stack_file_config("region1")["tls"], "issuer": {"name": "Valkey CA"}}}),
+    (
+        "tls.existingSecret",
+        {"tls": {"existingSecret": "Valkey_TLS", "caBundle": stack_file_config("region1")["tls"]["caBundle"]}},
+    ),
+    ("monitoring.labels", {"monitoring": {"labels": {"release prometheus": "x"}}}),
+    ("monitoring.labels.release", {"monitoring": {"labels": {"release": "p" * 64}}}),
+    (
+        "networkPolicy.clients.0.podLabels.app",
+        {"networkPolicy": {"clients": [{"namespace": "apps", "podLabels": {"app": "web app"}}]}},
+    ),
+    ("externalService.loadBalancerClass", {"externalService": {"loadBalancerClass": "internal lb"}}),
+    ("externalService.annotations", {"externalService": {"annotations": {"bad key": "x"}}}),
+    (
+        "externalService.annotations.external-dns.alpha.kubernetes.io/hostname",
+        {"externalService": {"annotations": {"external-dns.alpha.kubernetes.io/hostname": "x.example.com"}}},
+    ),
+    ("monitoring.runbookUrl", {"monitoring": {"runbookUrl": "javascript:alert(1)"}}),
+    ("monitoring.runbookUrl", {"monitoring": {"runbookUrl": "https://example.com/a b"}}),
+    ("kubeContext", {"kubeContext": "prod\nkubeconfig: x"}),
+    ("passwordRotation.client.generation", {"passwordRotation": {"client": {"generation": 10001}}}),
+    ("passwordRotation.client.generation", {"passwordRotation": {"client": {"generation": True}}}),
+    # Ports and generated names that collide.
+    (f"{SESSIONS}.port", with_instance(port=9121)),
+    ("instances.sessions-external", with_instance("sessions-external", dr=False)),
+    ("instances.feature-flags-admin", with_instance("feature-flags-admin", dr=False)),
+    (
+        "instances.feature-flags.externalHost",
+        with_instance("feature-flags", externalHost="sessions.region1.example.com"),
+    ),
+    # Commands Valkey does not know make it refuse to start: a crash loop, not a config error.
+    ("deniedCommands.0", {"deniedCommands": ["flushal"]}),
+    ("deniedCommands.0", {"deniedCommands": ["hgetdel"]}),  # Valkey 9 only: the default image is 8.1
+    ("deniedCommands.0", {"deniedCommands": ["@connection"]}),
+    ("deniedCommands.0", {"deniedCommands": ["@nosuchcategory"]}),
+    ("deniedCommands.0", {"deniedCommands": ["client|nosuch"]}),
 ]
 
 
@@ -164,7 +234,10 @@ def test_replica_smaller_than_primary_is_refused() -> None:
 
 def test_replica_of_an_instance_the_primary_does_not_replicate_is_refused() -> None:
     region2 = with_instance("api-cache", dr=True)
-    with pytest.raises(pulumi.RunError, match=r"valkey:instances\.api-cache: dr is true here, but"):
+    with pytest.raises(
+        pulumi.RunError,
+        match=r"valkey:instances\.api-cache: given dr: true; accepted: an instance stack \S+ replicates",
+    ):
         render_both(region2=region2)
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import valkey
+from pki import make_ca, make_server_cert
 from valkey_process import Server, free_port, wait_for
 
 from components.valkey_conf import (
@@ -31,28 +31,6 @@ from components.valkey_conf import (
 # Installed by .ci/run (Debian package redis-server); missing, these tests fail rather than skip.
 REDIS_SERVER = Path(shutil.which("redis-server") or "/usr/bin/redis-server")
 PASSWORDS = Passwords(client=("client-pw",), replication=("repl-pw",), probe="probe-pw", reloader="rl-pw", admin="adm")
-
-
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
-    key, cert = directory / f"{name}.key", directory / f"{name}.crt"
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
-            "-out", str(cert), "-days", "2", "-subj", f"/CN={name}")  # fmt: skip
-    return key, cert
-
-
-def make_server_cert(directory: Path, ca: tuple[Path, Path]) -> tuple[Path, Path]:
-    key, csr, cert = directory / "tls.key", directory / "tls.csr", directory / "tls.crt"
-    ext = directory / "san.ext"
-    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
-            "-out", str(csr), "-subj", "/CN=localhost")  # fmt: skip
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[1]), "-CAkey", str(ca[0]), "-CAcreateserial",
-            "-out", str(cert), "-days", "2", "-extfile", str(ext))  # fmt: skip
-    return key, cert
 
 
 @pytest.fixture(scope="module")

