@@ -23,6 +23,7 @@ from .config_security import (
     Tls,
 )
 from .config_types import (
+    DAY,
     GIB,
     KIB,
     MIB,
@@ -57,7 +58,6 @@ RECONNECT_ALLOWANCE_SECONDS = 5
 """Added to the tolerated outage when sizing the backlog: after the link returns, the replica
 retries once a second and redoes its handshake before PSYNC (measured 0.5-1.1 s)."""
 
-DAY = 86400
 MAX_MAXMEMORY = TIB
 """Above any single Valkey node sold managed (ElastiCache's largest holds about 0.4 TiB): a fork of a
 bigger dataset, for every AOF rewrite and full sync, is not something to run by accident."""

@@ -154,6 +154,9 @@ def size_within(minimum: int, maximum: int) -> AfterValidator:
 
 # --- Durations ------------------------------------------------------------------------------
 
+DAY = 86400
+DURATION_MAX_SECONDS = 36500 * DAY
+"""A hundred years: past any bound a field has, and well inside what ``timedelta`` holds."""
 _NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 # Go's time.ParseDuration forms (what Kubernetes and Prometheus users write), plus days.
 _GO_STYLE = re.compile("".join(rf"(?:(?P<{unit}>{_NUMBER}){unit})?" for unit in ("d", "h", "m", "s", "ms")))
@@ -182,6 +185,8 @@ def _duration(value: Any) -> timedelta:
         seconds = _number_text(value, DURATION_FORMS)
     if seconds != seconds.to_integral_value():
         raise PydanticCustomError("duration", "expected whole seconds: fractions of a second are not kept")
+    if not 0 <= seconds <= DURATION_MAX_SECONDS:
+        raise PydanticCustomError("duration", f"expected a duration from 0s to {DURATION_MAX_SECONDS // DAY}d")
     return timedelta(seconds=int(seconds))
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+from apiserver_names import name_problems
 from crd_validate import KNOWN_KINDS, validate_custom_resource
 from harness import Rendered, is_secret_envelope, render, render_both
 from pss import restricted_violations
@@ -44,6 +45,19 @@ def test_every_object_passes_strict_schema_validation(stacks: dict[str, Rendered
         assert len(manifests) >= 20
         for manifest in manifests:
             kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_every_name_label_and_selector_passes_the_api_servers_checks(stacks: dict[str, Rendered]) -> None:
+    """What no OpenAPI schema says: names, label keys and values, port names, DNS names."""
+    for rendered in stacks.values():
+        assert [p for m in rendered.manifests() for p in name_problems(m)] == []
+
+
+def test_the_name_checks_can_fail(stacks: dict[str, Rendered]) -> None:
+    sts = copy.deepcopy(stacks["region1"].objects("StatefulSet")["sessions"])
+    sts["spec"]["template"]["metadata"]["labels"]["valkey.io/dr"] = "yes please"
+    sts["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] = "valkey-server-port"
+    assert len(name_problems(sts)) == 2
 
 
 def test_every_custom_resource_passes_its_crd_schema(stacks: dict[str, Rendered]) -> None:
