@@ -32,6 +32,12 @@ async def main() -> dict[str, Any]:
         "kubernetes",
         kubeconfig=pulumi.Output.secret(cfg.kubeconfig) if cfg.kubeconfig else None,
         context=cfg.kube_context,
+        # Without it, a kubeconfig pointing at a new API endpoint of the same cluster replaces the
+        # provider and so every object it manages (tests/test_plan.py). One stack, one cluster.
+        cluster_identifier=f"{pulumi.get_project()}/{pulumi.get_stack()}",
+        # A changed Secret (rotation, a new valkey.conf) is updated in place: by default the
+        # provider deletes and recreates it, leaving pods that start meanwhile without it.
+        enable_secret_mutable=True,
     )
     namespace = Namespace(
         cfg.namespace,

@@ -62,14 +62,20 @@ class Credentials(pulumi.ComponentResource):
     secret_namespaces: list[str]
     """Namespaces holding the client Secret: the instance's own, then the client namespaces."""
     admin_secret_name: pulumi.Output[str]
+    secrets: list[k8s.core.v1.Secret]
+    """Every Kubernetes Secret here: the pod's StatefulSet depends on them."""
 
     def __init__(self, resource_name: str, args: CredentialsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("valkey:index:Credentials", resource_name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        # Named Secrets: only a delete-before-replace can ever replace one.
+        child = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
         names = InstanceNames(args.instance)
+        self.secrets = []
 
         def password(name: str) -> pulumi.Output[str]:
-            generated = random.RandomPassword(name, length=PASSWORD_LENGTH, special=False, opts=child)
+            generated = random.RandomPassword(
+                name, length=PASSWORD_LENGTH, special=False, opts=pulumi.ResourceOptions(parent=self)
+            )
             # RandomPassword marks `result` secret itself; saying it again keeps it secret for
             # anything that reads this attribute, whatever the provider version does.
             return pulumi.Output.secret(generated.result)
@@ -104,6 +110,7 @@ class Credentials(pulumi.ComponentResource):
                 string_data=data,
                 opts=child,
             )
+            self.secrets.append(created)
             return created.metadata.apply(lambda m: m["name"])
 
         client_data: dict[str, pulumi.Input[str]] = {args.secret_key: self.client.current}

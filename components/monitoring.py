@@ -79,7 +79,7 @@ class Monitoring(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("valkey:index:Monitoring", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, delete_before_replace=True)  # named objects
         labels = {"app.kubernetes.io/part-of": "valkey", "app.kubernetes.io/managed-by": "pulumi", **args.labels}
 
         def metadata() -> k8s.meta.v1.ObjectMetaArgs:

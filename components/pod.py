@@ -76,6 +76,21 @@ def probe_command(port: int, accept: str, tls: bool) -> list[str]:
     return ["sh", "-c", script]
 
 
+TERMINATION_GRACE_SECONDS = 60
+"""Time for Valkey to fsync the AOF and close replicas on SIGTERM."""
+STARTUP_PERIOD_SECONDS, STARTUP_FAILURES = 5, 120
+"""Up to 10 minutes to load a large AOF before liveness starts counting."""
+READINESS_PERIOD_SECONDS, READINESS_FAILURES = 5, 3
+
+
+def rollout_timeout_seconds(replicas: int) -> int:
+    """How long ``pulumi up`` waits for a StatefulSet rollout: each pod in turn may take its grace
+    period to stop, the whole startup allowance to load, and a readiness period to turn Ready,
+    plus a minute for scheduling and the image."""
+    per_pod = TERMINATION_GRACE_SECONDS + STARTUP_PERIOD_SECONDS * STARTUP_FAILURES + READINESS_PERIOD_SECONDS
+    return replicas * per_pod + 60
+
+
 READY_REPLIES = "PONG"
 # A server loading its dataset (after a restart, or a replica after a full sync) answers LOADING:
 # it is alive but not ready. Killing it then would restart the load from the beginning.
@@ -146,11 +161,11 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
         security_context=restricted(VALKEY_UID, VALKEY_GID),
         volume_mounts=[*mounts, k8s.core.v1.VolumeMountArgs(name=DATA_CLAIM, mount_path=DATA_DIR)],
         # Up to 10 minutes to load a large AOF before liveness starts counting.
-        startup_probe=exec_probe(ALIVE_REPLIES, period=5, failures=120),
+        startup_probe=exec_probe(ALIVE_REPLIES, period=STARTUP_PERIOD_SECONDS, failures=STARTUP_FAILURES),
         liveness_probe=exec_probe(ALIVE_REPLIES, period=10, failures=6),
         # Never depends on the primary region: a replica whose link is down still answers PONG
         # (replica-serve-stale-data yes), so region 2 stays Ready while region 1 is lost.
-        readiness_probe=exec_probe(READY_REPLIES, period=5, failures=3),
+        readiness_probe=exec_probe(READY_REPLIES, period=READINESS_PERIOD_SECONDS, failures=READINESS_FAILURES),
     )
     reloader = k8s.core.v1.ContainerArgs(
         name="reloader",
@@ -185,8 +200,7 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
         spec=k8s.core.v1.PodSpecArgs(
             automount_service_account_token=False,
             enable_service_links=False,
-            # Time for Valkey to fsync the AOF and close replicas on SIGTERM.
-            termination_grace_period_seconds=60,
+            termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
             security_context=k8s.core.v1.PodSecurityContextArgs(
                 run_as_non_root=True,
                 run_as_user=VALKEY_UID,

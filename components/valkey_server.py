@@ -14,12 +14,13 @@ from .labels import instance_labels, selector_labels
 from .monitoring import pod_labels
 from .network_policy import NetworkPolicyRules, network_policy_spec
 from .object_names import DATA_CLAIM, InstanceNames
-from .pod import PodSettings, mib, pod_template
+from .pod import PodSettings, mib, pod_template, rollout_timeout_seconds
 from .server_files import render_files, restart_checksum
 from .tls import TlsSource, certificate, dns_names
 
 EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
 CONFIG_CHECKSUM = "checksum/config"
+CLAIM_SIZE = "spec.volumeClaimTemplates[0].spec.resources.requests.storage"
 
 
 @dataclass
@@ -82,7 +83,9 @@ class ValkeyServer(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ValkeyServerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("valkey:index:ValkeyServer", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        # Every object here has an explicit name: a create-before-delete replacement (what
+        # `pulumi up --replace` does unless told otherwise) can never succeed for it.
+        child = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
         names = InstanceNames(name)
         s = args.settings
         labels = instance_labels(name)
@@ -156,6 +159,8 @@ class ValkeyServer(pulumi.ComponentResource):
                 )
             )
 
+        # Everything the pod needs to serve; the StatefulSet depends on all of it (below).
+        serving: list[pulumi.Resource] = [*depends, *args.credentials.secrets]
         headless = k8s.core.v1.Service(
             names.headless_service,
             metadata=metadata(names.headless_service),
@@ -168,7 +173,7 @@ class ValkeyServer(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        k8s.core.v1.Service(
+        client_service = k8s.core.v1.Service(
             name,
             metadata=metadata(name),
             spec=k8s.core.v1.ServiceSpecArgs(
@@ -176,9 +181,10 @@ class ValkeyServer(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        serving += [headless, client_service]
         if args.external is not None:
             ext = args.external
-            k8s.core.v1.Service(
+            external = k8s.core.v1.Service(
                 names.external_service,
                 metadata=metadata(names.external_service, {**ext.annotations, EXTERNAL_DNS_HOSTNAME: ext.host}),
                 spec=k8s.core.v1.ServiceSpecArgs(
@@ -192,6 +198,30 @@ class ValkeyServer(pulumi.ComponentResource):
                     ports=[_service_port(s.port)],
                 ),
                 opts=child,
+            )
+            serving.append(external)
+        serving.append(
+            k8s.policy.v1.PodDisruptionBudget(
+                name,
+                metadata=metadata(name),
+                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector_labels(name)),
+                    min_available=1 if args.block_voluntary_eviction else None,
+                    max_unavailable=None if args.block_voluntary_eviction else 1,
+                    # A pod that is not Ready protects nothing: let a drain evict it.
+                    unhealthy_pod_eviction_policy="AlwaysAllow",
+                ),
+                opts=child,
+            )
+        )
+        if args.network_policy is not None:
+            serving.append(
+                k8s.networking.v1.NetworkPolicy(
+                    name,
+                    metadata=metadata(name),
+                    spec=network_policy_spec(args.network_policy, selector_labels(name), s.port),
+                    opts=child,
+                )
             )
 
         pod = PodSettings(
@@ -222,6 +252,7 @@ class ValkeyServer(pulumi.ComponentResource):
                     ),
                 )
             )
+        rollout = f"{rollout_timeout_seconds(replicas=1)}s"
         self.statefulset = k8s.apps.v1.StatefulSet(
             name,
             metadata=metadata(name, extra=role_labels),
@@ -237,28 +268,54 @@ class ValkeyServer(pulumi.ComponentResource):
                 volume_claim_templates=claims or None,
                 template=pod_template(pod, checksum),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends, protect=args.protect),
-        )
-        k8s.policy.v1.PodDisruptionBudget(
-            name,
-            metadata=metadata(name),
-            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector_labels(name)),
-                min_available=1 if args.block_voluntary_eviction else None,
-                max_unavailable=None if args.block_voluntary_eviction else 1,
-                # A pod that is not Ready protects nothing: let a drain evict it.
-                unhealthy_pod_eviction_policy="AlwaysAllow",
+            opts=child.merge(
+                pulumi.ResourceOptions(
+                    # Removing the instance while protected fails at the StatefulSet, and the
+                    # engine then skips every delete it depends on: nothing of a running instance
+                    # (Services, Secrets, policies) goes away while its pod stays.
+                    depends_on=serving,
+                    protect=args.protect,
+                    # The template's size only sizes new claims and cannot change in place (a
+                    # change would replace the StatefulSet); the claims grow by the patch below.
+                    ignore_changes=[CLAIM_SIZE] if claims else None,
+                    # Longer than the longest start the probes allow, so an await never gives up
+                    # on a pod still loading its data.
+                    custom_timeouts=pulumi.CustomTimeouts(create=rollout, update=rollout),
+                )
             ),
-            opts=child,
         )
-        if args.network_policy is not None:
-            k8s.networking.v1.NetworkPolicy(
-                name,
-                metadata=metadata(name),
-                spec=network_policy_spec(args.network_policy, selector_labels(name), s.port),
-                opts=child,
-            )
+        if claims:
+            grow_claim(names, args.namespace, mib(storage_bytes(s)), self.statefulset, child)
         self.register_outputs({"host": self.host, "port": self.port, "role": self.role})
+
+
+def grow_claim(
+    names: InstanceNames, namespace: str, size: str, statefulset: k8s.apps.v1.StatefulSet, opts: pulumi.ResourceOptions
+) -> k8s.core.v1.PersistentVolumeClaimPatch:
+    """The size of pod 0's claim, kept equal to ``storage.size`` by server-side apply: raising it
+    expands the volume in place (the StorageClass must allow expansion; Kubernetes refuses a
+    shrink). After the StatefulSet is Ready, so the claim exists."""
+    return k8s.core.v1.PersistentVolumeClaimPatch(
+        names.claim_patch_resource,
+        metadata=k8s.meta.v1.ObjectMetaPatchArgs(
+            name=names.claim(0),
+            namespace=namespace,
+            annotations={
+                # The claim was created (and sized) by the StatefulSet controller, which owns the field.
+                "pulumi.com/patchForce": "true",
+                # Its awaiter waits for Bound on a new claim, or for Pending under a
+                # WaitForFirstConsumer StorageClass: this claim is Bound already, so the await would
+                # never end there.
+                "pulumi.com/skipAwait": "true",
+            },
+        ),
+        spec=k8s.core.v1.PersistentVolumeClaimSpecPatchArgs(
+            resources=k8s.core.v1.VolumeResourceRequirementsPatchArgs(requests={"storage": size})
+        ),
+        # Deleting the patch only lets go of the field; the claim and its data stay (a required
+        # field cannot be given up, so the provider would refuse a plain delete).
+        opts=opts.merge(pulumi.ResourceOptions(depends_on=[statefulset], retain_on_delete=True)),
+    )
 
 
 def _metrics_port() -> k8s.core.v1.ServicePortArgs:

@@ -58,7 +58,10 @@ def manifests(rendered: Rendered) -> dict[str, dict[str, Any]]:
         manifest = redact(captured.inputs)
         meta = manifest["metadata"]
         scope = meta.get("namespace", "_cluster")
-        files[f"{scope}.{manifest['kind']}.{meta['name']}.yaml".lower()] = manifest
+        # A Patch resource changes fields of an object Kubernetes made (a StatefulSet's claim): apply
+        # it with `kubectl apply --server-side` onto that object, never as an object of its own.
+        patch = ".patch" if typ.endswith("Patch") else ""
+        files[f"{scope}.{manifest['kind']}.{meta['name']}{patch}.yaml".lower()] = manifest
     return dict(sorted(files.items()))
 
 

@@ -45,8 +45,33 @@ class Captured:
     """Reference (URN::id) of the provider resource that manages it; None means the default."""
 
 
-class ProtectRecordingMonitor(MockMonitor):
-    """The mock engine does not pass resource options to ``new_resource``; record ``protect``."""
+@dataclass
+class Registration:
+    """What the engine learns of a resource besides its inputs: its URN and place in the graph, and
+    the resource options that decide what ``pulumi up`` does with it (offline/plan.py reads them)."""
+
+    urn: str
+    typ: str
+    name: str
+    custom: bool
+    """False for component resources."""
+    parent: str
+    dependencies: frozenset[str]
+    """URNs it depends on: ``depends_on`` and every Output its inputs were built from."""
+    provider: str
+    protect: bool
+    delete_before_replace: bool
+    ignore_changes: tuple[str, ...]
+    replace_on_changes: tuple[str, ...]
+    retain_on_delete: bool
+    custom_timeouts: dict[str, str]
+    """create/update/delete -> duration text such as "15m"; empty when not set."""
+    deleted_with: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+class RecordingMonitor(MockMonitor):
+    """The mock engine does not pass resource options to ``new_resource``: record them here."""
 
     def __init__(self, mocks: CaptureMocks):
         super().__init__(mocks)
@@ -55,7 +80,34 @@ class ProtectRecordingMonitor(MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         if request.protect:
             self.capture.protected.add((request.type, request.name))
-        return super().RegisterResource(request)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            dependencies = set(request.dependencies)
+            for urns in request.propertyDependencies.values():
+                dependencies |= set(urns.urns)
+            timeouts = request.customTimeouts
+            captured = self.capture.resources.get((request.type, request.name))
+            self.capture.registrations[response.urn] = Registration(
+                urn=response.urn,
+                typ=request.type,
+                name=request.name,
+                custom=bool(request.custom),
+                parent=request.parent,
+                dependencies=frozenset(dependencies),
+                provider=request.provider,
+                protect=bool(request.protect),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                ignore_changes=tuple(request.ignoreChanges),
+                replace_on_changes=tuple(request.replaceOnChanges),
+                retain_on_delete=bool(request.retainOnDelete),
+                custom_timeouts={k: v for k in ("create", "update", "delete") if (v := getattr(timeouts, k))},
+                deleted_with=request.deletedWith,
+                inputs=captured.inputs if captured else {},
+            )
+        return response
+
+
+ProtectRecordingMonitor = RecordingMonitor
 
 
 class CaptureMocks(pulumi.runtime.Mocks):
@@ -64,6 +116,8 @@ class CaptureMocks(pulumi.runtime.Mocks):
         self.resources: dict[tuple[str, str], Captured] = {}
         self.references: list[str] = []
         self.protected: set[tuple[str, str]] = set()
+        self.registrations: dict[str, Registration] = {}
+        """By URN: every resource the program registered, with its options (not the stack itself)."""
         self.passwords: list[str] = []
         """Every value the mock RandomPassword generated: none may leak outside a Secret."""
 
@@ -102,6 +156,7 @@ class Rendered:
     references: list[str] = field(default_factory=list)
     passwords: list[str] = field(default_factory=list)
     protected: set[tuple[str, str]] = field(default_factory=set)
+    registrations: dict[str, Registration] = field(default_factory=dict)
 
     def of_type(self, typ: str) -> dict[str, Captured]:
         return {name: c for (t, name), c in self.resources.items() if t == typ}
@@ -192,7 +247,7 @@ def run_program(
     passes it (``<project>:<key>`` -> string), and capture what it declares and exports."""
     mocks = mocks or CaptureMocks()
     mocks.reference_outputs = references or {}
-    monitor = ProtectRecordingMonitor(mocks)
+    monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, [])
     runtime_settings.SETTINGS.rpc_manager.clear()
@@ -219,7 +274,9 @@ def run_program(
                 secret.add(name)
 
     _sync_await(resolve(dict(stacks[0].outputs)))
-    return Rendered(stack, mocks.resources, exports, secret, mocks.references, mocks.passwords, mocks.protected)
+    return Rendered(
+        stack, mocks.resources, exports, secret, mocks.references, mocks.passwords, mocks.protected, mocks.registrations
+    )
 
 
 def render_both(

@@ -134,6 +134,35 @@ def test_network_policy_denies_by_default_and_allows_what_is_configured(regions:
             assert "ipBlock" not in text
 
 
+def test_network_policy_rule_lists_are_exactly_what_the_stack_files_allow(regions: tuple[Rendered, Rendered]) -> None:
+    """The whole ingress and egress lists, not membership: a rule that admits everything (no
+    ``from``/``to``, or a 0.0.0.0/0 block) next to the configured ones must fail this."""
+    for rendered, config in zip(regions, (stack_file_config("region1"), stack_file_config("region2")), strict=True):
+        port = [{"port": 6379, "protocol": "TCP"}]
+        peers = [{"ipBlock": {"cidr": cidr}} for cidr in config["peerCidrs"]]
+        clients = [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": c["namespace"]}}, "podSelector": {}}
+            for c in config["networkPolicy"]["clients"]
+        ]
+        metrics = {
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "ports": [{"port": 9121, "protocol": "TCP"}],
+        }
+        dns = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+        for name, policy in rendered.objects("NetworkPolicy").items():
+            dr = config["instances"][name]["dr"]
+            primary = config["role"] == "primary"
+            ingress = [{"from": clients, "ports": port}]
+            if dr and primary:
+                ingress.append({"from": peers, "ports": port})  # the other region replicates from it
+            ingress.append(metrics)
+            egress = [dns]
+            if dr and not primary:
+                egress.append({"to": peers, "ports": port})  # it replicates from the other region
+            assert policy["spec"]["ingress"] == ingress, f"{rendered.stack}/{name}"
+            assert policy["spec"]["egress"] == egress, f"{rendered.stack}/{name}"
+
+
 def test_network_policy_can_be_disabled() -> None:
     assert render("region1", {"networkPolicy": {"enabled": False}}).objects("NetworkPolicy") == {}
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import valkey
+from harness import render_both, stack_file_config
 from pki import make_ca, make_server_cert
 from valkey_process import Server, free_port, wait_for
 
@@ -109,3 +110,47 @@ def test_replica_with_the_wrong_ca_is_refused(primary: Server, tmp_path: Path, p
         assert primary.client().info("replication")["connected_slaves"] == 0
     finally:
         replica.stop()
+
+
+def test_region2_trusts_region1s_own_ca_through_the_outputs(tmp_path: Path) -> None:
+    """Each region with its own CA, as a real deployment has (the stack files share one example CA,
+    so a render of them cannot tell whether region 2 adds region 1's): region 2's rendered trust
+    bundle must let its replica verify region 1's primary."""
+    cas = {region: make_ca(tmp_path, f"{region}-ca") for region in ("region1", "region2")}
+    certs = {region: make_server_cert(tmp_path, cas[region], region) for region in cas}
+
+    def tls(region: str) -> dict[str, object]:
+        return {"tls": {**stack_file_config(region)["tls"], "caBundle": cas[region][1].read_text()}}
+
+    r1, r2 = render_both(region1=tls("region1"), region2=tls("region2"))
+    bundles = {r.stack: r.objects("Secret")["sessions-config"]["stringData"]["ca-bundle.crt"] for r in (r1, r2)}
+    assert bundles["region1"] == cas["region1"][1].read_text()
+
+    def start(region: str, upstream: Upstream | None = None) -> Server:
+        directory = tmp_path / region
+        (directory / "data").mkdir(parents=True)
+        (directory / "ca-bundle.crt").write_text(bundles[region])
+        key, cert = certs[region]
+        settings = ServerSettings(
+            port=free_port(),
+            maxmemory=64 * 1024**2,
+            maxmemory_policy="allkeys-lru",
+            repl_backlog_size=1024**2,
+            data_dir=str(directory / "data"),
+            acl_file=str(directory / "users.acl"),
+            upstream=upstream,
+            tls=TlsFiles(cert=str(cert), key=str(key), ca=str(directory / "ca-bundle.crt")),
+        )
+        (directory / "users.acl").write_text(render_acl(server_users(PASSWORDS)))
+        (directory / "valkey.conf").write_text(render_valkey_conf(settings))
+        return Server(directory / "valkey.conf", settings.port, "client-pw", binary=REDIS_SERVER, tls_ca=cas[region][1])
+
+    primary = start("region1")
+    replica = start("region2", Upstream("127.0.0.1", primary.port, "replication", "repl-pw"))
+    try:
+        wait_for(lambda: replica.client().info("replication")["master_link_status"] == "up", what="TLS link up")
+        primary.client().set("session:1", "alice")
+        assert wait_for(lambda: replica.client().get("session:1") == "alice", timeout=2, what="replicated")
+    finally:
+        replica.stop()
+        primary.stop()
