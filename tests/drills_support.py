@@ -215,6 +215,42 @@ class Writer(threading.Thread):
         return self.acked_count / elapsed if elapsed > 0 else 0.0
 
 
+class StreamWriter(threading.Thread):
+    """Writes so that the primary's replication stream (``master_repl_offset``) grows at ``rate``
+    bytes per second, whatever the command overhead: every 20 ms it writes 1 KiB values until the
+    offset has caught up with ``rate`` x elapsed time. For drills about the backlog, whose size is
+    ``writeRate`` in stream bytes."""
+
+    def __init__(self, connect: Callable[[], valkey.Valkey], rate: int):
+        super().__init__(name="stream-writer", daemon=True)
+        self.connect = connect
+        self.rate = rate
+        self.error: BaseException | None = None
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        client = self.connect()
+        try:
+            start_offset = int(client.info("replication")["master_repl_offset"])
+            started = time.monotonic()
+            n = 0
+            while not self._stop_event.is_set():
+                target = start_offset + self.rate * (time.monotonic() - started)
+                while int(client.info("replication")["master_repl_offset"]) < target:
+                    client.set(f"stream:{n % 10_000}", "x" * 1024)
+                    n += 1
+                time.sleep(0.02)
+        except CONNECTION_ERRORS as error:
+            self.error = error
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(10)
+        assert not self.is_alive(), "stream writer did not stop"
+
+
 class LagMonitor(threading.Thread):
     """Samples replication lag in time, from the replica's side: reads the writer's heartbeat key on
     the replica in a tight loop; lag = now - send time of the newest heartbeat the replica has applied.

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import time
@@ -59,7 +60,14 @@ class Server:
     """One valkey-server started as ``valkey-server <config>``, the way the pod starts it."""
 
     def __init__(
-        self, config: Path, port: int, password: str | None, binary: Path = VALKEY_SERVER, tls_ca: Path | None = None
+        self,
+        config: Path,
+        port: int,
+        password: str | None,
+        *,
+        binary: Path = VALKEY_SERVER,
+        tls_ca: Path | None = None,
+        env: dict[str, str] | None = None,
     ):
         self.config = config
         self.port = port
@@ -67,7 +75,9 @@ class Server:
         self.tls_ca = tls_ca
         self.log = config.with_suffix(".log")
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen([str(binary), str(config)], stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [str(binary), str(config)], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            )
         wait_for(self._answers, what=f"valkey on port {port} answering (log: {self.log})")
 
     def _answers(self) -> bool:

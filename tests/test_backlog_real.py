@@ -1,0 +1,87 @@
+"""The replication backlog outlives a long cut of the DR link: ``repl-backlog-ttl 0``, on real servers.
+
+Valkey frees a primary's backlog once no replica has been connected for ``repl-backlog-ttl`` seconds
+(default 3600); the next reconnect then copies the whole dataset again. The rendered primary keeps it
+forever, so region 2 resumes with a partial resync however long region 1 went without a replica
+(within what the backlog holds). An hour cannot be waited in a test: the primary runs under
+libfaketime (Debian's ``faketime``), whose clock the test moves two hours ahead while the link is
+down. Only the wall clock moves (``FAKETIME_DONT_FAKE_MONOTONIC``): Valkey's timers run as usual,
+and it reads the idle time of its backlog from the wall clock.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from harness import stack_file_config
+from valkey_process import BUILDS, Server, every_build, free_port, wait_for
+
+from components.config_loader import parse_stack_config
+from components.server_files import server_settings
+from components.valkey_conf import Passwords, Upstream, render_acl, render_valkey_conf, server_users
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+CLIENT, REPLICATION, ADMIN = "client-password-1", "replication-password-1", "admin-password-1"
+PASSWORDS = Passwords(client=(CLIENT,), replication=(REPLICATION,), probe="probe", reloader="reloader", admin=ADMIN)
+
+
+def start(directory: Path, build: str, upstream: Upstream | None = None, env: dict[str, str] | None = None) -> Server:
+    """Region 1's sessions instance as rendered (TLS off: these builds have none), in ``directory``."""
+    cfg, problems = parse_stack_config(stack_file_config("region1"), "region1")
+    assert cfg is not None, problems
+    (directory / "data").mkdir(parents=True)
+    settings = server_settings(
+        cfg.instances["sessions"], upstream, data_dir=str(directory / "data"), acl_file=str(directory / "users.acl")
+    )
+    port = free_port()
+    (directory / "users.acl").write_text(render_acl(server_users(PASSWORDS)))
+    (directory / "valkey.conf").write_text(render_valkey_conf(settings).replace("port 6379", f"port {port}"))
+    return Server(directory / "valkey.conf", port, CLIENT, binary=BUILDS[build], env=env)
+
+
+@every_build
+def test_a_link_down_longer_than_valkeys_default_backlog_ttl_still_heals_partially(tmp_path: Path, build: str) -> None:
+    if not LIBFAKETIME.exists():
+        pytest.fail(f"{LIBFAKETIME} is missing: install Debian's faketime (.ci/run does)")
+    clock = tmp_path / "clock-offset"
+    clock.write_text("+0\n")
+    faked = {
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(clock),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    primary = start(tmp_path / "primary", build, env=faked)
+    replica = start(tmp_path / "replica", build, Upstream("127.0.0.1", primary.port, "replication", REPLICATION))
+    try:
+        p, r = primary.client("admin", ADMIN), replica.client("admin", ADMIN)
+        wait_for(lambda: r.info("replication")["master_link_status"] == "up", what="link up")
+        for i in range(1000):
+            p.set(f"session:{i}", "x" * 100)
+        wait_for(lambda: r.dbsize() == 1000, what="replicated")
+        before = p.info("stats")
+
+        # The DR link goes down: the replica can no longer log in.
+        r.config_set("masterauth", "not-the-password")
+        p.execute_command("CLIENT KILL", "TYPE", "replica")
+        wait_for(lambda: p.info("replication")["connected_slaves"] == 0, what="no replica connected")
+        for i in range(1000, 1100):
+            p.set(f"session:{i}", "y" * 100)
+        clock.write_text("+2h\n")  # past Valkey's default repl-backlog-ttl of 3600 s
+        wait_for(lambda: p.time()[0] - time.time() > 7000, 10, "the primary's clock two hours ahead")
+        # replicationCron runs once a second: give it three chances to free the backlog.
+        for _ in range(30):
+            assert p.info("replication")["repl_backlog_active"] == 1, "the backlog was freed"
+            time.sleep(0.1)
+
+        r.config_set("masterauth", REPLICATION)
+        wait_for(lambda: r.info("replication")["master_link_status"] == "up", 15, "link up again")
+        wait_for(lambda: r.dbsize() == 1100, what="writes made during the cut replicated")
+        after = p.info("stats")
+        assert after["sync_partial_ok"] == before["sync_partial_ok"] + 1
+        assert after["sync_full"] == before["sync_full"]
+    finally:
+        replica.stop()
+        primary.stop()

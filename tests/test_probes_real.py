@@ -1,0 +1,124 @@
+"""The rendered probes against a real server that is loading its dataset, on every supported build.
+
+A pod restarting on a large AOF answers ``LOADING`` for as long as the load takes: it must stay alive
+(a liveness failure would restart the load from the beginning) and must not be Ready (a Service would
+send it traffic it can only refuse). The probes are run exactly as rendered in region 1's sessions
+StatefulSet (TLS off: these builds have none), with two substitutions: the port (the test's free port)
+and the probe password file
+(written where the test can, with the rendered file's content). The server is the rendered
+valkey.conf with two test settings added, ``key-load-delay`` (loading 100,000 keys lasts seconds
+instead of milliseconds) and ``loading-process-events-interval-bytes`` (the server answers every
+kilobyte of the load, as it does every 2 MB at its normal loading speed).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import valkey
+from harness import render
+from valkey_process import BUILDS, VALKEY_CLI, every_build, free_port, wait_for
+
+KEYS = 100_000
+
+
+# These builds have no TLS: region 1 rendered with TLS off (the probes then call valkey-cli without it).
+NO_TLS = {"tls": {"enabled": False}}
+
+
+def probes() -> dict[str, list[str]]:
+    container = render("region1", NO_TLS).objects("StatefulSet")["sessions"]["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    return {kind: container[f"{kind}Probe"]["exec"]["command"] for kind in ("startup", "liveness", "readiness")}
+
+
+def files() -> dict[str, str]:
+    secret = render("region1", NO_TLS).objects("Secret")["sessions-config"]["stringData"]
+    return {key: secret[key] for key in ("valkey.conf", "users.acl", "probe-password")}
+
+
+def run_probe(command: list[str], port: int, password_file: Path) -> tuple[int, str]:
+    script = command[-1].replace("/etc/valkey/probe-password", str(password_file)).replace("-p 6379", f"-p {port}")
+    env = {**os.environ, "PATH": f"{VALKEY_CLI.parent}:{os.environ['PATH']}"}
+    done = subprocess.run([*command[:-1], script], capture_output=True, text=True, env=env, timeout=10, check=False)
+    return done.returncode, done.stdout.strip()
+
+
+@every_build
+def test_a_loading_server_is_alive_but_not_ready(tmp_path: Path, build: str) -> None:
+    rendered, port = files(), free_port()
+    conf = rendered["valkey.conf"].replace("port 6379", f"port {port}")
+    conf = conf.replace('dir "/data"', f'dir "{tmp_path / "data"}"')
+    conf = conf.replace('aclfile "/etc/valkey/users.acl"', f'aclfile "{tmp_path / "users.acl"}"')
+    (tmp_path / "data").mkdir()
+    (tmp_path / "users.acl").write_text(rendered["users.acl"])
+    (tmp_path / "valkey.conf").write_text(conf + "\n")
+    password_file = tmp_path / "probe-password"
+    password_file.write_text(rendered["probe-password"])
+    probe_commands = probes()
+    # A test-only user to fill and count the dataset; the rendered users are unchanged.
+    (tmp_path / "users.acl").write_text(rendered["users.acl"] + f"user testadmin on >{ADMIN} ~* &* +@all\n")
+
+    def start(config: str) -> subprocess.Popen[bytes]:
+        (tmp_path / "valkey.conf").write_text(config)
+        with (tmp_path / "valkey.log").open("ab") as log:
+            process = subprocess.Popen([str(BUILDS[build]), str(tmp_path / "valkey.conf")], stdout=log, stderr=log)
+        try:
+            wait_for(lambda: admin(port).ping(), 10, f"valkey {build} answering")
+        except BaseException:
+            stop(process)
+            raise
+        return process
+
+    # A dataset on disk: keys written, then the AOF rewritten (its RDB preamble is what a restart loads).
+    process = start(conf + "\n")
+    try:
+        pipe = admin(port).pipeline(transaction=False)
+        for i in range(KEYS):
+            pipe.set(f"session:{i}", "x" * 64)
+        pipe.execute()
+        admin(port).bgrewriteaof()
+        wait_for(lambda: admin(port).info("persistence")["aof_rewrite_in_progress"] == 0, 30, "AOF rewritten")
+        assert run_probe(probe_commands["readiness"], port, password_file)[0] == 0
+    finally:
+        stop(process)
+
+    # Restart: loading now takes about KEYS x 50 us; ping answers LOADING meanwhile.
+    (tmp_path / "valkey.conf").write_text(conf + "\nkey-load-delay 50\nloading-process-events-interval-bytes 1024\n")
+    with (tmp_path / "valkey.log").open("ab") as log:
+        process = subprocess.Popen([str(BUILDS[build]), str(tmp_path / "valkey.conf")], stdout=log, stderr=log)
+    try:
+        wait_for(
+            # The probes print the reply only when they fail: readiness shows the LOADING.
+            lambda: run_probe(probe_commands["readiness"], port, password_file)[1].startswith("LOADING"),
+            10,
+            "the server answering LOADING",
+        )
+        seen = {kind: run_probe(command, port, password_file) for kind, command in probe_commands.items()}
+        assert seen["readiness"][0] != 0 and seen["readiness"][1].startswith("LOADING"), seen
+        assert seen["liveness"][0] == 0 and seen["startup"][0] == 0, seen
+        # Once loaded, every probe passes, and nothing was lost.
+        wait_for(lambda: run_probe(probe_commands["readiness"], port, password_file)[0] == 0, 60, "loaded")
+        assert all(run_probe(command, port, password_file)[0] == 0 for command in probe_commands.values())
+        assert admin(port).dbsize() == KEYS
+    finally:
+        stop(process)
+
+
+ADMIN = "admin-password-of-this-test"
+
+
+def admin(port: int) -> valkey.Valkey:
+    return valkey.Valkey(port=port, username="testadmin", password=ADMIN, socket_timeout=30)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
