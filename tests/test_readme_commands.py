@@ -3,7 +3,7 @@ documents, so a newcomer can follow the runbooks without guessing.
 
 The flags are copied from the CLI reference (https://www.pulumi.com/docs/iac/cli/commands/,
 pages pulumi_login, pulumi_stack_init, pulumi_config_set, pulumi_config_rm, pulumi_preview,
-pulumi_up, as of CLI 3.272), with the parents' persistent flags (--stack/-s on the config and
+pulumi_up, pulumi_state_unprotect, as of CLI 3.272), with the parents' persistent flags (--stack/-s on the config and
 stack commands, --cwd/-C and --non-interactive everywhere).
 """
 
@@ -21,6 +21,7 @@ DOCUMENTED: dict[str, set[str]] = {
     "config set": {"--path", "--secret", "--plaintext", "--type", "--stack", "-s", "--config-file"},
     "config rm": {"--path", "--stack", "-s", "--config-file"},
     "preview": {"--stack", "-s", "--policy-pack", "--policy-pack-config", "--diff", "--refresh", "--json", "--target"},
+    "state unprotect": {"--all", "--stack", "-s", "--yes", "-y"},
     "up": {"--stack", "-s", "--policy-pack", "--policy-pack-config", "--diff", "--refresh", "--replace", "--yes",
            "-y", "--skip-preview", "--target", "--message", "-m"},
 }  # fmt: skip
