@@ -12,6 +12,7 @@ import copy
 import json
 import runpy
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,9 +108,6 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
-ProtectRecordingMonitor = RecordingMonitor
-
-
 class CaptureMocks(pulumi.runtime.Mocks):
     def __init__(self, reference_outputs: dict[str, Rendered] | None = None):
         self.reference_outputs = reference_outputs or {}
@@ -174,15 +172,17 @@ class Rendered:
         return {m["metadata"]["name"]: m for m in self.manifests() if m["kind"] == kind}
 
 
-def unwrap(value: Any) -> Any:
-    """Drop Pulumi's secret envelopes, keeping the values; whole floats (the mock engine turns
-    every number into one) become ints again, as they would in the JSON sent to Kubernetes."""
+def unwrap(value: Any, secret: Callable[[Any], Any] | None = None) -> Any:
+    """Drop Pulumi's secret envelopes, keeping the values (or what ``secret`` makes of each unwrapped
+    value); whole floats (the mock engine turns every number into one) become ints again, as they
+    would in the JSON sent to Kubernetes."""
     if isinstance(value, dict):
         if value.get(SECRET_SIG) == SECRET_VALUE:
-            return unwrap(value["value"])
-        return {k: unwrap(v) for k, v in value.items()}
+            inner = unwrap(value["value"], secret)
+            return secret(inner) if secret else inner
+        return {k: unwrap(v, secret) for k, v in value.items()}
     if isinstance(value, list):
-        return [unwrap(v) for v in value]
+        return [unwrap(v, secret) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value

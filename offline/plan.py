@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import SECRET_SIG, SECRET_VALUE, Registration, Rendered
+from .engine import Registration, Rendered, unwrap
 
 K8S_PREFIX = "kubernetes:"
 PROVIDER_TYPE = "pulumi:providers:kubernetes"
@@ -129,16 +129,11 @@ def plain(value: Any) -> Any:
     """Inputs as compared: whole floats back to ints (the mock engine makes every number a float),
     and each secret replaced by a digest of its value, which is all a comparison needs and all a
     recorded state file may hold."""
-    if isinstance(value, dict):
-        if value.get(SECRET_SIG) == SECRET_VALUE:
-            text = json.dumps(plain(value["value"]), sort_keys=True)
-            return {SECRET_DIGEST: hashlib.sha256(text.encode()).hexdigest()}
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    return unwrap(value, secret=_digest)
+
+
+def _digest(value: Any) -> dict[str, str]:
+    return {SECRET_DIGEST: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()}
 
 
 SECRET_DIGEST = "secret-sha256"

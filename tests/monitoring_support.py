@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from valkey_process import free_port, wait_for
+from valkey_process import free_port, stop_process, wait_for
 
 from components import exporter
 
@@ -106,13 +106,7 @@ class Proxy:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process, timeout=5)
 
 
 def http_get(url: str, timeout: float = 2.0) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import valkey
 from harness import render
-from valkey_process import BUILDS, VALKEY_CLI, every_build, free_port, wait_for
+from valkey_process import BUILDS, VALKEY_CLI, every_build, free_port, stop_process, wait_for
 
 KEYS = 100_000
 
@@ -69,7 +69,7 @@ def test_a_loading_server_is_alive_but_not_ready(tmp_path: Path, build: str) -> 
         try:
             wait_for(lambda: admin(port).ping(), 10, f"valkey {build} answering")
         except BaseException:
-            stop(process)
+            stop_process(process, timeout=20)
             raise
         return process
 
@@ -84,7 +84,7 @@ def test_a_loading_server_is_alive_but_not_ready(tmp_path: Path, build: str) -> 
         wait_for(lambda: admin(port).info("persistence")["aof_rewrite_in_progress"] == 0, 30, "AOF rewritten")
         assert run_probe(probe_commands["readiness"], port, password_file)[0] == 0
     finally:
-        stop(process)
+        stop_process(process, timeout=20)
 
     # Restart: loading now takes about KEYS x 50 us; ping answers LOADING meanwhile.
     (tmp_path / "valkey.conf").write_text(conf + "\nkey-load-delay 50\nloading-process-events-interval-bytes 1024\n")
@@ -105,7 +105,7 @@ def test_a_loading_server_is_alive_but_not_ready(tmp_path: Path, build: str) -> 
         assert all(run_probe(command, port, password_file)[0] == 0 for command in probe_commands.values())
         assert admin(port).dbsize() == KEYS
     finally:
-        stop(process)
+        stop_process(process, timeout=20)
 
 
 ADMIN = "admin-password-of-this-test"
@@ -113,12 +113,3 @@ ADMIN = "admin-password-of-this-test"
 
 def admin(port: int) -> valkey.Valkey:
     return valkey.Valkey(port=port, username="testadmin", password=ADMIN, socket_timeout=30)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

@@ -43,9 +43,18 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"ca": ca[1], "wrong_ca": wrong_ca, "key": key, "cert": cert}
 
 
-def start_tls_server(directory: Path, pki: dict[str, Path], ca: Path, upstream: Upstream | None = None) -> Server:
-    directory.mkdir()
+def start_tls_server(
+    directory: Path,
+    cert: tuple[Path, Path],
+    trusted: Path,
+    upstream: Upstream | None = None,
+    client_ca: Path | None = None,
+) -> Server:
+    """A server from rendered files with the (key, certificate) ``cert``, trusting ``trusted``; the
+    test's own client verifies it against ``client_ca`` (default ``trusted``)."""
+    directory.mkdir(parents=True)
     (directory / "data").mkdir()
+    key, certificate = cert
     settings = ServerSettings(
         port=free_port(),
         maxmemory=64 * 1024**2,
@@ -54,24 +63,26 @@ def start_tls_server(directory: Path, pki: dict[str, Path], ca: Path, upstream: 
         data_dir=str(directory / "data"),
         acl_file=str(directory / "users.acl"),
         upstream=upstream,
-        tls=TlsFiles(cert=str(pki["cert"]), key=str(pki["key"]), ca=str(ca)),
+        tls=TlsFiles(cert=str(certificate), key=str(key), ca=str(trusted)),
     )
     (directory / "users.acl").write_text(render_acl(server_users(PASSWORDS)))
     (directory / "valkey.conf").write_text(render_valkey_conf(settings))
-    # The test's own client always trusts the right CA: only the replica's trust varies.
-    return Server(directory / "valkey.conf", settings.port, "client-pw", binary=REDIS_SERVER, tls_ca=pki["ca"])
+    return Server(
+        directory / "valkey.conf", settings.port, "client-pw", binary=REDIS_SERVER, tls_ca=client_ca or trusted
+    )
 
 
 @pytest.fixture
 def primary(tmp_path: Path, pki: dict[str, Path]) -> Iterator[Server]:
-    server = start_tls_server(tmp_path / "primary", pki, pki["ca"])
+    server = start_tls_server(tmp_path / "primary", (pki["key"], pki["cert"]), pki["ca"])
     yield server
     server.stop()
 
 
 def replica_of(primary: Server, tmp_path: Path, pki: dict[str, Path], ca: Path) -> Server:
     upstream = Upstream("127.0.0.1", primary.port, "replication", "repl-pw")
-    return start_tls_server(tmp_path / "replica", pki, ca, upstream)
+    # The test's own client always trusts the right CA: only the replica's trust varies.
+    return start_tls_server(tmp_path / "replica", (pki["key"], pki["cert"]), ca, upstream, client_ca=pki["ca"])
 
 
 def test_replica_syncs_over_tls(primary: Server, tmp_path: Path, pki: dict[str, Path]) -> None:
@@ -128,22 +139,11 @@ def test_region2_trusts_region1s_own_ca_through_the_outputs(tmp_path: Path) -> N
 
     def start(region: str, upstream: Upstream | None = None) -> Server:
         directory = tmp_path / region
-        (directory / "data").mkdir(parents=True)
+        directory.mkdir()
         (directory / "ca-bundle.crt").write_text(bundles[region])
-        key, cert = certs[region]
-        settings = ServerSettings(
-            port=free_port(),
-            maxmemory=64 * 1024**2,
-            maxmemory_policy="allkeys-lru",
-            repl_backlog_size=1024**2,
-            data_dir=str(directory / "data"),
-            acl_file=str(directory / "users.acl"),
-            upstream=upstream,
-            tls=TlsFiles(cert=str(cert), key=str(key), ca=str(directory / "ca-bundle.crt")),
+        return start_tls_server(
+            directory / "server", certs[region], directory / "ca-bundle.crt", upstream, client_ca=cas[region][1]
         )
-        (directory / "users.acl").write_text(render_acl(server_users(PASSWORDS)))
-        (directory / "valkey.conf").write_text(render_valkey_conf(settings))
-        return Server(directory / "valkey.conf", settings.port, "client-pw", binary=REDIS_SERVER, tls_ca=cas[region][1])
 
     primary = start("region1")
     replica = start("region2", Upstream("127.0.0.1", primary.port, "replication", "repl-pw"))
