@@ -21,6 +21,7 @@ from .exporter import METRICS_PORT
 from .object_names import InstanceNames
 
 EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
+ANNOTATIONS_MAX = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,9 @@ def _cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
                 "only with role replica; remove it on a primary stack (after a promotion too)",
             )
         )
-    if cfg.primary_stack is not None and cfg.primary_stack.rsplit("/", 1)[-1] == stack:
+    # ``stack`` is fully qualified where the engine says which organization this is; else compare names.
+    this = cfg.primary_stack if "/" in stack else (cfg.primary_stack or "").rsplit("/", 1)[-1]
+    if cfg.primary_stack is not None and this == stack:
         problems.append(Problem("primaryStack", cfg.primary_stack, f"another stack than this one ({stack})"))
     needs_external = [n for n, i in cfg.instances.items() if i.dr and i.external_host is None]
     if needs_external and cfg.external_domain is None:
@@ -229,6 +232,32 @@ def _name_checks(cfg: StackConfig) -> list[Problem]:
                 Problem(key, host, f"an external name of its own: instance {hosts[host]} is published as {host}")
             )
         hosts.setdefault(host, name)
+    annotations = cfg.external_service.annotations
+    longest_host = max((len(external_host(cfg, n) or "") for n in cfg.instances), default=0)
+    size = sum(len(k) + len(v) for k, v in annotations.items()) + len(EXTERNAL_DNS_HOSTNAME) + longest_host
+    if size > ANNOTATIONS_MAX:
+        problems.append(
+            Problem(
+                "externalService.annotations",
+                Described(f"{size} bytes of annotations with the hostname"),
+                f"at most {ANNOTATIONS_MAX} bytes in all (the API server's limit on an object's annotations)",
+            )
+        )
+    if cfg.tls.existing_secret is not None:
+        generated = {
+            secret
+            for n in cfg.instances
+            for kind, _, secret in InstanceNames(n).kubernetes_objects(cfg.namespace, [])
+            if kind == "Secret"
+        }
+        if cfg.tls.existing_secret in generated:
+            problems.append(
+                Problem(
+                    "tls.existingSecret",
+                    cfg.tls.existing_secret,
+                    "a Secret of your own: this name is one the program creates for an instance",
+                )
+            )
     if EXTERNAL_DNS_HOSTNAME in cfg.external_service.annotations:
         problems.append(
             Problem(

@@ -32,7 +32,7 @@ def ca_certificates(value: str) -> list[bytes]:
     """DER of each CA certificate in ``value``; raises a pydantic error naming what is wrong."""
     if len(value) > MAX_BUNDLE_CHARS:
         raise _refuse(f"this one has more than {MAX_BUNDLE_CHARS} characters")
-    if "PRIVATE" in value.upper():
+    if "PRIVATE KEY" in value:  # every PEM key label: PRIVATE KEY, RSA/EC/ENCRYPTED PRIVATE KEY
         raise _refuse("this one holds a private key: never put a key in caBundle, it is exported and mounted")
     blocks = list(_BLOCK.finditer(value))
     markers = value.count("-----BEGIN ") + value.count("-----END ")

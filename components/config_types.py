@@ -84,10 +84,9 @@ def within(minimum: float, maximum: float, unit: str = "") -> AfterValidator:
 
 def _ratio(value: Any) -> float:
     if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise PydanticCustomError("ratio", "expected a number such as 0.9") from None
+        if not re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", value):
+            raise PydanticCustomError("ratio", "expected a number such as 0.9")
+        return float(value)
     return float(_number_text(value, "a number such as 0.9"))
 
 
@@ -250,8 +249,12 @@ def cpu_millis(quantity: str) -> int:
 
 # A registry path with a tag, a digest, or both. An image without either, or tagged only
 # "latest", is not a pin: the same config could deploy a different server tomorrow.
+# The distribution reference grammar: an optional registry host (labels of letters, digits and
+# '-', any case, an optional port), lowercase path components, then a tag and/or a digest.
+_DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?"
+_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE = re.compile(
-    r"(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    rf"(?P<repo>(?:{_DOMAIN}/)?{_PATH}(?:/{_PATH})*)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?"
 )

@@ -182,24 +182,6 @@ class ValkeyServer(pulumi.ComponentResource):
             opts=child,
         )
         serving += [headless, client_service]
-        if args.external is not None:
-            ext = args.external
-            external = k8s.core.v1.Service(
-                names.external_service,
-                metadata=metadata(names.external_service, {**ext.annotations, EXTERNAL_DNS_HOSTNAME: ext.host}),
-                spec=k8s.core.v1.ServiceSpecArgs(
-                    type="LoadBalancer",
-                    # Local keeps the client's source address, which source ranges and network
-                    # policies match on.
-                    external_traffic_policy="Local",
-                    load_balancer_class=ext.load_balancer_class,
-                    load_balancer_source_ranges=ext.source_ranges or None,
-                    selector=selector_labels(name),
-                    ports=[_service_port(s.port)],
-                ),
-                opts=child,
-            )
-            serving.append(external)
         serving.append(
             k8s.policy.v1.PodDisruptionBudget(
                 name,
@@ -284,8 +266,29 @@ class ValkeyServer(pulumi.ComponentResource):
                 )
             ),
         )
-        if claims:
-            grow_claim(names, args.namespace, mib(storage_bytes(s)), self.statefulset, child)
+        if args.external is not None:
+            ext = args.external
+            k8s.core.v1.Service(
+                names.external_service,
+                metadata=metadata(names.external_service, {**ext.annotations, EXTERNAL_DNS_HOSTNAME: ext.host}),
+                spec=k8s.core.v1.ServiceSpecArgs(
+                    type="LoadBalancer",
+                    # Local keeps the client's source address, which source ranges and network
+                    # policies match on.
+                    external_traffic_policy="Local",
+                    load_balancer_class=ext.load_balancer_class,
+                    load_balancer_source_ranges=ext.source_ranges or None,
+                    selector=selector_labels(name),
+                    ports=[_service_port(s.port)],
+                ),
+                # After the pods: its await for a load-balancer address (slow, or failing in the
+                # incident a promotion answers) must never hold back the StatefulSet's own update.
+                opts=child.merge(pulumi.ResourceOptions(depends_on=[self.statefulset])),
+            )
+        if claims and s.storage.size is not None:
+            # Only a size the stack file states: the default follows maxmemory, and lowering
+            # maxmemory must not ask Kubernetes to shrink a volume (it refuses, every time).
+            grow_claim(names, args.namespace, mib(int(s.storage.size)), self.statefulset, child)
         self.register_outputs({"host": self.host, "port": self.port, "role": self.role})
 
 

@@ -220,18 +220,24 @@ def render(
     config: dict[str, Any] | None = None,
     references: dict[str, Rendered] | None = None,
     from_stack_file: bool = True,
+    *,
     mocks: CaptureMocks | None = None,
+    secret_keys: list[str] | None = None,
 ) -> Rendered:
     """Run ``__main__.py`` for ``stack``. ``config`` overrides keys of the stack file (a value of
     None removes the key); ``references`` answers StackReferences by fully qualified name.
-    Pass ``mocks`` to inspect what was registered when the program raises."""
+    Pass ``mocks`` to inspect what was registered when the program raises; ``secret_keys`` are the
+    keys set with ``--secret``."""
     values = stack_file_config(stack) if from_stack_file else {}
     for key, value in (config or {}).items():
         if value is None:
             values.pop(key, None)
         else:
             values[key] = value
-    return run_program(ROOT / "__main__.py", PROJECT, stack, engine_config(values), references=references, mocks=mocks)
+    secrets = [f"{PROJECT}:{key}" for key in secret_keys or []]
+    return run_program(
+        ROOT / "__main__.py", PROJECT, stack, engine_config(values), references=references, mocks=mocks, secrets=secrets
+    )
 
 
 def run_program(
@@ -242,6 +248,7 @@ def run_program(
     *,
     references: dict[str, Rendered] | None = None,
     mocks: CaptureMocks | None = None,
+    secrets: list[str] | None = None,
 ) -> Rendered:
     """Run the Pulumi program at ``path`` as the language host would, with ``config`` as the engine
     passes it (``<project>:<key>`` -> string), and capture what it declares and exports."""
@@ -249,7 +256,7 @@ def run_program(
     mocks.reference_outputs = references or {}
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(config, [])
+    pulumi.runtime.set_all_config(config, secrets or [])
     runtime_settings.SETTINGS.rpc_manager.clear()
     runtime_settings.SETTINGS.outputs.clear()
     # run_in_stack is the SDK's own entrypoint: it creates the stack resource, runs the module,

@@ -17,14 +17,21 @@ pulumi-kubernetes v4.32.0-27 (94977969d), unchanged in the files below up to the
   ``pulumi.com/skipAwait: "true"`` skips it; ``customTimeouts`` bound it (default 10 minutes).
 
 pulumi engine (pkg v3.259.0-14, 1b5949891b):
-- ``step_generator.go``: replacing a resource protected before and after fails ``pulumi up`` before any
-  step runs; ``--replace`` and ``replaceOnChanges`` replace create-before-delete unless the
-  resource sets ``deleteBeforeReplace`` (the provider's flag applies only to its own replacements).
+- ``step_generator.go``: replacing a resource protected before and after fails ``pulumi up`` when that
+  resource registers (steps of resources registered before it have run by then); ``--replace`` and
+  ``replaceOnChanges`` replace create-before-delete unless the resource sets
+  ``deleteBeforeReplace`` (the provider's flag applies only to its own replacements).
 - ``await.go`` ``Creation``: since 4.29 a create of an existing object fails with "already exists":
   a create-before-delete of a named object can never succeed (a preview does not show it).
 - ``step.go`` ``DeleteStep.Apply``: deleting a protected resource fails; ``deployment_executor.go``
   then skips every delete of what that resource depends on (transitively: dependencies, parent,
   provider), and goes on with the rest.
+- The API server refuses a PersistentVolumeClaim whose storage request goes down.
+
+Not modelled: the engine's replacement of dependents of a delete-before-replace whose inputs use
+its outputs (``calculateDependentReplacements``; no input here uses a replaced object's outputs,
+and routine operations replace nothing); drift, since inputs are compared, not live objects; the
+order in which independent steps run.
 """
 
 from __future__ import annotations
@@ -276,13 +283,31 @@ def _await(reg: Registration, op: str, inputs: dict[str, Any]) -> tuple[str | No
     return waits, never
 
 
+def _shrinks_claim(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """The API server refuses a claim whose storage request goes down (PersistentVolumeClaim
+    validation: "field can not be less than previous value")."""
+    path = ("spec", "resources", "requests", "storage")
+    if new.get("kind") != "PersistentVolumeClaim":
+        return None
+    before, after = _get(old, path), _get(new, path)
+    if before is _MISSING or after is _MISSING or _bytes(after) >= _bytes(before):
+        return None
+    return f"refused by Kubernetes: a claim cannot shrink ({before} to {after})"
+
+
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
+    number, unit = re.fullmatch(r"(\d+)([KMGT]i)?", quantity).groups()  # type: ignore[union-attr]
+    return int(number) * units.get(unit or "", 1)
+
+
 def _rolls(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return new.get("kind") == "StatefulSet" and (old.get("spec") or {}).get("template") != (new.get("spec") or {}).get(
         "template"
     )
 
 
-def _transitive_dependencies(rendered: Rendered, urn: str) -> set[str]:
+def transitive_dependencies(rendered: Rendered, urn: str) -> set[str]:
     """What ``urn`` depends on in the engine's graph: dependencies, parent, provider, deletedWith."""
     registrations = rendered.registrations
     seen: set[str] = set()
@@ -356,6 +381,7 @@ def plan(before: Rendered, after: Rendered) -> Plan:
         on_changes = [text for text in reg.replace_on_changes if _under(parse_path(text), list(changed))]
         if not keys and not on_changes:
             waits, never = _await(reg, "update", compared)
+            shrink = _shrinks_claim(before_inputs, compared)
             result.steps.append(
                 Step(
                     urn,
@@ -367,6 +393,7 @@ def plan(before: Rendered, after: Rendered) -> Plan:
                     waits_for=waits,
                     never_finishes_when=never,
                     timeout_seconds=_timeout(reg, "update", compared),
+                    failure=shrink,
                 )
             )
             continue
@@ -398,7 +425,7 @@ def _replacement(
 
 def _deletes(before: Rendered, after: Rendered) -> list[Step]:
     gone = {urn: r for urn, r in before.registrations.items() if urn not in after.registrations and r.custom}
-    dependencies = {urn: _transitive_dependencies(before, urn) & gone.keys() for urn in gone}
+    dependencies = {urn: transitive_dependencies(before, urn) & gone.keys() for urn in gone}
     # The engine deletes dependents before what they depend on, and skips the dependencies of a
     # delete that failed.
     order: list[str] = []

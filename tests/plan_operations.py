@@ -103,6 +103,8 @@ ROTATE_METRICS = {"passwordRotation": {"metrics": {"generation": 2, "acceptPrevi
 BIGGER = {"instances": instances("region1", _set("sessions", maxmemory="3Gi"))}
 BIGGER_REPLICA = {"instances": instances("region2", _set("sessions", maxmemory="3Gi"))}
 GROWN = {"instances": instances("region1", _set("sessions", storage={"size": "16Gi"}))}
+SHRUNK = {"instances": instances("region1", _set("sessions", storage={"size": "4Gi"}))}
+SMALLER_LOCAL = {"instances": instances("region1", _set("api-cache", maxmemory="512Mi"))}
 ADDED = {"instances": instances("region1", _set("queue", dr=False, maxmemory="256Mi"))}
 REMOVED = {"instances": instances("region1", _remove("api-cache"))}
 UNPROTECTED = {"protect": False}
@@ -138,6 +140,8 @@ OPERATIONS = [
     ),
     Operation("raise maxmemory of a DR instance (region 2 first)", "region1", region1, lambda: region1(**BIGGER)),
     Operation("grow a volume (storage.size)", "region1", region1, lambda: region1(**GROWN)),
+    Operation("shrink a volume (storage.size)", "region1", region1, lambda: region1(**SHRUNK), routine=False),
+    Operation("lower maxmemory of a local instance", "region1", region1, lambda: region1(**SMALLER_LOCAL)),
     Operation("upgrade Valkey (image 8.1.8 to 9.1.2)", "region1", region1, lambda: region1(**IMAGE_9)),
     Operation("turn TLS off (region 1 first)", "region1", region1, lambda: region1(**TLS_OFF)),
     Operation("turn TLS off (region 1 first)", "region2", region2, lambda: region2(TLS_OFF, **TLS_OFF)),

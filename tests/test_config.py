@@ -4,11 +4,13 @@ with one message naming the key, the value given and what is accepted."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
 from harness import CaptureMocks, render, render_both, stack_file_config
+from pki import make_ca
 
 from components.config import Instance, StackConfig, backlog_bytes, memory_limit_bytes, storage_bytes, tls_enabled
 from components.config_loader import parse_stack_config
@@ -165,6 +167,13 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("deniedCommands.0", {"deniedCommands": ["@connection"]}),
     ("deniedCommands.0", {"deniedCommands": ["@nosuchcategory"]}),
     ("deniedCommands.0", {"deniedCommands": ["client|nosuch"]}),
+    # What the API server or the pod would trip over although each value is valid alone.
+    ("externalService.annotations", {"externalService": {"annotations": {f"a{i}": "x" * 60_000 for i in range(5)}}}),
+    (
+        "tls.existingSecret",
+        {"tls": {"existingSecret": "sessions-config", "caBundle": stack_file_config("region1")["tls"]["caBundle"]}},
+    ),
+    ("monitoring.thresholds.memoryRatio", {"monitoring": {"thresholds": {"memoryRatio": " 0.9"}}}),
 ]
 
 
@@ -288,3 +297,30 @@ def test_default_memory_limit_leaves_room_for_a_full_copy_in_a_fork() -> None:
         assert 1.08 * 2.05 * (inst.maxmemory + backlog_bytes(inst)) <= limit
         assert limit % (64 * 1024**2) == 0
         assert storage_bytes(inst) >= 3 * inst.maxmemory
+
+
+@pytest.mark.parametrize(
+    ("overrides", "secret", "hidden"),
+    [
+        ({"kubeContext": "prod\ntoken-abc123"}, ["kubeContext"], "token-abc123"),
+        ({"kubeConfig": "apiVersion: v1\nusers: [{user: {token: abc123}}]"}, [], "abc123"),
+        ({"kubeconfig": "token: abc123\0"}, [], "abc123"),
+    ],
+    ids=["secret-key", "misspelt-key", "kubeconfig"],
+)
+def test_a_refused_value_that_may_be_secret_is_not_shown(
+    overrides: dict[str, Any], secret: list[str], hidden: str
+) -> None:
+    with pytest.raises(pulumi.RunError) as raised:
+        render("region1", overrides, secret_keys=secret)
+    message = str(raised.value)
+    assert hidden not in message and "not shown" in message, message
+
+
+def test_a_ca_bundle_with_a_private_key_is_refused_without_showing_the_key(tmp_path: Path) -> None:
+    key, cert = make_ca(tmp_path, "ca")
+    bundle = cert.read_text() + key.read_text()
+    with pytest.raises(pulumi.RunError) as raised:
+        render("region1", {"tls": {**stack_file_config("region1")["tls"], "caBundle": bundle}})
+    body = "".join(key.read_text().splitlines()[1:-1])
+    assert "private key" in str(raised.value) and body[:40] not in str(raised.value).replace("\\n", "")

@@ -69,6 +69,18 @@ def test_valid_stack_values_are_accepted() -> None:
     assert cfg.monitoring.thresholds.link_down_for.total_seconds() == 0
 
 
+@pytest.mark.parametrize(
+    "image",
+    [
+        "xn--bcher-kva.example/valkey/valkey:9.1.2",
+        "Registry.Example.com:5000/team/valkey:8.1.8",
+        "registry.example.com/team--x/valkey:8.1.8",
+    ],
+)
+def test_registry_hosts_the_reference_grammar_allows_are_accepted(image: str) -> None:
+    assert parsed({"image": image}).image == image
+
+
 def test_cpu_given_as_a_number_reaches_the_pod_as_a_quantity() -> None:
     rendered = render("region1", sessions(resources={"cpu": 1, "cpuLimit": 1.5}))
     resources = rendered.objects("StatefulSet")["sessions"]["spec"]["template"]["spec"]["containers"][0]["resources"]
@@ -129,6 +141,12 @@ def test_text_around_the_certificates_is_dropped_and_several_cas_are_kept(pki: d
     assert "subject=" not in cfg.tls.ca_bundle and "#" not in cfg.tls.ca_bundle
     rendered = render("region1", {"tls": {**REGION1["tls"], "caBundle": commented}})
     assert rendered.exports["caBundle"] == cfg.tls.ca_bundle
+
+
+def test_a_ca_whose_name_says_private_is_accepted(pki: dict[str, str]) -> None:
+    """Only a key is refused, not the word: ``openssl x509 -text`` output of a "Private Root CA"."""
+    commented = f"subject=CN = Example Private Root CA\n{CA}"
+    assert parsed({"tls": {**REGION1["tls"], "caBundle": commented}}).tls.ca_bundle == CA.strip() + "\n"
 
 
 def test_an_expired_ca_alone_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ from harness import ROOT, Rendered
 from plan_operations import OPERATIONS, PROMOTED_REGION2, Operation, readme_with_table, region1, region2
 
 from components.pod import rollout_timeout_seconds
-from offline.plan import PROVIDER_TYPE, SKIP_AWAIT, plan, replace_by_hand
+from offline.plan import PROVIDER_TYPE, SKIP_AWAIT, plan, replace_by_hand, transitive_dependencies
 
 DATA_BEARING = ("StatefulSet", "Namespace", "PersistentVolumeClaimPatch")
 """Objects whose replacement or deletion takes the data (or the pods serving it) away."""
@@ -65,6 +65,13 @@ def test_a_maxmemory_change_restarts_only_that_instance() -> None:
     p = operation("raise maxmemory", "region1").plan()
     assert [s.name for s in p.steps if s.rolls_pods] == ["sessions"]
     assert {s.label() for s in p.changes()} == {"Secret sessions-config", "StatefulSet sessions"}
+
+
+def test_a_shrink_is_refused_and_a_lower_maxmemory_touches_no_volume() -> None:
+    shrink = operation("shrink a volume", "region1").plan()
+    assert [s.label() for s in shrink.failures] == ["PersistentVolumeClaimPatch sessions-data-0"]
+    lower = operation("lower maxmemory of a local instance", "region1").plan()
+    assert lower.succeeds and not [s for s in lower.changes() if "PersistentVolumeClaim" in s.kind]
 
 
 def test_growing_a_volume_patches_the_claim_and_leaves_the_statefulset_alone() -> None:
@@ -128,8 +135,10 @@ def test_removing_a_protected_instance_deletes_nothing_of_it() -> None:
 
 def test_removing_an_unprotected_instance_keeps_its_volume() -> None:
     p = operation("remove an instance after protect", "region1").plan()
-    assert p.succeeds
-    assert [s.label() for s in p.by_op("delete-from-state")] == ["PersistentVolumeClaimPatch api-cache-data-0"]
+    assert p.succeeds and "StatefulSet api-cache" in {s.label() for s in p.by_op("delete")}
+    # The program never owns the claim itself: no step deletes it, and the StatefulSet's retention
+    # policy keeps it when the StatefulSet goes.
+    assert not [s for s in p.steps if "PersistentVolumeClaim" in s.kind and s.op == "delete"]
     sts = region1(protect=False).objects("StatefulSet")["api-cache"]
     assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
 
@@ -176,6 +185,24 @@ def test_the_statefulset_await_outlasts_the_slowest_start_its_pods_allow() -> No
             (created,) = [s for s in step.steps if s.urn == urn]
             assert created.timeout_seconds == rollout_timeout_seconds(spec["replicas"])
             assert created.timeout_seconds > spec["replicas"] * slowest, reg.name
+
+
+@pytest.mark.parametrize(
+    "rendered", [region1(), region2(), region2(None, **PROMOTED_REGION2)], ids=["region1", "region2", "promoted"]
+)
+def test_no_statefulset_waits_for_a_load_balancer(rendered: Rendered) -> None:
+    """A StatefulSet's update waits for everything it depends on: a LoadBalancer Service there would
+    hold back the restart that makes a promoted region's pods primaries until the cloud hands out an
+    address (or fails to, in the incident the promotion answers)."""
+    balancers = {
+        urn
+        for urn, reg in rendered.registrations.items()
+        if reg.typ.endswith(":Service") and (reg.inputs.get("spec") or {}).get("type") == "LoadBalancer"
+    }
+    assert balancers or rendered.stack == "region2"
+    for urn, reg in rendered.registrations.items():
+        if reg.typ.endswith("StatefulSet"):
+            assert not (transitive_dependencies(rendered, urn) & balancers), reg.name
 
 
 def test_promotion_restarts_region2s_dr_pods_on_their_volumes() -> None:
