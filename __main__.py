@@ -5,7 +5,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import tls_enabled
+from components.config import external_host, tls_enabled
 from components.config_loader import load_stack_config
 from components.credentials import Credentials, CredentialsArgs
 from components.exporter import METRICS_PORT
@@ -64,7 +64,7 @@ async def main() -> dict[str, Any]:
         external = None
         if inst.dr and upstream is None:
             external = ExternalEndpoint(
-                host=inst.external_host or f"{name}.{cfg.region}.{cfg.external_domain}",
+                host=external_host(cfg, name) or "",
                 annotations=cfg.external_service.annotations,
                 load_balancer_class=cfg.external_service.load_balancer_class,
                 source_ranges=cfg.peer_cidrs,

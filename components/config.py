@@ -249,6 +249,14 @@ def tls_enabled(cfg: StackConfig) -> bool:
     return any(i.dr for i in cfg.instances.values())
 
 
+def external_host(cfg: StackConfig, name: str) -> str | None:
+    """The DNS name another region reaches a DR instance by; None for local instances."""
+    inst = cfg.instances[name]
+    if not inst.dr:
+        return None
+    return inst.external_host or f"{name}.{cfg.region}.{cfg.external_domain}"
+
+
 def backlog_bytes(instance: Instance) -> int:
     """``repl-backlog-size``: the writes of one tolerated outage and the reconnect after it, at
     least Valkey's 1mb default."""

@@ -11,6 +11,7 @@ from .config import (
     MAXMEMORY_SHARE_OF_LIMIT,
     StackConfig,
     backlog_bytes,
+    external_host,
     memory_limit_bytes,
     server_maxmemory_bytes,
     tls_enabled,
@@ -171,14 +172,6 @@ def _security_checks(cfg: StackConfig) -> list[Problem]:
             )
         )
     return problems
-
-
-def external_host(cfg: StackConfig, name: str) -> str | None:
-    """The DNS name another region reaches a DR instance by; None for local instances."""
-    inst = cfg.instances[name]
-    if not inst.dr:
-        return None
-    return inst.external_host or f"{name}.{cfg.region}.{cfg.external_domain}"
 
 
 def _name_checks(cfg: StackConfig) -> list[Problem]:
