@@ -42,6 +42,12 @@ class Described(str):
         return str(self)
 
 
+def not_shown(given: object) -> Described:
+    """In place of a value that may be secret: its size only."""
+    size = f"{len(given)} characters" if isinstance(given, str | list | dict) else type(given).__name__
+    return Described(f"<a value of {size}, not shown: it may be secret>")
+
+
 def cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
     """Rules between fields, each reported against the key a user would change, once per key."""
     first: dict[str, Problem] = {}

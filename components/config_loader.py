@@ -15,7 +15,7 @@ from pulumi.runtime import config as runtime_config
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .config import StackConfig
-from .config_checks import Described, Problem, cross_checks
+from .config_checks import Problem, cross_checks, not_shown
 from .config_names import DnsLabel
 
 PROJECT = "valkey"
@@ -62,11 +62,6 @@ def _decode(value: Any) -> Any:
 # Values never shown in a message, secret-marked or not: a kubeconfig holds credentials, and a CA
 # bundle that is refused may be refused for holding a private key.
 ALWAYS_HIDDEN = ("kubeconfig", "tls.caBundle")
-
-
-def _hidden(given: object) -> Described:
-    size = f"{len(given)} characters" if isinstance(given, str | list | dict) else type(given).__name__
-    return Described(f"<a value of {size}, not shown: it may be secret>")
 
 
 def parse_stack_config(
@@ -128,11 +123,11 @@ def _problem(error: Any, secret: frozenset[str]) -> Problem:
     if error["type"] == "extra_forbidden":
         # A misspelt key may be a secret one (kubeConfig): its name is what helps, not its value.
         fields = _fields_at(StackConfig, loc[:-1])
-        return Problem(key, _hidden(given), f"not a known key here; known keys: {', '.join(fields)}")
+        return Problem(key, not_shown(given), f"not a known key here; known keys: {', '.join(fields)}")
     message = error["msg"]
     if error["type"] == "missing":
         message = "a value (this key is required)"
-    return Problem(key, _hidden(given) if hide and given is not None else given, message)
+    return Problem(key, not_shown(given) if hide and given is not None else given, message)
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

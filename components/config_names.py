@@ -62,7 +62,9 @@ def is_port_name(value: str) -> bool:
     )
 
 
-def _checked(kind: str, predicate: Callable[[str], bool], accepted: str) -> AfterValidator:
+def checked(kind: str, predicate: Callable[[str], bool], accepted: str) -> AfterValidator:
+    """A pydantic validator that refuses a string ``predicate`` rejects, saying what is ``accepted``."""
+
     def check(value: str) -> str:
         if not predicate(value):
             raise PydanticCustomError(kind, accepted)
@@ -79,15 +81,15 @@ DNS_SUBDOMAIN_TEXT = (
     "letter or digit) joined by '.', at most 253 characters, such as fast-ssd or fast.ssd"
 )
 
-DnsLabel = Annotated[str, _checked("dns_label", is_dns_label, f"expected {DNS_LABEL_TEXT}")]
+DnsLabel = Annotated[str, checked("dns_label", is_dns_label, f"expected {DNS_LABEL_TEXT}")]
 """Namespace names, region names."""
 
-DnsSubdomain = Annotated[str, _checked("dns_subdomain", is_dns_subdomain, f"expected {DNS_SUBDOMAIN_TEXT}")]
+DnsSubdomain = Annotated[str, checked("dns_subdomain", is_dns_subdomain, f"expected {DNS_SUBDOMAIN_TEXT}")]
 """Names of Secrets, StorageClasses, Issuers; DNS domains and host names."""
 
 Hostname = Annotated[
     str,
-    _checked(
+    checked(
         "hostname",
         is_dns_subdomain,
         "expected a lowercase DNS name such as valkey.region1.example.com: labels of at most 63 letters, digits "
@@ -97,7 +99,7 @@ Hostname = Annotated[
 
 LabelKey = Annotated[
     str,
-    _checked(
+    checked(
         "label_key",
         is_qualified_name,
         "expected a Kubernetes label or annotation key: [prefix/]name, the prefix a DNS subdomain, the name at "
@@ -107,7 +109,7 @@ LabelKey = Annotated[
 
 LabelValue = Annotated[
     str,
-    _checked(
+    checked(
         "label_value",
         is_label_value,
         "expected a Kubernetes label value: empty, or at most 63 letters, digits, '-', '_' and '.', starting "
@@ -117,7 +119,7 @@ LabelValue = Annotated[
 
 PortName = Annotated[
     str,
-    _checked(
+    checked(
         "port_name",
         is_port_name,
         "expected a port name: at most 15 lowercase letters, digits and '-', with at least one letter, "
@@ -131,7 +133,7 @@ PortName = Annotated[
 INSTANCE_NAME_MAX = 40
 InstanceName = Annotated[
     str,
-    _checked(
+    checked(
         "instance_name",
         lambda value: len(value) <= INSTANCE_NAME_MAX and is_rfc1035_label(value),
         f"expected a DNS label of at most {INSTANCE_NAME_MAX} characters: lowercase letters, digits and '-', "

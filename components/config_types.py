@@ -194,7 +194,7 @@ Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 def seconds_text(seconds: int) -> str:
-    for unit, factor in (("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, factor in (("d", DAY), ("h", 3600), ("m", 60)):
         if seconds >= factor and seconds % factor == 0:
             return f"{seconds // factor}{unit}"
     return f"{seconds}s"

@@ -13,38 +13,35 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import pulumi
-from pydantic import AfterValidator, BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
 
 from .config import MAX_MAXMEMORY, Instance
-from .config_checks import Described, Problem, described_size
+from .config_checks import Described, Problem, described_size, not_shown
 from .config_loader import format_problems
-from .config_names import Hostname
+from .config_names import Hostname, checked
 from .config_pem import PemBundle
 from .config_types import MIB, Integer, within
 from .outputs import CA_BUNDLE, INSTANCES, REPLICATION_CREDENTIALS
 from .valkey_conf import Upstream
 
-SECRET_NOT_SHOWN = "<a secret value, not shown>"
 _CA_BUNDLE: TypeAdapter[str] = TypeAdapter(PemBundle)
 
-
-def _matching(kind: str, pattern: str, accepted: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if not re.fullmatch(pattern, value):
-            raise PydanticCustomError(kind, accepted)
-        return value
-
-    return AfterValidator(check)
-
-
 AclUsername = Annotated[
-    str, _matching("username", r"[a-z][a-z0-9_-]{0,63}", "an ACL user name: lowercase letters, digits, '_' and '-'")
+    str,
+    checked(
+        "username",
+        lambda value: re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", value) is not None,
+        "an ACL user name: lowercase letters, digits, '_' and '-'",
+    ),
 ]
 GeneratedPassword = Annotated[
     str,
-    _matching("password", r"[A-Za-z0-9]{16,256}", "a password of 16 to 256 letters and digits, as the program makes"),
+    checked(
+        "password",
+        lambda value: re.fullmatch(r"[A-Za-z0-9]{16,256}", value) is not None,
+        "a password of 16 to 256 letters and digits, as the program makes",
+    ),
 ]
 
 
@@ -109,7 +106,7 @@ def _output_problems(stack_name: str, path: str, error: ValidationError, secret:
     problems = []
     for e in error.errors(include_url=False):
         where = ".".join([path, *(str(part) for part in e["loc"])])
-        given = SECRET_NOT_SHOWN if secret else e.get("input")
+        given = not_shown(e.get("input")) if secret else e.get("input")
         message = "a value (this output is required)" if e["type"] == "missing" else e["msg"]
         problems.append(Problem("primaryStack", given, f"stack {stack_name}'s output {where}: {message}"))
     return problems
@@ -129,7 +126,7 @@ def check_primary(
     problems: list[Problem] = []
     upstreams: dict[str, Upstream] = {}
     if not isinstance(instances, dict) or not isinstance(credentials, dict):
-        given = type(instances).__name__ if not isinstance(instances, dict) else SECRET_NOT_SHOWN
+        given = type(instances).__name__ if not isinstance(instances, dict) else not_shown(credentials)
         return {}, None, [Problem("primaryStack", given, f"stack {stack_name}'s outputs as this program exports them")]
     trusted = None
     serves_tls = False

@@ -79,8 +79,6 @@ class RecordingMonitor(MockMonitor):
         self.capture = mocks
 
     def RegisterResource(self, request: Any) -> Any:
-        if request.protect:
-            self.capture.protected.add((request.type, request.name))
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             dependencies = set(request.dependencies)
@@ -113,7 +111,6 @@ class CaptureMocks(pulumi.runtime.Mocks):
         self.reference_outputs = reference_outputs or {}
         self.resources: dict[tuple[str, str], Captured] = {}
         self.references: list[str] = []
-        self.protected: set[tuple[str, str]] = set()
         self.registrations: dict[str, Registration] = {}
         """By URN: every resource the program registered, with its options (not the stack itself)."""
         self.passwords: list[str] = []
@@ -153,8 +150,12 @@ class Rendered:
     secret_exports: set[str]
     references: list[str] = field(default_factory=list)
     passwords: list[str] = field(default_factory=list)
-    protected: set[tuple[str, str]] = field(default_factory=set)
     registrations: dict[str, Registration] = field(default_factory=dict)
+
+    @property
+    def protected(self) -> set[tuple[str, str]]:
+        """(type, name) of every resource registered with ``protect``."""
+        return {(r.typ, r.name) for r in self.registrations.values() if r.protect}
 
     def of_type(self, typ: str) -> dict[str, Captured]:
         return {name: c for (t, name), c in self.resources.items() if t == typ}
@@ -281,9 +282,7 @@ def run_program(
                 secret.add(name)
 
     _sync_await(resolve(dict(stacks[0].outputs)))
-    return Rendered(
-        stack, mocks.resources, exports, secret, mocks.references, mocks.passwords, mocks.protected, mocks.registrations
-    )
+    return Rendered(stack, mocks.resources, exports, secret, mocks.references, mocks.passwords, mocks.registrations)
 
 
 def render_both(
