@@ -19,7 +19,7 @@ from pathlib import Path
 
 import valkey
 from harness import render
-from valkey_process import BUILDS, VALKEY_CLI, every_build, free_port, stop_process, wait_for
+from valkey_process import BUILDS, VALKEY_CLI, every_build, free_port, localized, stop_process, wait_for
 
 KEYS = 100_000
 
@@ -50,9 +50,7 @@ def run_probe(command: list[str], port: int, password_file: Path) -> tuple[int, 
 @every_build
 def test_a_loading_server_is_alive_but_not_ready(tmp_path: Path, build: str) -> None:
     rendered, port = files(), free_port()
-    conf = rendered["valkey.conf"].replace("port 6379", f"port {port}")
-    conf = conf.replace('dir "/data"', f'dir "{tmp_path / "data"}"')
-    conf = conf.replace('aclfile "/etc/valkey/users.acl"', f'aclfile "{tmp_path / "users.acl"}"')
+    conf = localized(rendered["valkey.conf"], tmp_path, port)
     (tmp_path / "data").mkdir()
     (tmp_path / "users.acl").write_text(rendered["users.acl"])
     (tmp_path / "valkey.conf").write_text(conf + "\n")

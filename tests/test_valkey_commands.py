@@ -16,7 +16,7 @@ import pytest
 import valkey
 from harness import stack_file_config
 from valkey_commands_dump import DATA, dump
-from valkey_process import BUILDS, Server, every_build, free_port
+from valkey_process import BUILDS, Server, every_build, free_port, localized
 
 from components.config_loader import parse_stack_config
 from components.config_security import DEFAULT_DENIED_COMMANDS
@@ -42,9 +42,7 @@ def start_rendered(directory: Path, build: str, denied: list[str]) -> Server:
     files = render_files(cfg.instances["sessions"], PASSWORDS, None, None, cfg.denied_commands)
     (directory / "data").mkdir()
     port = free_port()
-    conf = files["valkey.conf"].replace("port 6379", f"port {port}")
-    conf = conf.replace('dir "/data"', f'dir "{directory / "data"}"')
-    conf = conf.replace('aclfile "/etc/valkey/users.acl"', f'aclfile "{directory / "users.acl"}"')
+    conf = localized(files["valkey.conf"], directory, port)
     (directory / "users.acl").write_text(files["users.acl"])
     (directory / "valkey.conf").write_text(conf)
     return Server(directory / "valkey.conf", port, CLIENT, binary=BUILDS[build])

@@ -56,6 +56,14 @@ def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "con
         time.sleep(interval)
 
 
+def localized(conf: str, directory: Path, port: int) -> str:
+    """A rendered valkey.conf pointed at ``directory`` (its data/ and users.acl) and ``port``, in place
+    of the pod's /data, /etc/valkey/users.acl and 6379; nothing else changes."""
+    conf = conf.replace("port 6379", f"port {port}")
+    conf = conf.replace('dir "/data"', f'dir "{directory / "data"}"')
+    return conf.replace('aclfile "/etc/valkey/users.acl"', f'aclfile "{directory / "users.acl"}"')
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
     if process.poll() is None:
