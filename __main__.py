@@ -5,16 +5,16 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import external_host, tls_enabled
-from components.config_loader import load_stack_config
+from components.config.loader import load_stack_config
+from components.config.models import METRICS_PORT, external_host, tls_enabled
 from components.credentials import Credentials, CredentialsArgs
-from components.exporter import METRICS_PORT
-from components.monitoring import Monitoring, monitoring_args
+from components.monitoring import Monitoring
 from components.namespace import Namespace, NamespaceArgs
-from components.network_policy import NetworkPolicyRules
-from components.outputs import stack_outputs
-from components.primary_stack import PrimaryRegion, read_primary
-from components.tls import TlsSource
+from components.specs.certificate import TlsSource
+from components.specs.monitoring import monitoring_args
+from components.specs.network_policy import NetworkPolicyRules
+from components.stack.outputs import stack_outputs
+from components.stack.primary import PrimaryRegion, read_primary
 from components.valkey_server import ExternalEndpoint, ValkeyServer, ValkeyServerArgs
 
 
@@ -108,7 +108,7 @@ async def main() -> dict[str, Any]:
     if cfg.monitoring.enabled and cfg.monitoring.prometheus_operator:
         # One ServiceMonitor and one PrometheusRule per stack: the rules aggregate over instances.
         Monitoring("valkey", monitoring_args(cfg), opts)
-    return stack_outputs(cfg, servers, credentials)
+    return stack_outputs(cfg, dict(servers), dict(credentials))
 
 
 pulumi.run(main)

@@ -17,10 +17,10 @@ import harness
 import valkey
 from podrunner import Pod
 
-from components.config import (
+from components.config.models import Instance
+from components.sizing import (
     DEFAULT_MAXMEMORY_SHARE,
     RECONNECT_ALLOWANCE_SECONDS,
-    Instance,
     aof_rewrite_min_bytes,
     backlog_bytes,
     memory_limit_bytes,

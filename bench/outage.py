@@ -42,7 +42,8 @@ from bench.common import (
 )
 from bench.proxyproc import ProxyProcess
 from bench.writer import Writer, WriterSpec
-from components.config import RECONNECT_ALLOWANCE_SECONDS, Instance
+from components.config.models import Instance
+from components.sizing import RECONNECT_ALLOWANCE_SECONDS
 
 INSTANCE = "outage"
 

@@ -9,10 +9,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from .config_security import PasswordRotation, Rotation
-from .labels import instance_labels
+from .config.security import PasswordRotation, Rotation
 from .object_names import InstanceNames
-from .valkey_conf import ADMIN_USER
+from .render.acl import ADMIN_USER
+from .specs.labels import instance_labels
 
 PASSWORD_LENGTH = 32
 """Alphanumeric only (about 190 bits): safe in valkey.conf, URLs and shell without quoting."""
@@ -64,6 +64,11 @@ class Credentials(pulumi.ComponentResource):
     admin_secret_name: pulumi.Output[str]
     secrets: list[k8s.core.v1.Secret]
     """Every Kubernetes Secret here: the pod's StatefulSet depends on them."""
+
+    @property
+    def replication_password(self) -> pulumi.Output[str]:
+        """What the other region's replicas log in with (exported as a secret)."""
+        return self.replication.current
 
     def __init__(self, resource_name: str, args: CredentialsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("valkey:index:Credentials", resource_name, None, opts)

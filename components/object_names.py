@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
+"""The annotation external-dns publishes a LoadBalancer Service's name from."""
 DATA_CLAIM = "data"
 """The StatefulSet's volumeClaimTemplate; the claim of pod N is ``data-<instance>-<N>``."""
 ROTATING_USERS = ("client", "replication", "metrics")

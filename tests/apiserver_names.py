@@ -5,7 +5,7 @@ characters or a Service named ``1cache`` passes them and is refused by the API s
 through a deployment. These rules are written from k8s.io/apimachinery/pkg/util/validation
 (``IsDNS1123Label``, ``IsDNS1123Subdomain``, ``IsDNS1035Label``, ``IsQualifiedName``,
 ``IsValidLabelValue``, ``IsValidPortName``) and apply to what the program renders. They are kept
-apart from the program's own checks (components/config_names.py) on purpose: one is the
+apart from the program's own checks (components/config/names.py) on purpose: one is the
 specification the other is tested against.
 """
 

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from valkey_process import free_port, stop_process, wait_for
 
-from components import exporter
+from components.render import exporter
 
 EXPORTER_BIN = shutil.which("prometheus-redis-exporter")
 PROMETHEUS_BIN = shutil.which("prometheus")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.config import StackConfig
+from components.config.models import StackConfig
 
 
 def expected_declarations() -> tuple[dict[str, dict[str, Any]], set[str]]:

@@ -18,9 +18,10 @@ import pytest
 from harness import stack_file_config
 from valkey_process import BUILDS, Server, every_build, free_port, wait_for
 
-from components.config_loader import parse_stack_config
-from components.server_files import server_settings
-from components.valkey_conf import Passwords, Upstream, render_acl, render_valkey_conf, server_users
+from components.config.loader import parse_stack_config
+from components.render.acl import Passwords, render_acl, server_users
+from components.render.files import server_settings
+from components.render.valkey_conf import Upstream, render_valkey_conf
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 CLIENT, REPLICATION, ADMIN = "client-password-1", "replication-password-1", "admin-password-1"

@@ -6,7 +6,7 @@ from typing import Any
 
 from harness import run_with_mocks
 
-from components.config_security import PasswordRotation, Rotation
+from components.config.security import PasswordRotation, Rotation
 from components.credentials import Credentials, CredentialsArgs
 
 

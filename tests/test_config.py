@@ -12,8 +12,9 @@ import pytest
 from harness import CaptureMocks, render, render_both, stack_file_config
 from pki import make_ca
 
-from components.config import Instance, StackConfig, backlog_bytes, memory_limit_bytes, storage_bytes, tls_enabled
-from components.config_loader import parse_stack_config
+from components.config.loader import parse_stack_config
+from components.config.models import Instance, StackConfig, tls_enabled
+from components.sizing import backlog_bytes, memory_limit_bytes, storage_bytes
 
 SESSIONS = "instances.sessions"
 

@@ -33,8 +33,8 @@ from harness import STACK_REFERENCE, CaptureMocks, Rendered, render, stack_file_
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.config import StackConfig
-from components.valkey_commands import known_categories, known_commands
+from components.config.models import StackConfig
+from components.config.valkey_commands import known_categories, known_commands
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
 PRIMARY = "organization/valkey/region1"

@@ -12,8 +12,8 @@ import pytest
 from harness import render, stack_file_config
 from pki import make_ca, make_server_cert
 
-from components import config_pem
-from components.config_loader import parse_stack_config
+from components.config import pem as config_pem
+from components.config.loader import parse_stack_config
 
 REGION1 = stack_file_config("region1")
 CA = REGION1["tls"]["caBundle"]

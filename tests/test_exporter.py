@@ -19,10 +19,13 @@ from pss import restricted_violations
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from components import exporter
-from components.monitoring import Monitoring, MonitoringArgs, relabelings
-from components.monitoring_rules import Thresholds, rule_groups
-from components.valkey_conf import password_hash, render_acl
+from components.config.models import AlertThresholds
+from components.monitoring import Monitoring
+from components.render import exporter, paths
+from components.render.acl import EXPORTER_RULES, EXPORTER_USER, AclUser, password_hash, render_acl
+from components.render.alerts import rule_groups
+from components.specs import exporter as exporter_spec
+from components.specs.monitoring import MonitoringArgs, relabelings
 
 SECRET_PASSWORD = "exporter-password-that-must-not-leak"
 CUSTOM = "kubernetes:monitoring.coreos.com/v1"
@@ -48,8 +51,8 @@ def sidecar_pod(pod_security_context: k8s.core.v1.PodSecurityContextArgs | None 
             spec=k8s.core.v1.PodSpecArgs(
                 automount_service_account_token=False,
                 security_context=pod_security_context,
-                containers=[exporter.container(6379)],
-                volumes=[exporter.volume("sessions-config")],
+                containers=[exporter_spec.container(6379)],
+                volumes=[exporter_spec.volume("sessions-config")],
             ),
         )
 
@@ -88,23 +91,23 @@ def test_pod_with_sidecar_passes_strict_schema_validation(pod: dict[str, Any], v
 def test_password_reaches_the_exporter_only_as_a_file(pod: dict[str, Any]) -> None:
     [container] = pod["spec"]["containers"]
     assert "env" not in container and "envFrom" not in container and container["command"] == ["/redis_exporter"]
-    assert f"--redis.password-file={exporter.PASSWORD_FILE}" in container["args"]
+    assert f"--redis.password-file={paths.EXPORTER_PASSWORD_FILE}" in container["args"]
     assert not [a for a in container["args"] if a.startswith("--redis.password=")]
     assert container["volumeMounts"] == [
-        {"name": exporter.VOLUME_NAME, "mountPath": "/etc/valkey-exporter", "readOnly": True}
+        {"name": exporter_spec.VOLUME_NAME, "mountPath": "/etc/valkey-exporter", "readOnly": True}
     ]
     # Only the exporter's key of the config Secret is projected: not valkey.conf with masterauth.
     [volume] = pod["spec"]["volumes"]
     assert volume["secret"] == {
         "secretName": "sessions-config",
-        "items": [{"key": exporter.SECRET_KEY, "path": "password.json"}],
+        "items": [{"key": paths.EXPORTER_PASSWORD_KEY, "path": "password.json"}],
         "defaultMode": 0o440,
     }
 
 
 def test_image_is_pinned() -> None:
-    assert re.fullmatch(r"oliver006/redis_exporter:v\d+\.\d+\.\d+", exporter.IMAGE)
-    assert sidecar_pod()["spec"]["containers"][0]["image"] == exporter.IMAGE
+    assert re.fullmatch(r"oliver006/redis_exporter:v\d+\.\d+\.\d+", exporter_spec.IMAGE)
+    assert sidecar_pod()["spec"]["containers"][0]["image"] == exporter_spec.IMAGE
 
 
 def test_password_file_serves_old_and_new_exporters() -> None:
@@ -114,7 +117,7 @@ def test_password_file_serves_old_and_new_exporters() -> None:
         "redis://metrics@127.0.0.1:6380": SECRET_PASSWORD,  # later: --redis.user inserted
     }
     assert "--redis.addr=redis://127.0.0.1:6380" in exporter.args(6380)
-    assert f"--redis.user={exporter.EXPORTER_USER}" in exporter.args(6380)
+    assert f"--redis.user={EXPORTER_USER}" in exporter.args(6380)
     assert SECRET_PASSWORD not in " ".join(exporter.args(6380) + exporter.PINNED_ONLY_ARGS)
 
 
@@ -124,18 +127,18 @@ def test_under_tls_the_exporter_verifies_against_the_projected_ca_bundle() -> No
             "tls",
             metadata=k8s.meta.v1.ObjectMetaArgs(name="tls", namespace="databases"),
             spec=k8s.core.v1.PodSpecArgs(
-                containers=[exporter.container(6379, tls=True)],
-                volumes=[exporter.volume("sessions-config", ca_key="ca-bundle.crt")],
+                containers=[exporter_spec.container(6379, tls=True)],
+                volumes=[exporter_spec.volume("sessions-config", tls=True)],
             ),
         )
 
     spec = manifests(build)["kubernetes:core/v1:Pod/tls"]["spec"]
     args = spec["containers"][0]["args"]
     assert "--redis.addr=rediss://127.0.0.1:6379" in args
-    assert f"--tls-ca-cert-file={exporter.CA_FILE}" in args
+    assert f"--tls-ca-cert-file={paths.EXPORTER_CA_FILE}" in args
     assert "--skip-tls-verification" not in " ".join(args)
     assert spec["volumes"][0]["secret"]["items"] == [
-        {"key": exporter.SECRET_KEY, "path": "password.json"},
+        {"key": paths.EXPORTER_PASSWORD_KEY, "path": "password.json"},
         {"key": "ca-bundle.crt", "path": "ca-bundle.crt"},
     ]
     assert set(json.loads(exporter.password_file(6379, SECRET_PASSWORD, tls=True))) == {
@@ -145,7 +148,7 @@ def test_under_tls_the_exporter_verifies_against_the_projected_ca_bundle() -> No
 
 
 def test_exporter_acl_user_reads_no_data() -> None:
-    line = render_acl([exporter.acl_user(SECRET_PASSWORD)])
+    line = render_acl([AclUser(EXPORTER_USER, (SECRET_PASSWORD,), EXPORTER_RULES)])
     assert line == f"user metrics on #{password_hash(SECRET_PASSWORD)} resetchannels -@all +info\n"
     assert "~" not in line and "&" not in line
 
@@ -175,7 +178,7 @@ def monitoring(interval: int = 30) -> dict[str, dict[str, Any]]:
                 namespace="databases",
                 region="region2",
                 selector={"app.kubernetes.io/name": "valkey"},
-                rule_groups=rule_groups(Thresholds(), "https://example.com/README.md"),
+                rule_groups=rule_groups(AlertThresholds(), "https://example.com/README.md"),
                 labels={"release": "prometheus"},
                 scrape_interval_seconds=interval,
             ),
@@ -213,4 +216,4 @@ def test_scrape_timeout_never_exceeds_the_interval() -> None:
 def test_prometheus_rule_carries_the_rule_groups() -> None:
     rule = monitoring()[f"{CUSTOM}:PrometheusRule/valkey-prometheusrule"]
     assert (rule["kind"], rule["metadata"]["name"]) == ("PrometheusRule", "valkey")
-    assert rule["spec"]["groups"] == rule_groups(Thresholds(), "https://example.com/README.md")
+    assert rule["spec"]["groups"] == rule_groups(AlertThresholds(), "https://example.com/README.md")

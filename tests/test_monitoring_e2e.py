@@ -24,18 +24,12 @@ from monitoring_support import EXPORTER_BIN, PROMETHEUS_BIN, Exporter, Prometheu
 from test_valkey_real import sessions_settings, start
 from valkey_process import Server, free_port, wait_for
 
-from components import exporter
-from components.monitoring import INSTANCE_POD_LABEL, meta_label, pod_labels, relabelings
-from components.monitoring_rules import Thresholds, rule_groups
-from components.valkey_conf import (
-    AclUser,
-    Passwords,
-    TlsFiles,
-    Upstream,
-    render_acl,
-    render_valkey_conf,
-    server_users,
-)
+from components.config.models import AlertThresholds
+from components.render.acl import EXPORTER_RULES, EXPORTER_USER, AclUser, Passwords, render_acl, server_users
+from components.render.alerts import rule_groups
+from components.render.valkey_conf import TlsFiles, Upstream, render_valkey_conf
+from components.specs.labels import INSTANCE_LABEL, scrape_labels
+from components.specs.monitoring import meta_label, relabelings
 
 pytestmark = pytest.mark.skipif(
     EXPORTER_BIN is None or PROMETHEUS_BIN is None or shutil.which("promtool") is None,
@@ -45,7 +39,7 @@ pytestmark = pytest.mark.skipif(
 METRICS_1, METRICS_2 = "metrics-pw-1", "metrics-pw-2"
 CLIENT_1, CLIENT_2 = "client-pw-1", "client-pw-2"
 MiB = 1024**2
-# What the exporter tries and EXPORTER_RULES refuses: all optional (see components/exporter.py).
+# What the exporter tries and EXPORTER_RULES refuses: all optional (see components/render/acl.py).
 OPTIONAL_COMMANDS = {"latency|latest", "slowlog|get", "slowlog|len"}
 SEED_INPUTS = (
     "redis_up 1",
@@ -64,12 +58,12 @@ def users(client: str, metrics: str) -> list[AclUser]:
     passwords = Passwords(
         client=(client,), replication=("replication-pw",), probe="probe-pw", reloader="rl", admin="adm"
     )
-    return [*server_users(passwords), exporter.acl_user(metrics)]
+    return [*server_users(passwords), AclUser(EXPORTER_USER, (metrics,), EXPORTER_RULES)]
 
 
 def discovery_labels(instance: str, dr: bool, policy: str) -> dict[str, str]:
     """What Kubernetes discovery attaches for a pod with the labels the pod template carries."""
-    pod = {INSTANCE_POD_LABEL: instance, **pod_labels(dr, policy)}
+    pod = {INSTANCE_LABEL: instance, **scrape_labels(dr, policy)}
     return {meta_label(k): v for k, v in pod.items()}
 
 
@@ -112,7 +106,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
             Exporter(tmp_path / "exporter-2", replica.port, METRICS_2),
         ]
         stops += [e.stop for e in exporters]
-        thresholds = Thresholds(link_down_for=2, down_for=2, replication_lag_for=2, no_replica_for=2)
+        thresholds = AlertThresholds(link_down_for=2, down_for=2, replication_lag_for=2, no_replica_for=2)
         labels = discovery_labels("sessions", dr=True, policy="allkeys-lru")
         prometheus = Prometheus(
             tmp_path / "prometheus",
@@ -218,7 +212,7 @@ def lone_server(tmp_path: Path) -> Iterator[Server]:
 
 
 def denied(server: Server) -> set[str]:
-    return {e["object"] for e in server.client().acl_log() if e["username"] == exporter.EXPORTER_USER}
+    return {e["object"] for e in server.client().acl_log() if e["username"] == EXPORTER_USER}
 
 
 def test_exporter_user_needs_info_and_nothing_else(lone_server: Server, tmp_path: Path) -> None:
@@ -234,10 +228,10 @@ def test_exporter_user_needs_info_and_nothing_else(lone_server: Server, tmp_path
         refused = denied(lone_server)
         assert "info" not in refused and refused <= OPTIONAL_COMMANDS, refused
         with pytest.raises(valkey.exceptions.NoPermissionError):
-            lone_server.client(exporter.EXPORTER_USER, METRICS_1).get("any-key")
+            lone_server.client(EXPORTER_USER, METRICS_1).get("any-key")
 
         client = lone_server.client()
-        client.execute_command("ACL", "SETUSER", exporter.EXPORTER_USER, "-info")
+        client.execute_command("ACL", "SETUSER", EXPORTER_USER, "-info")
         client.acl_log_reset()
         assert "redis_up 0" in exp.metrics()
         assert "info" in denied(lone_server)

@@ -11,9 +11,10 @@ import pulumi
 import pytest
 from harness import ROOT, Rendered, render, render_both
 
-from components import exporter
-from components.monitoring_rules import ALERTS
-from components.valkey_conf import password_hash
+from components.render import paths
+from components.render.acl import EXPORTER_USER, password_hash
+from components.render.alerts import ALERTS
+from components.specs import exporter as exporter_spec
 
 INSTANCES = ("sessions", "api-cache", "feature-flags", "rate-limiting")
 
@@ -36,16 +37,16 @@ def test_every_pod_has_an_exporter_logged_in_as_its_own_user(regions: tuple[Rend
         for name in INSTANCES:
             containers = {c["name"]: c for c in pod(rendered, name)["spec"]["containers"]}
             sidecar = containers["exporter"]
-            assert sidecar["image"] == exporter.IMAGE
-            assert f"--redis.user={exporter.EXPORTER_USER}" in sidecar["args"]
+            assert sidecar["image"] == exporter_spec.IMAGE
+            assert f"--redis.user={EXPORTER_USER}" in sidecar["args"]
             # Its password file holds the metrics password the ACL accepts, nothing else.
-            password_file = json.loads(files(rendered, name)[exporter.SECRET_KEY])
+            password_file = json.loads(files(rendered, name)[paths.EXPORTER_PASSWORD_KEY])
             (password,) = set(password_file.values())
             acl = files(rendered, name)["users.acl"]
             assert f"user metrics on #{password_hash(password)} resetchannels -@all +info" in acl
             volumes = {v["name"]: v for v in pod(rendered, name)["spec"]["volumes"]}
-            projected = [item["key"] for item in volumes[exporter.VOLUME_NAME]["secret"]["items"]]
-            assert projected == [exporter.SECRET_KEY, "ca-bundle.crt"]  # never valkey.conf
+            projected = [item["key"] for item in volumes[exporter_spec.VOLUME_NAME]["secret"]["items"]]
+            assert projected == [paths.EXPORTER_PASSWORD_KEY, "ca-bundle.crt"]  # never valkey.conf
 
 
 def test_only_the_headless_service_has_the_metrics_port(regions: tuple[Rendered, Rendered]) -> None:
@@ -114,7 +115,7 @@ def test_operator_objects_can_be_left_out_and_the_exporter_too() -> None:
     off = render("region1", {"monitoring": {"enabled": False}})
     assert off.objects("ServiceMonitor") == {}
     assert {c["name"] for c in pod(off, "sessions")["spec"]["containers"]} == {"valkey", "reloader"}
-    assert exporter.SECRET_KEY not in files(off, "sessions")
+    assert paths.EXPORTER_PASSWORD_KEY not in files(off, "sessions")
     assert "user metrics" not in files(off, "sessions")["users.acl"]
 
 

@@ -1,4 +1,4 @@
-"""The recording rules and alerts of ``components.monitoring_rules``, run by promtool (Debian's
+"""The recording rules and alerts of ``components.render.alerts``, run by promtool (Debian's
 prometheus 2.42): ``promtool check rules`` on the rendered file, and ``promtool test rules`` with
 input series shaped like the exporter's (Debian's 1.45 and the pinned image name them alike) and
 labelled the way the ServiceMonitor labels them. Every recorded series is shown present and
@@ -11,14 +11,15 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from components.monitoring_rules import ALERTS, RECORDS, Thresholds, rule_groups, runbook_anchor
+from components.config.models import AlertThresholds
+from components.render.alerts import ALERTS, RECORDS, rule_groups, runbook_anchor
 
 PROMTOOL = shutil.which("promtool")
 RUNBOOK = "https://example.com/valkey/README.md"
@@ -86,7 +87,7 @@ def connected_replica(t: Target, ip: str, primary_offset: str, replica_offset: s
 class Cases:
     """promtool test groups, and a ledger of what they show, so coverage is checked, not assumed."""
 
-    def __init__(self, thresholds: Thresholds) -> None:
+    def __init__(self, thresholds: AlertThresholds) -> None:
         self.groups = rule_groups(thresholds, RUNBOOK)
         self.alerts = {r["alert"]: r for g in self.groups for r in g["rules"] if "alert" in r}
         self.tests: list[dict[str, Any]] = []
@@ -249,7 +250,7 @@ def write(tmp: Path, groups: list[dict[str, Any]], tests: list[dict[str, Any]]) 
 
 @pytest.fixture(scope="module")
 def cases() -> Iterator[Cases]:
-    c = Cases(Thresholds())
+    c = Cases(AlertThresholds())
     healthy_fleet(c)
     troubled_fleet(c)
     yield c
@@ -291,7 +292,7 @@ def test_promtool_harness_catches_a_wrong_expectation(tmp_path: Path, cases: Cas
 @pytest.mark.parametrize(("threshold_mib", "fires"), [(64, False), (8, True)])
 def test_lag_threshold_decides_firing(tmp_path: Path, threshold_mib: int, fires: bool) -> None:
     """A constant 10 MiB of lag: quiet under the default 64 MiB threshold, an alert under 8 MiB."""
-    c = Cases(replace(Thresholds(), replication_lag_bytes=threshold_mib * MiB))
+    c = Cases(AlertThresholds(replication_lag_bytes=threshold_mib * MiB))
     t = primary(Target("region1", "sessions"), replicas=1)
     connected_replica(t, "10.20.0.7", f"{20 * MiB}x40", f"{10 * MiB}x40", "0x40")
     test = c.group("constant lag", [t])
@@ -302,11 +303,11 @@ def test_lag_threshold_decides_firing(tmp_path: Path, threshold_mib: int, fires:
 
 
 def test_thresholds_change_the_rules() -> None:
-    custom = Thresholds(
+    custom = AlertThresholds(
         replication_lag_bytes=1234567, replication_lag_seconds=42, memory_ratio=0.75, link_down_for=30,
         replication_lag_for=90, no_replica_for=3600, memory_for=0, down_for=45, eviction_window=600,
     )  # fmt: skip
-    default_alerts = {r["alert"]: r for r in rule_groups(Thresholds(), RUNBOOK)[1]["rules"]}
+    default_alerts = {r["alert"]: r for r in rule_groups(AlertThresholds(), RUNBOOK)[1]["rules"]}
     alerts = {r["alert"]: r for r in rule_groups(custom, RUNBOOK)[1]["rules"]}
     assert alerts["ValkeyReplicationLagBytes"]["expr"] == "valkey_replication_lag > 1234567"
     assert default_alerts["ValkeyReplicationLagBytes"]["expr"] == f"valkey_replication_lag > {64 * MiB}"
@@ -326,7 +327,7 @@ def test_thresholds_change_the_rules() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"replication_lag_seconds": 10}, "ping period"),
+        ({"replication_lag_seconds": 10}, "replication_lag_seconds"),
         ({"memory_ratio": 1.0}, "memory_ratio"),
         ({"replication_lag_bytes": 0}, "replication_lag_bytes"),
         ({"link_down_for": -1}, "link_down_for"),
@@ -335,11 +336,11 @@ def test_thresholds_change_the_rules() -> None:
 )
 def test_thresholds_are_validated(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Thresholds(**change)
+        AlertThresholds(**change)
 
 
 def test_every_alert_links_its_runbook_in_the_readme() -> None:
-    for rule in rule_groups(Thresholds(), RUNBOOK + "#")[1]["rules"]:
+    for rule in rule_groups(AlertThresholds(), RUNBOOK + "#")[1]["rules"]:
         assert rule["annotations"]["runbook_url"] == f"{RUNBOOK}#alert-{rule['alert'].lower()}"
         assert runbook_anchor(rule["alert"]) == f"alert-{rule['alert'].lower()}"
         assert {"summary", "description"} <= rule["annotations"].keys()

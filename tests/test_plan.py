@@ -13,7 +13,7 @@ import pytest
 from harness import ROOT, Rendered
 from plan_operations import OPERATIONS, PROMOTED_REGION2, Operation, readme_with_table, region1, region2
 
-from components.pod import rollout_timeout_seconds
+from components.specs.pod import rollout_timeout_seconds
 from offline.plan import PROVIDER_TYPE, SKIP_AWAIT, plan, replace_by_hand, transitive_dependencies
 
 DATA_BEARING = ("StatefulSet", "Namespace", "PersistentVolumeClaimPatch")

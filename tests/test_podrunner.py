@@ -26,7 +26,10 @@ from podrunner.podspec import HttpGet
 from podrunner.proxy import FaultProxy
 from valkey_process import wait_for
 
-from components import exporter
+from components.config.models import METRICS_PORT
+from components.render import exporter, paths
+from components.render.acl import EXPORTER_USER
+from components.specs import exporter as exporter_spec
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the pod runner needs root")
 
@@ -68,7 +71,7 @@ def info(c: valkey.Valkey, section: str) -> dict[str, Any]:
 
 def metrics(pod: Pod) -> dict[str, str]:
     """The exporter's /metrics, fetched as Prometheus would: from outside the pod, at its IP."""
-    url = f"http://{pod.address}:{exporter.METRICS_PORT}/metrics"
+    url = f"http://{pod.address}:{METRICS_PORT}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
         body = response.read().decode()
     return dict(line.rsplit(" ", 1) for line in body.splitlines() if line and not line.startswith("#"))
@@ -134,7 +137,7 @@ def test_rendered_sessions_pod_runs_as_the_manifest_says(runner: PodRunner, rend
     # Only its own file is projected: valkey.conf (masterauth) and the other passwords are not there.
     assert pod.exec(["ls", "/etc/valkey-exporter"], "exporter").stdout.split() == ["password.json"]
     secret = r1.objects("Secret")["sessions-config"]["stringData"]
-    assert pod.exec(["cat", exporter.PASSWORD_FILE], "exporter").stdout == secret[exporter.SECRET_KEY]
+    assert pod.exec(["cat", paths.EXPORTER_PASSWORD_FILE], "exporter").stdout == secret[paths.EXPORTER_PASSWORD_KEY]
     # The wrapper exec'd Debian's exporter as PID 1 with the rendered arguments minus the pinned-only ones.
     argv = pod.exec(["cat", "/proc/1/cmdline"], "exporter").stdout.split("\0")[:-1]
     rendered_args = r1.objects("StatefulSet")["sessions"]["spec"]["template"]["spec"]["containers"][2]["args"]
@@ -144,8 +147,8 @@ def test_rendered_sessions_pod_runs_as_the_manifest_says(runner: PodRunner, rend
     scraped = metrics(pod)
     assert scraped["redis_up"] == "1"
     assert scraped["redis_connected_clients"] == "1"  # its own connection, the only one
-    password = json.loads(secret[exporter.SECRET_KEY])["redis://127.0.0.1:6379"]
-    with valkey.Valkey(host=pod.address, port=pod.port, username=exporter.EXPORTER_USER, password=password) as m:
+    password = json.loads(secret[paths.EXPORTER_PASSWORD_KEY])["redis://127.0.0.1:6379"]
+    with valkey.Valkey(host=pod.address, port=pod.port, username=EXPORTER_USER, password=password) as m:
         assert "redis_version" in m.info("server")
 
 
@@ -154,7 +157,7 @@ def test_reloader_wget_reaches_the_exporter(runner: PodRunner, rendered) -> None
     image, the host's GNU wget here) works in the pod, and fails on a refused connection."""
     r1, _ = rendered
     pod = runner.start_pod(r1, "sessions", 0)
-    health = pod.exec(["wget", "-q", "-O", "-", f"http://127.0.0.1:{exporter.METRICS_PORT}/health"], "reloader")
+    health = pod.exec(["wget", "-q", "-O", "-", f"http://127.0.0.1:{METRICS_PORT}/health"], "reloader")
     assert (health.returncode, health.stdout) == (0, "ok")
     # Debian's 1.45 has no /-/reload: it answers with its index page (200), so the reloader's call
     # succeeds there without reloading anything (see tests/test_rotation_live.py).
@@ -165,12 +168,12 @@ def test_reloader_wget_reaches_the_exporter(runner: PodRunner, rendered) -> None
 
 
 def test_exporter_stand_in_is_the_pinned_tag_only() -> None:
-    """The stand-in accepts the tag components/exporter.py pins and drops exactly PINNED_ONLY_ARGS."""
-    repository, _, tag = exporter.IMAGE.rpartition(":")
+    """The stand-in accepts the tag components/specs/exporter.py pins and drops exactly PINNED_ONLY_ARGS."""
+    repository, _, tag = exporter_spec.IMAGE.rpartition(":")
     assert repository == "oliver006/redis_exporter"
     assert list(REDIS_EXPORTER_TAGS[tag]) == exporter.PINNED_ONLY_ARGS
-    image = resolve_image(exporter.IMAGE)
-    assert image.user == (exporter.EXPORTER_UID, exporter.EXPORTER_UID)
+    image = resolve_image(exporter_spec.IMAGE)
+    assert image.user == (exporter_spec.EXPORTER_UID, exporter_spec.EXPORTER_UID)
     assert set(image.executables) == {"/redis_exporter"}
     with pytest.raises(UnsupportedPodFeature, match="only tags"):
         resolve_image("oliver006/redis_exporter:v1.93.0")

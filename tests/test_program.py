@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from harness import Rendered, render, render_both, stack_file_config
 
-from components.valkey_conf import password_hash
+from components.render.acl import password_hash
 
 DR = ("sessions", "feature-flags")
 LOCAL = ("api-cache", "rate-limiting")
@@ -91,15 +91,15 @@ def test_each_instance_gets_its_objects(regions: tuple[Rendered, Rendered]) -> N
     services = r1.objects("Service")
     for name in DR + LOCAL:
         sts = r1.objects("StatefulSet")[name]
-        pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+        scrape_labels = sts["spec"]["template"]["metadata"]["labels"]
         headless = services[sts["spec"]["serviceName"]]
         assert headless["metadata"]["name"] == f"{name}-headless"
         assert headless["spec"]["clusterIP"] == "None"
         for svc in (headless, services[name]):
-            assert svc["spec"]["selector"].items() <= pod_labels.items()
+            assert svc["spec"]["selector"].items() <= scrape_labels.items()
             assert svc["spec"]["ports"][0]["port"] == 6379
         pdb = r1.objects("PodDisruptionBudget")[name]
-        assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= scrape_labels.items()
         assert pdb["spec"]["minAvailable"] == 1
         claim = sts["spec"]["volumeClaimTemplates"][0]
         assert claim["metadata"]["name"] == "data"

@@ -9,7 +9,7 @@ import yaml
 from harness import ROOT, render, stack_file_config
 from project_config import expected_declarations
 
-from components.config import StackConfig
+from components.config.models import StackConfig
 
 
 def declared() -> dict[str, dict[str, object]]:

@@ -33,7 +33,9 @@ from podrunner import PodRunner
 from podrunner.pod import Pod
 from valkey_process import wait_for as poll
 
-from components import exporter
+from components.config.models import METRICS_PORT
+from components.render import paths
+from components.render.acl import EXPORTER_USER
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the pod runner needs root")
 
@@ -76,7 +78,7 @@ def replication_password(r1: harness.Rendered) -> str:
 
 def metrics_password(r: harness.Rendered) -> str:
     """The password the exporter's file holds (the current one)."""
-    return json.loads(config_files(r)[exporter.SECRET_KEY])[LOCAL_ADDR]  # type: ignore[no-any-return]
+    return json.loads(config_files(r)[paths.EXPORTER_PASSWORD_KEY])[LOCAL_ADDR]  # type: ignore[no-any-return]
 
 
 def checksum(r: harness.Rendered) -> str:
@@ -195,7 +197,7 @@ def refused(pod: Pod, user: str, password: str) -> bool:
 
 
 def scrape(pod: Pod) -> dict[str, str]:
-    url = f"http://{pod.address}:{exporter.METRICS_PORT}/metrics"
+    url = f"http://{pod.address}:{METRICS_PORT}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
         body = response.read().decode()
     return dict(line.rsplit(" ", 1) for line in body.splitlines() if line and not line.startswith("#"))
@@ -203,7 +205,7 @@ def scrape(pod: Pod) -> dict[str, str]:
 
 def exporter_file(pod: Pod) -> str:
     # `cat` exists in the stand-in only (the real image is scratch); the file is what the kubelet wrote.
-    return pod.exec(["cat", exporter.PASSWORD_FILE], "exporter").stdout
+    return pod.exec(["cat", paths.EXPORTER_PASSWORD_FILE], "exporter").stdout
 
 
 def apply(region: Region, user: str, password: str, *, refuse: bool = False) -> float:
@@ -431,8 +433,8 @@ def test_metrics_rotation_updates_the_exporter_file_and_the_acl(deployment: Depl
         applied = region.applied_count()
         assert pod.update_volumes(region.rendered) == {"config": True, "exporter-credentials": True}
         assert json.loads(exporter_file(pod)) == {LOCAL_ADDR: new, LOCAL_ADDR.replace("//", "//metrics@"): new}
-        took = apply(region, exporter.EXPORTER_USER, new)
-        assert accepted(pod, exporter.EXPORTER_USER, old)
+        took = apply(region, EXPORTER_USER, new)
+        assert accepted(pod, EXPORTER_USER, old)
         # The reloader's run is complete (ACL LOAD, then the exporter's reload) and reported success.
         wait_for(lambda: region.applied_count() > applied, 5, "reloader log line")
         FIGURES.append(f"metrics rotation, new password accepted after {took:.2f}s")
@@ -443,7 +445,7 @@ def test_metrics_rotation_updates_the_exporter_file_and_the_acl(deployment: Depl
         d.render()
         applied = region.applied_count()
         assert pod.update_volumes(region.rendered) == {"config": True, "exporter-credentials": False}
-        took = apply(region, exporter.EXPORTER_USER, old, refuse=True)
+        took = apply(region, EXPORTER_USER, old, refuse=True)
         wait_for(lambda: region.applied_count() > applied, 5, "reloader log line")
         FIGURES.append(f"metrics rotation, previous password refused after {took:.2f}s")
 
@@ -454,8 +456,8 @@ def test_metrics_rotation_updates_the_exporter_file_and_the_acl(deployment: Depl
         # the reloader's wget succeeds and reports success) and keeps the password it read at start,
         # the previous one, now refused: its scrapes fail (redis_up 0) until the container restarts.
         assert scrape(pod)["redis_up"] == "0"
-        assert accepted(pod, exporter.EXPORTER_USER, new)  # what the file says works
-        reload_page = urllib.request.urlopen(f"http://{pod.address}:{exporter.METRICS_PORT}/-/reload", timeout=5)
+        assert accepted(pod, EXPORTER_USER, new)  # what the file says works
+        reload_page = urllib.request.urlopen(f"http://{pod.address}:{METRICS_PORT}/-/reload", timeout=5)
         assert b"<title>Redis Exporter 1.45" in reload_page.read()
     d.assert_nothing_restarted()
 
@@ -487,7 +489,7 @@ def test_each_user_can_do_only_its_job(deployment: Deployment) -> None:
     passwords = {
         "probe": files["probe-password"],
         "reloader": files["reloader-password"],
-        exporter.EXPORTER_USER: metrics_password(r),
+        EXPORTER_USER: metrics_password(r),
         "replication": replication_password(r),
         "default": client_password(r),
         "admin": admin_password(r),
@@ -507,7 +509,7 @@ def test_each_user_can_do_only_its_job(deployment: Deployment) -> None:
             ),
             **dict.fromkeys([("KEYS", "*"), ("ACL", "LIST"), ("ACL", "SETUSER", "x"), ("PING",)], DENIED),
         },
-        exporter.EXPORTER_USER: {
+        EXPORTER_USER: {
             ("INFO", "ALL"): OK,
             **dict.fromkeys([("PING",), ("GET", "k"), ("SET", "k", "v"), ("CONFIG", "GET", "*")], DENIED),
             **dict.fromkeys([("CLIENT", "LIST"), ("SLOWLOG", "GET"), ("KEYS", "*"), ("SCAN", "0")], DENIED),

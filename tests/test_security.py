@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from harness import Rendered, render, render_both, stack_file_config
 
-from components.valkey_conf import password_hash
+from components.render.acl import password_hash
 
 DR = ("sessions", "feature-flags")
 LOCAL = ("api-cache", "rate-limiting")
@@ -111,8 +111,8 @@ def test_network_policy_denies_by_default_and_allows_what_is_configured(regions:
         assert set(policies) == set(DR + LOCAL)
         for name, policy in policies.items():
             spec = policy["spec"]
-            pod_labels = rendered.objects("StatefulSet")[name]["spec"]["template"]["metadata"]["labels"]
-            assert spec["podSelector"]["matchLabels"].items() <= pod_labels.items()
+            scrape_labels = rendered.objects("StatefulSet")[name]["spec"]["template"]["metadata"]["labels"]
+            assert spec["podSelector"]["matchLabels"].items() <= scrape_labels.items()
             assert spec["policyTypes"] == ["Ingress", "Egress"]
             clients = spec["ingress"][0]
             assert clients["from"] == [

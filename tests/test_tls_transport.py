@@ -19,15 +19,8 @@ from harness import render_both, stack_file_config
 from pki import make_ca, make_server_cert
 from valkey_process import Server, free_port, wait_for
 
-from components.valkey_conf import (
-    Passwords,
-    ServerSettings,
-    TlsFiles,
-    Upstream,
-    render_acl,
-    render_valkey_conf,
-    server_users,
-)
+from components.render.acl import Passwords, render_acl, server_users
+from components.render.valkey_conf import ServerSettings, TlsFiles, Upstream, render_valkey_conf
 
 # Installed by .ci/run (Debian package redis-server); missing, these tests fail rather than skip.
 REDIS_SERVER = Path(shutil.which("redis-server") or "/usr/bin/redis-server")

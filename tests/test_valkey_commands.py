@@ -18,10 +18,10 @@ from harness import stack_file_config
 from valkey_commands_dump import DATA, dump
 from valkey_process import BUILDS, Server, every_build, free_port, localized
 
-from components.config_loader import parse_stack_config
-from components.config_security import DEFAULT_DENIED_COMMANDS
-from components.server_files import render_files
-from components.valkey_conf import Passwords
+from components.config.loader import parse_stack_config
+from components.config.security import DEFAULT_DENIED_COMMANDS
+from components.render.acl import Passwords
+from components.render.files import render_files
 
 CLIENT, ADMIN = "client-password-1", "admin-password-1"
 PASSWORDS = Passwords(client=(CLIENT,), replication=("repl",), probe="probe", reloader="reloader", admin=ADMIN)

@@ -6,18 +6,8 @@ import re
 
 import pytest
 
-from components.valkey_conf import (
-    AclUser,
-    Passwords,
-    ServerSettings,
-    TlsFiles,
-    Upstream,
-    password_hash,
-    quote,
-    render_acl,
-    render_valkey_conf,
-    server_users,
-)
+from components.render.acl import AclUser, Passwords, password_hash, render_acl, server_users
+from components.render.valkey_conf import ServerSettings, TlsFiles, Upstream, quote, render_valkey_conf
 
 PRIMARY = ServerSettings(
     port=6380,

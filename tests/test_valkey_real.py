@@ -17,18 +17,10 @@ import valkey
 from harness import stack_file_config
 from valkey_process import Server, free_port, wait_for
 
-from components.config_loader import parse_stack_config
-from components.server_files import server_settings
-from components.valkey_conf import (
-    REPLICATION_RULES,
-    AclUser,
-    Passwords,
-    ServerSettings,
-    Upstream,
-    render_acl,
-    render_valkey_conf,
-    server_users,
-)
+from components.config.loader import parse_stack_config
+from components.render.acl import REPLICATION_RULES, AclUser, Passwords, render_acl, server_users
+from components.render.files import server_settings
+from components.render.valkey_conf import ServerSettings, Upstream, render_valkey_conf
 
 CLIENT, REPLICATION, PROBE = "client-pw-1", "replication-pw-1", "probe-pw-1"
 REPLICA_CLIENT = "client-pw-2"

@@ -129,8 +129,8 @@ def _valkey(reference: str, tag: str) -> Image:
 DEBIAN_EXPORTER = "/usr/bin/prometheus-redis-exporter"
 DEBIAN_EXPORTER_VERSION = "1.45"
 REDIS_EXPORTER_TAGS: dict[str, tuple[str, ...]] = {
-    # The tag components/exporter.py pins, and the flags of its command line that 1.45 does not know
-    # (components/exporter.py PINNED_ONLY_ARGS; tests/test_podrunner.py checks both still match).
+    # The tag components/specs/exporter.py pins, and the flags of its command line that 1.45 does not know
+    # (components/render/exporter.py PINNED_ONLY_ARGS; tests/test_podrunner.py checks both still match).
     # Another tag needs its own entry: its flags may differ.
     "v1.92.1": ("--exclude-latency-histogram-metrics", "--disable-scrape-endpoint"),
 }

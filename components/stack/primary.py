@@ -16,14 +16,13 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
-from .config import MAX_MAXMEMORY, Instance
-from .config_checks import Described, Problem, described_size, not_shown
-from .config_loader import format_problems
-from .config_names import Hostname, checked
-from .config_pem import PemBundle
-from .config_types import MIB, Integer, within
+from ..config.models import MAX_MAXMEMORY, Instance
+from ..config.names import Hostname, checked
+from ..config.pem import PemBundle
+from ..config.problems import Described, Problem, described_size, format_problems, not_shown
+from ..config.types import MIB, Integer, within
+from ..render.valkey_conf import Upstream
 from .outputs import CA_BUNDLE, INSTANCES, REPLICATION_CREDENTIALS
-from .valkey_conf import Upstream
 
 _CA_BUNDLE: TypeAdapter[str] = TypeAdapter(PemBundle)
 

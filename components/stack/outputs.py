@@ -6,23 +6,40 @@ breaks every StackReference that reads it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import pulumi
 
-from .config import StackConfig, tls_enabled
-from .credentials import Credentials
-from .valkey_conf import REPLICATION_USER
-from .valkey_server import ValkeyServer
+from ..config.models import StackConfig, tls_enabled
+from ..render.acl import REPLICATION_USER
 
 INSTANCES = "instances"
 REPLICATION_CREDENTIALS = "replicationCredentials"
 CA_BUNDLE = "caBundle"
 
 
-def stack_outputs(
-    cfg: StackConfig, servers: dict[str, ValkeyServer], credentials: dict[str, Credentials]
-) -> dict[str, Any]:
+class Served(Protocol):
+    """What a ValkeyServer tells about itself."""
+
+    host: str
+    port: int
+    external_host: str | None
+    role: str
+    tls: bool
+
+
+class Login(Protocol):
+    """What a Credentials component holds for applications and the other region."""
+
+    secret_name: pulumi.Output[str]
+    secret_key: str
+    secret_namespaces: list[str]
+
+    @property
+    def replication_password(self) -> pulumi.Output[str]: ...
+
+
+def stack_outputs(cfg: StackConfig, servers: dict[str, Served], credentials: dict[str, Login]) -> dict[str, Any]:
     """Plain outputs, plus the replication credentials as one secret map (a map holding one
     secret is secret as a whole, so they are kept apart from the readable per-instance map)."""
     instances = {
@@ -43,7 +60,7 @@ def stack_outputs(
         for name, inst in cfg.instances.items()
     }
     replication = {
-        name: {"username": REPLICATION_USER, "password": credentials[name].replication.current}
+        name: {"username": REPLICATION_USER, "password": credentials[name].replication_password}
         for name, inst in cfg.instances.items()
         if inst.dr
     }

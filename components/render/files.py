@@ -1,26 +1,32 @@
-"""The files a Valkey pod mounts from its config Secret, rendered from validated settings.
+"""The files of an instance's config Secret, rendered from validated settings.
 
-Pure: no Pulumi. ``restart_checksum`` covers only what a running server cannot take live; the
-reloader sidecar applies the rest (ACL file, a replica's masterauth, CA bundle) without a restart.
+``restart_checksum`` covers only what a running server cannot take live; the reloader sidecar
+applies the rest (ACL file, a replica's masterauth, CA bundle) without a restart.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Sequence
 
-from . import exporter, valkey_conf
-from .config import Instance, aof_rewrite_min_bytes, backlog_bytes, server_maxmemory_bytes
-from .pod import ACL_FILE, CA_FILE, DATA_DIR, PROBE_PASSWORD_FILE, RELOADER_PASSWORD_FILE, TLS_CERT_FILE, TLS_KEY_FILE
-
-CONFIG_KEY = "valkey.conf"
-ACL_KEY = os.path.basename(ACL_FILE)
-CA_KEY = os.path.basename(CA_FILE)
-PROBE_PASSWORD_KEY = os.path.basename(PROBE_PASSWORD_FILE)
-RELOADER_PASSWORD_KEY = os.path.basename(RELOADER_PASSWORD_FILE)
+from ..config.models import Instance
+from ..sizing import aof_rewrite_min_bytes, backlog_bytes, server_maxmemory_bytes
+from . import acl, exporter, valkey_conf
+from .paths import (
+    ACL_FILE,
+    ACL_KEY,
+    CA_FILE,
+    CA_KEY,
+    CONFIG_KEY,
+    DATA_DIR,
+    EXPORTER_PASSWORD_KEY,
+    PROBE_PASSWORD_KEY,
+    RELOADER_PASSWORD_KEY,
+    TLS_CERT_FILE,
+    TLS_KEY_FILE,
+)
 
 
 def server_settings(
@@ -47,25 +53,21 @@ def server_settings(
 
 def render_files(
     s: Instance,
-    passwords: valkey_conf.Passwords,
+    passwords: acl.Passwords,
     upstream: valkey_conf.Upstream | None,
     ca_bundle: str | None,
     denied_commands: Sequence[str],
 ) -> dict[str, str]:
     """Secret keys -> file contents. ``ca_bundle`` set means TLS."""
     tls = valkey_conf.TlsFiles(TLS_CERT_FILE, TLS_KEY_FILE, CA_FILE) if ca_bundle else None
-    settings = server_settings(s, upstream, tls)
-    users = valkey_conf.server_users(passwords, denied_commands)
     files = {
-        CONFIG_KEY: valkey_conf.render_valkey_conf(settings),
+        CONFIG_KEY: valkey_conf.render_valkey_conf(server_settings(s, upstream, tls)),
         PROBE_PASSWORD_KEY: passwords.probe,
         RELOADER_PASSWORD_KEY: passwords.reloader,
     }
     if passwords.metrics:
-        users.append(valkey_conf.AclUser(exporter.EXPORTER_USER, passwords.metrics, exporter.EXPORTER_RULES))
-        # The exporter logs in with the current password; the ACL also accepts the previous one.
-        files[exporter.SECRET_KEY] = exporter.password_file(s.port, passwords.metrics[0], tls=ca_bundle is not None)
-    files[ACL_KEY] = valkey_conf.render_acl(users)
+        files[EXPORTER_PASSWORD_KEY] = exporter.password_file(s.port, passwords.metrics[0], tls=ca_bundle is not None)
+    files[ACL_KEY] = acl.render_acl(acl.server_users(passwords, denied_commands))
     if ca_bundle:
         files[CA_KEY] = ca_bundle
     return files

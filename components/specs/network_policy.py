@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pulumi_kubernetes as k8s
 
-from .config_security import ClientPeer
+from ..config.security import ClientPeer
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 

@@ -1,31 +1,12 @@
-"""Pure functions that render Valkey's configuration files. No Pulumi in here.
+"""valkey.conf, rendered from validated settings.
 
-``render_valkey_conf`` writes valkey.conf, ``render_acl`` the ACL file. Passwords reach the ACL
-file only as SHA-256 hashes; the one plaintext secret in valkey.conf is a replica's ``masterauth``.
-Both files live in a Kubernetes Secret, never in a ConfigMap or on a command line.
+The one plaintext secret in it is a replica's ``masterauth``; the file lives in a Kubernetes Secret,
+never in a ConfigMap or on a command line. The users are in ``render.acl``.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-REPLICATION_USER = "replication"
-PROBE_USER = "probe"
-RELOADER_USER = "reloader"
-ADMIN_USER = "admin"
-
-# The replication user's commands, measured on Valkey 8.1.8: PSYNC is the sync itself (without
-# it a replica falls back to SYNC and every reconnect is a full resync), REPLCONF carries the
-# replica's listening port and offset ACKs (without it the primary cannot track lag). PING is
-# not needed: a replica's handshake PING is accepted even when it is refused.
-REPLICATION_RULES = "-@all +psync +replconf"
-PROBE_RULES = "-@all +ping"
-# Applies changed credentials and renewed certificates without a restart: ACL LOAD re-reads the
-# ACL file, CONFIG SET masterauth / tls-cert-file takes the new values.
-RELOADER_RULES = "-@all +acl|load +config|set"
-ALL_KEYS_ALL_COMMANDS = "~* &* +@all"
 
 
 @dataclass(frozen=True)
@@ -65,14 +46,6 @@ class ServerSettings:
     """AOF on; off only for local instances whose data may be lost with the pod."""
     aof_rewrite_min_size: int | None = None
     """``auto-aof-rewrite-min-size``; None keeps Valkey's 64mb."""
-
-
-@dataclass(frozen=True)
-class AclUser:
-    name: str
-    passwords: tuple[str, ...]
-    """Plaintext passwords; the file gets their SHA-256. Two during a rotation, else one."""
-    rules: str
 
 
 def quote(value: str) -> str:
@@ -149,46 +122,4 @@ def _listeners(s: ServerSettings) -> list[str]:
         f"tls-ca-cert-file {quote(s.tls.ca)}",
         "tls-auth-clients no",
         "tls-replication yes",
-    ]
-
-
-def password_hash(password: str) -> str:
-    return hashlib.sha256(password.encode()).hexdigest()
-
-
-def render_acl(users: Sequence[AclUser]) -> str:
-    lines = []
-    for user in users:
-        if not user.passwords:
-            raise ValueError(f"ACL user {user.name} has no password")
-        hashes = " ".join(f"#{password_hash(p)}" for p in user.passwords)
-        lines.append(f"user {user.name} on {hashes} resetchannels {user.rules}")
-    return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True)
-class Passwords:
-    """Plaintext passwords of one instance's users. Users that rotate live hold the current
-    password first and, while a rotation accepts it, the previous one."""
-
-    client: tuple[str, ...]
-    replication: tuple[str, ...]
-    probe: str
-    reloader: str
-    admin: str
-    metrics: tuple[str, ...] = ()
-    """The metrics exporter's user; none without the exporter sidecar."""
-
-
-def server_users(passwords: Passwords, denied_commands: Sequence[str] = ()) -> list[AclUser]:
-    """The ACL every instance gets, primary or replica (a replica may be promoted)."""
-    denied = "".join(f" -{command}" for command in denied_commands)
-    return [
-        # Applications keep the seed's `AUTH <password>`: that authenticates the default user.
-        AclUser("default", passwords.client, ALL_KEYS_ALL_COMMANDS + denied),
-        AclUser(REPLICATION_USER, passwords.replication, REPLICATION_RULES),
-        AclUser(PROBE_USER, (passwords.probe,), PROBE_RULES),
-        AclUser(RELOADER_USER, (passwords.reloader,), RELOADER_RULES),
-        # Operators (promotion, break-glass); its password is in a Secret, never in the pod.
-        AclUser(ADMIN_USER, (passwords.admin,), ALL_KEYS_ALL_COMMANDS),
     ]

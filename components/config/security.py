@@ -4,30 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
-from .config_names import DnsLabel, DnsSubdomain, LabelKey, LabelValue
-from .config_pem import PemBundle
-from .config_types import MODEL_CONFIG, Integer, within
+from .names import DnsLabel, DnsSubdomain, LabelKey, LabelValue
+from .pem import PemBundle
+from .types import ConfigModel, Integer, within
 from .valkey_commands import category_members, known_categories, known_commands, versions, versions_knowing
 
 MAX_LIST = 64
 """Upper bound of every list and map in the config a person writes by hand (CIDRs, clients, labels)."""
 
 
-class _Model(BaseModel):
-    model_config = MODEL_CONFIG
-
-
-class IssuerRef(_Model):
+class IssuerRef(ConfigModel):
     """The cert-manager Issuer or ClusterIssuer that signs the server certificates."""
 
     name: DnsSubdomain
     kind: Literal["Issuer", "ClusterIssuer"] = "ClusterIssuer"
 
 
-class Tls(_Model):
+class Tls(ConfigModel):
     """TLS for every client and replication connection of the stack's instances.
 
     On by default whenever the stack has a DR instance (its replication crosses regions).
@@ -47,7 +43,7 @@ class Tls(_Model):
 PodLabels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LIST)]
 
 
-class ClientPeer(_Model):
+class ClientPeer(ConfigModel):
     """Pods allowed to connect as clients."""
 
     namespace: DnsLabel
@@ -55,7 +51,7 @@ class ClientPeer(_Model):
     """Only pods with these labels; empty means every pod of the namespace."""
 
 
-class NetworkPolicy(_Model):
+class NetworkPolicy(ConfigModel):
     """Default deny for Valkey pods, then: clients from ``clients``, metrics scrapes from
     ``monitoringNamespace``, replication from ``externalService.loadBalancerSourceRanges``."""
 
@@ -67,7 +63,7 @@ class NetworkPolicy(_Model):
 MAX_GENERATION = 10_000
 
 
-class Rotation(_Model):
+class Rotation(ConfigModel):
     """One password's rotation state. Raise ``generation`` to get a new password; keep
     ``acceptPrevious`` true until every client has the new one, then set it false."""
 
@@ -75,7 +71,7 @@ class Rotation(_Model):
     accept_previous: bool = False
 
 
-class PasswordRotation(_Model):
+class PasswordRotation(ConfigModel):
     """Passwords that rotate without restarting Valkey (the reloader sidecar applies them)."""
 
     client: Rotation = Rotation()

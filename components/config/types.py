@@ -4,7 +4,7 @@ references, CIDRs, URLs.
 One parser per value type, which reads the whole value or refuses it (no trailing text, no
 fractions where a whole number is needed), and bounds per field (``within``, ``size_within``,
 ``duration_within``). Each error message says what is accepted, so the config loader can report
-"key, value given, what is accepted" without knowing the type. Names are in ``config_names``.
+"key, value given, what is accepted" without knowing the type. Names are in ``config.names``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, ByteSize, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ByteSize, ConfigDict
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -30,6 +30,13 @@ MODEL_CONFIG = ConfigDict(
     frozen=True,
 )
 """Every stack config model's settings: camelCase keys, unknown keys refused, immutable."""
+
+
+class ConfigModel(BaseModel):
+    """Base of every stack config model."""
+
+    model_config = MODEL_CONFIG
+
 
 KIB = 1024
 MIB = 1024**2

@@ -14,11 +14,10 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .config import StackConfig
-from .config_checks import Problem, cross_checks, not_shown
-from .config_names import DnsLabel
-
-PROJECT = "valkey"
+from .checks import cross_checks
+from .models import StackConfig
+from .names import DnsLabel
+from .problems import PROJECT, Problem, format_problems, not_shown
 
 
 def raw_stack_config(project: str = PROJECT) -> dict[str, Any]:
@@ -86,18 +85,6 @@ def parse_stack_config(
         cfg = cfg.model_copy(update={"region": stack})
     problems = cross_checks(cfg, qualified or stack)
     return (None if problems else cfg), problems
-
-
-def format_problems(problems: list[Problem], stack: str, project: str = PROJECT, title: str | None = None) -> str:
-    """One line per problem under a title: ``  <project>:<key>: given <value>; accepted: <what>``."""
-    title = title or f"Invalid configuration for stack {stack!r}"
-    lines = [f"{title} ({len(problems)} problem(s)):"]
-    for p in problems:
-        given = "nothing (not set)" if p.given is None else repr(p.given)
-        if isinstance(p.given, bool):
-            given = str(p.given).lower()  # as a stack file writes it
-        lines.append(f"  {project}:{p.key}: given {given}; accepted: {p.accepted}")
-    return "\n".join(lines)
 
 
 def load_stack_config(project: str = PROJECT) -> StackConfig:

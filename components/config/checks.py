@@ -2,50 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pydantic import ByteSize
 
-from .config import (
-    MAX_BACKLOG,
-    MAXMEMORY_SHARE_OF_LIMIT,
-    StackConfig,
-    backlog_bytes,
-    external_host,
-    memory_limit_bytes,
-    server_maxmemory_bytes,
-    tls_enabled,
-)
-from .config_names import DNS_SUBDOMAIN_MAX
-from .config_types import cpu_millis, human
-from .exporter import METRICS_PORT
-from .object_names import InstanceNames
+from ..object_names import EXTERNAL_DNS_HOSTNAME, InstanceNames
+from ..sizing import backlog_bytes, largest_server_maxmemory, memory_limit_bytes, server_maxmemory_bytes
+from .models import MAX_BACKLOG, METRICS_PORT, StackConfig, external_host, tls_enabled
+from .names import DNS_SUBDOMAIN_MAX
+from .problems import Described, Problem, described_size
+from .types import cpu_millis, human
 
-EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
 ANNOTATIONS_MAX = 256 * 1024
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the configuration, phrased for the person who wrote it."""
-
-    key: str
-    """Config key path without the namespace, e.g. ``instances.sessions.maxmemory``."""
-    given: object
-    accepted: str
-
-
-class Described(str):
-    """A given value already phrased for the reader (``2147483648 bytes (2Gi)``): shown unquoted."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def not_shown(given: object) -> Described:
-    """In place of a value that may be secret: its size only."""
-    size = f"{len(given)} characters" if isinstance(given, str | list | dict) else type(given).__name__
-    return Described(f"<a value of {size}, not shown: it may be secret>")
 
 
 def cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
@@ -105,13 +71,13 @@ def _cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
             problems.append(Problem(f"{key}.externalHost", inst.external_host, "only on instances with dr: true"))
         limit = memory_limit_bytes(inst)
         server = server_maxmemory_bytes(inst)
-        if server > limit * MAXMEMORY_SHARE_OF_LIMIT:
+        if server > largest_server_maxmemory(limit):
             backlog = backlog_bytes(inst)
             problems.append(
                 Problem(
                     f"{key}.maxmemory",
                     described_size(inst.maxmemory),
-                    f"at most {ByteSize(int(limit * MAXMEMORY_SHARE_OF_LIMIT) - backlog).human_readable()}: "
+                    f"at most {ByteSize(largest_server_maxmemory(limit) - backlog).human_readable()}: "
                     f"maxmemory plus the {ByteSize(backlog).human_readable()} replication backlog (Valkey "
                     f"counts it in maxmemory) may use 80% of the {ByteSize(limit).human_readable()} memory "
                     "limit (resources.memory)",
@@ -280,7 +246,3 @@ def _monitoring_checks(cfg: StackConfig) -> list[Problem]:
             )
         ]
     return []
-
-
-def described_size(value: int) -> Described:
-    return Described(f"{int(value)} bytes ({human(int(value))})")

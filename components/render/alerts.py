@@ -4,7 +4,7 @@ Pure functions, no Pulumi: ``rule_groups(thresholds, runbook_base)`` returns pla
 both a PrometheusRule's ``spec.groups`` and, under a top-level ``groups:`` key, a Prometheus rule
 file (which is how ``promtool`` tests them).
 
-What the rules assume of the scrape (the ServiceMonitor in ``components.monitoring`` and the static
+What the rules assume of the scrape (the ServiceMonitor of ``components.specs.monitoring`` and the static
 targets of the end-to-end test do exactly this). Every series of a Valkey pod's exporter carries:
 
 - ``job="valkey"``: every selector below is restricted to it, so other Redis exporters in the cluster
@@ -53,12 +53,12 @@ in case a later Valkey or exporter renames them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from ..config.models import AlertThresholds
+
 JOB = "valkey"
-REPL_PING_PERIOD_SECONDS = 10
-"""Valkey's default ``repl-ping-replica-period``: an idle replica hears from its primary this often."""
 
 ALERTS = (
     "ValkeyDown",
@@ -79,47 +79,13 @@ RECORDS = (
 )
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """When alerts fire. Durations are whole seconds."""
-
-    replication_lag_bytes: int = 64 * 1024**2
-    """Bytes a replica may be behind its primary (primary's view)."""
-    replication_lag_seconds: int = 30
-    """Seconds without an acknowledgement (primary's view) or without a byte from the primary
-    (replica's view). Must exceed the 10 s ping period, or an idle link would alert."""
-    memory_ratio: float = 0.9
-    """used_memory / maxmemory above which memory is nearly full."""
-    link_down_for: int = 120
-    replication_lag_for: int = 300
-    no_replica_for: int = 600
-    memory_for: int = 600
-    down_for: int = 120
-    eviction_window: int = 300
-    """Window over which any eviction on a noeviction instance alerts."""
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.replication_lag_bytes <= 0:
-            problems.append(f"replication_lag_bytes must be positive, got {self.replication_lag_bytes}")
-        if self.replication_lag_seconds <= REPL_PING_PERIOD_SECONDS:
-            problems.append(
-                f"replication_lag_seconds must exceed the {REPL_PING_PERIOD_SECONDS} s replication ping period, "
-                f"got {self.replication_lag_seconds}"
-            )
-        if not 0 < self.memory_ratio < 1:
-            problems.append(f"memory_ratio must be between 0 and 1, got {self.memory_ratio}")
-        for name in ("link_down_for", "replication_lag_for", "no_replica_for", "memory_for", "down_for"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must not be negative, got {getattr(self, name)}")
-        if self.eviction_window <= 0:
-            problems.append(f"eviction_window must be positive, got {self.eviction_window}")
-        if problems:
-            raise ValueError("; ".join(problems))
-
-
-def duration(seconds: int) -> str:
+def duration(length: timedelta | int) -> str:
     """A Prometheus duration: ``2m`` rather than ``120s`` where it divides evenly."""
+    seconds = int(length.total_seconds()) if isinstance(length, timedelta) else length
+    return _duration(seconds)
+
+
+def _duration(seconds: int) -> str:
     for unit, length in (("h", 3600), ("m", 60)):
         if seconds and seconds % length == 0:
             return f"{seconds // length}{unit}"
@@ -183,7 +149,9 @@ def recording_rules() -> list[dict[str, Any]]:
     ]
 
 
-def _alert(name: str, expr: str, *, for_: int, severity: str, summary: str, description: str) -> dict[str, Any]:
+def _alert(
+    name: str, expr: str, *, for_: timedelta | int, severity: str, summary: str, description: str
+) -> dict[str, Any]:
     return {
         "alert": name,
         "expr": expr,
@@ -193,10 +161,11 @@ def _alert(name: str, expr: str, *, for_: int, severity: str, summary: str, desc
     }
 
 
-def alerting_rules(t: Thresholds, runbook_base: str) -> list[dict[str, Any]]:
+def alerting_rules(t: AlertThresholds, runbook_base: str) -> list[dict[str, Any]]:
     """Annotations template only ``$labels`` (never ``$value``), so a test can predict them exactly."""
     where = "Valkey {{ $labels.instance }} in {{ $labels.region }}"
     window = duration(t.eviction_window)
+    lag_seconds = int(t.replication_lag_seconds.total_seconds())
     rules = [
         _alert(
             "ValkeyDown",
@@ -218,21 +187,21 @@ def alerting_rules(t: Thresholds, runbook_base: str) -> list[dict[str, Any]]:
         ),
         _alert(
             "ValkeyReplicationLagBytes",
-            f"valkey_replication_lag > {t.replication_lag_bytes}",
+            f"valkey_replication_lag > {int(t.replication_lag_bytes)}",
             for_=t.replication_lag_for,
             severity="warning",
             summary=f"Replica {{{{ $labels.replica }}}} of {where} is behind",
-            description=f"The primary has written more than {size(t.replication_lag_bytes)} that the replica has "
+            description=f"The primary has written more than {size(int(t.replication_lag_bytes))} that the replica has "
             f"not acknowledged, for {duration(t.replication_lag_for)}.",
         ),
         _alert(
             "ValkeyReplicationLagSeconds",
-            f"({_with_role(_m('redis_connected_slave_lag_seconds'))} > {t.replication_lag_seconds})"
-            f" or (valkey_replica_last_io_seconds > {t.replication_lag_seconds})",
+            f"({_with_role(_m('redis_connected_slave_lag_seconds'))} > {lag_seconds})"
+            f" or (valkey_replica_last_io_seconds > {lag_seconds})",
             for_=t.replication_lag_for,
             severity="warning",
             summary=f"Replication of {where} is stalled",
-            description=f"More than {t.replication_lag_seconds} s without an acknowledgement from the replica "
+            description=f"More than {lag_seconds} s without an acknowledgement from the replica "
             f"(primary's view) or without data from the primary (replica's view), for "
             f"{duration(t.replication_lag_for)}.",
         ),
@@ -273,7 +242,7 @@ def alerting_rules(t: Thresholds, runbook_base: str) -> list[dict[str, Any]]:
     return rules
 
 
-def rule_groups(thresholds: Thresholds, runbook_base: str) -> list[dict[str, Any]]:
+def rule_groups(thresholds: AlertThresholds, runbook_base: str) -> list[dict[str, Any]]:
     """``spec.groups`` of the PrometheusRule; ``runbook_base`` is the README's URL, without ``#``."""
     return [
         {"name": "valkey.recording", "rules": recording_rules()},

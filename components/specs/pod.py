@@ -5,27 +5,29 @@ Everything a pod reviewer checks is decided here, in one function, from plain va
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from ..object_names import DATA_CLAIM
+from ..render import exporter as exporter_flags
+from ..render.acl import PROBE_USER, RELOADER_USER
+from ..render.paths import (
+    ACL_FILE,
+    CA_FILE,
+    CONFIG_DIR,
+    CONFIG_FILE,
+    DATA_DIR,
+    PROBE_PASSWORD_FILE,
+    RELOADER_PASSWORD_FILE,
+    TLS_CERT_FILE,
+    TLS_DIR,
+    TLS_KEY_FILE,
+)
+from ..sizing import mebibytes
 from . import exporter
-from .object_names import DATA_CLAIM
 from .security_context import restricted
-from .valkey_conf import PROBE_USER, RELOADER_USER
-
-CONFIG_DIR = "/etc/valkey"
-TLS_DIR = "/etc/valkey-tls"
-DATA_DIR = "/data"
-CONFIG_FILE = f"{CONFIG_DIR}/valkey.conf"
-ACL_FILE = f"{CONFIG_DIR}/users.acl"
-CA_FILE = f"{CONFIG_DIR}/ca-bundle.crt"
-PROBE_PASSWORD_FILE = f"{CONFIG_DIR}/probe-password"
-RELOADER_PASSWORD_FILE = f"{CONFIG_DIR}/reloader-password"
-TLS_CERT_FILE = f"{TLS_DIR}/tls.crt"
-TLS_KEY_FILE = f"{TLS_DIR}/tls.key"
 
 # The official image's valkey user (alpine variant): uid 999, gid 1000.
 VALKEY_UID = 999
@@ -47,13 +49,9 @@ class PodSettings:
     persistence: bool = True
     """False: /data is an emptyDir, gone with the pod."""
     metrics_exporter: bool = False
-    """Add the redis_exporter sidecar (components/exporter.py)."""
+    """Add the redis_exporter sidecar (specs/exporter.py)."""
     pod_labels: dict[str, str] | None = None
     """Labels on the pod only (not the selector), e.g. for the scrape's relabelings."""
-
-
-def mib(n: int) -> str:
-    return f"{-(-n // (1024 * 1024))}Mi"
 
 
 def cli(port: int, user: str, password_file: str, tls: bool) -> str:
@@ -111,7 +109,7 @@ def reloader_script(port: int, tls: bool, metrics_exporter: bool = False) -> str
         else ""
     )
     # After ACL LOAD, so the server already accepts the password the exporter re-reads.
-    exporter_reload = f"wget -q -O /dev/null {exporter.RELOAD_URL} || ok=0\n" if metrics_exporter else ""
+    exporter_reload = f"wget -q -O /dev/null {exporter_flags.RELOAD_URL} || ok=0\n" if metrics_exporter else ""
     # PID 1 ignores signals it does not handle: without the trap every pod stop would wait for
     # the whole grace period; `sleep & wait` lets the trap run at once.
     return f"""trap 'exit 0' TERM INT
@@ -133,7 +131,7 @@ done
 
 def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k8s.core.v1.PodTemplateSpecArgs:
     tls = s.tls_secret is not None
-    limits = {"memory": mib(s.memory_bytes)}
+    limits = {"memory": mebibytes(s.memory_bytes)}
     if s.cpu_limit is not None:
         limits["cpu"] = s.cpu_limit
 
@@ -156,7 +154,7 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
         command=["valkey-server", CONFIG_FILE],
         ports=[k8s.core.v1.ContainerPortArgs(name="valkey", container_port=s.port, protocol="TCP")],
         resources=k8s.core.v1.ResourceRequirementsArgs(
-            requests={"cpu": s.cpu_request, "memory": mib(s.memory_bytes)}, limits=limits
+            requests={"cpu": s.cpu_request, "memory": mebibytes(s.memory_bytes)}, limits=limits
         ),
         security_context=restricted(VALKEY_UID, VALKEY_GID),
         volume_mounts=[*mounts, k8s.core.v1.VolumeMountArgs(name=DATA_CLAIM, mount_path=DATA_DIR)],
@@ -194,7 +192,7 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
     containers = [server, reloader]
     if s.metrics_exporter:
         containers.append(exporter.container(s.port, tls=tls))
-        volumes.append(exporter.volume(s.config_secret, ca_key=posixpath.basename(CA_FILE) if tls else None))
+        volumes.append(exporter.volume(s.config_secret, tls=tls))
     return k8s.core.v1.PodTemplateSpecArgs(
         metadata=k8s.meta.v1.ObjectMetaArgs(labels={**s.labels, **(s.pod_labels or {})}, annotations=annotations),
         spec=k8s.core.v1.PodSpecArgs(

@@ -1,0 +1,43 @@
+"""Where every file a Valkey pod reads lives, and under which key of its config Secret.
+
+The one home of these paths: valkey.conf names them, the pod spec mounts them, the scripts read
+them, and tests point them elsewhere (``valkey_process.localized``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+CONFIG_DIR = "/etc/valkey"
+"""The config Secret, mounted read-only in the server and reloader containers."""
+TLS_DIR = "/etc/valkey-tls"
+"""The server certificate's Secret (tls.crt, tls.key)."""
+DATA_DIR = "/data"
+"""The PersistentVolume (or an emptyDir without persistence): the append-only file."""
+
+CONFIG_FILE = f"{CONFIG_DIR}/valkey.conf"
+ACL_FILE = f"{CONFIG_DIR}/users.acl"
+CA_FILE = f"{CONFIG_DIR}/ca-bundle.crt"
+PROBE_PASSWORD_FILE = f"{CONFIG_DIR}/probe-password"
+RELOADER_PASSWORD_FILE = f"{CONFIG_DIR}/reloader-password"
+TLS_CERT_FILE = f"{TLS_DIR}/tls.crt"
+TLS_KEY_FILE = f"{TLS_DIR}/tls.key"
+
+EXPORTER_DIR = "/etc/valkey-exporter"
+"""The exporter sidecar's own projection of the config Secret: its password file and the CA bundle."""
+EXPORTER_PASSWORD_FILE = f"{EXPORTER_DIR}/password.json"
+EXPORTER_CA_FILE = f"{EXPORTER_DIR}/ca-bundle.crt"
+
+
+def secret_key(path: str) -> str:
+    """The config Secret's key of a file mounted from it: the file's name."""
+    return posixpath.basename(path)
+
+
+CONFIG_KEY = secret_key(CONFIG_FILE)
+ACL_KEY = secret_key(ACL_FILE)
+CA_KEY = secret_key(CA_FILE)
+PROBE_PASSWORD_KEY = secret_key(PROBE_PASSWORD_FILE)
+RELOADER_PASSWORD_KEY = secret_key(RELOADER_PASSWORD_FILE)
+EXPORTER_PASSWORD_KEY = "exporter-password.json"
+"""Projected as ``EXPORTER_PASSWORD_FILE`` into the exporter sidecar only."""

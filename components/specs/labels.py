@@ -1,0 +1,44 @@
+"""Every label this program puts on Kubernetes objects, and what reads each one.
+
+Selectors (``selector_labels``) never change: a StatefulSet's selector is immutable. The pod-only
+labels feed the scrape's relabelings (``specs.monitoring``); the role labels are what the policy
+pack (policy/) keys on.
+"""
+
+from __future__ import annotations
+
+PART_OF = "valkey"
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+"""Also the ``instance`` label of every scraped series."""
+DR_LABEL = "valkey.io/dr"
+"""On the pod (for the scrape) and on the StatefulSet and config Secret (for the policy pack)."""
+ROLE_LABEL = "valkey.io/role"
+POLICY_POD_LABEL = "valkey.io/maxmemory-policy"
+
+
+def selector_labels(instance: str) -> dict[str, str]:
+    """Pod selector labels: never change them, a StatefulSet's selector is immutable."""
+    return {NAME_LABEL: "valkey", INSTANCE_LABEL: instance}
+
+
+def instance_labels(instance: str, component: str = "server") -> dict[str, str]:
+    """Labels for objects of one instance. ``selector_labels`` is the stable subset."""
+    return {
+        **selector_labels(instance),
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def role_labels(dr: bool, role: str) -> dict[str, str]:
+    """What the policy pack keys on (a DR primary must persist). Only on the StatefulSet and the
+    config Secret: on the pod template or claim template a change would roll or replace."""
+    return {DR_LABEL: str(dr).lower(), ROLE_LABEL: role}
+
+
+def scrape_labels(dr: bool, maxmemory_policy: str) -> dict[str, str]:
+    """Labels the Valkey pod template carries for the scrape: whether the instance is replicated to
+    the other region, and its configured eviction policy."""
+    return {DR_LABEL: str(dr).lower(), POLICY_POD_LABEL: maxmemory_policy}

@@ -1,0 +1,84 @@
+"""The ServiceMonitor and PrometheusRule specs of a stack, from its settings.
+
+The scrape labels the rules rely on (see ``render.alerts``) are set here: ``job="valkey"``,
+``region`` (static), ``instance`` from the pod label ``app.kubernetes.io/instance``, ``dr`` and
+``eviction_policy`` from the pod labels of ``labels.scrape_labels()``, which the pod template carries.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config.models import StackConfig
+from ..render.alerts import JOB, rule_groups
+from .exporter import PORT_NAME
+from .labels import DR_LABEL, INSTANCE_LABEL, NAME_LABEL, POLICY_POD_LABEL
+
+API_VERSION = "monitoring.coreos.com/v1"
+
+
+def meta_label(pod_label: str) -> str:
+    """Prometheus' Kubernetes discovery label for a pod label (characters outside [a-zA-Z0-9_] become _)."""
+    return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", pod_label)
+
+
+def relabelings(region: str) -> list[dict[str, Any]]:
+    """The endpoint's relabelings, in the CRD's camelCase. They run after the operator's own (which
+    set job to the Service name, namespace, pod, ...), so job is overridden here."""
+    return [
+        {"action": "replace", "targetLabel": "job", "replacement": JOB},
+        {"action": "replace", "targetLabel": "region", "replacement": region},
+        {"action": "replace", "sourceLabels": [meta_label(INSTANCE_LABEL)], "targetLabel": "instance"},
+        {"action": "replace", "sourceLabels": [meta_label(DR_LABEL)], "targetLabel": "dr"},
+        {"action": "replace", "sourceLabels": [meta_label(POLICY_POD_LABEL)], "targetLabel": "eviction_policy"},
+    ]
+
+
+@dataclass
+class MonitoringArgs:
+    namespace: str
+    """Namespace of the Valkey Services, and of the ServiceMonitor and PrometheusRule."""
+    region: str
+    """Value of the ``region`` label on every series."""
+    selector: dict[str, str]
+    """Labels that select the Services carrying the ``metrics`` port. Exactly one Service per pod may
+    have that port (the headless one), or every series is scraped twice and the rules' joins fail."""
+    rule_groups: list[dict[str, Any]]
+    """``spec.groups`` of the PrometheusRule: ``render.alerts.rule_groups(...)``."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Extra labels on both objects, e.g. ``release: prometheus``, by which a Prometheus selects them."""
+    scrape_interval_seconds: int = 30
+    """How often Prometheus scrapes each exporter."""
+
+
+def monitoring_args(cfg: StackConfig) -> MonitoringArgs:
+    """The stack's monitoring settings, as the Monitoring component's arguments."""
+    monitoring = cfg.monitoring
+    return MonitoringArgs(
+        namespace=cfg.namespace,
+        region=cfg.region or "",
+        selector={NAME_LABEL: "valkey"},
+        rule_groups=rule_groups(monitoring.thresholds, monitoring.runbook_url),
+        labels=monitoring.labels,
+        scrape_interval_seconds=int(monitoring.scrape_interval.total_seconds()),
+    )
+
+
+def service_monitor_spec(args: MonitoringArgs) -> dict[str, Any]:
+    interval = args.scrape_interval_seconds
+    return {
+        "selector": {"matchLabels": args.selector},
+        "namespaceSelector": {"matchNames": [args.namespace]},
+        "endpoints": [
+            {
+                "port": PORT_NAME,
+                "path": "/metrics",
+                "interval": f"{interval}s",
+                # Prometheus refuses a timeout longer than the interval.
+                "scrapeTimeout": f"{min(interval, 10)}s",
+                "relabelings": relabelings(args.region),
+            }
+        ],
+    }

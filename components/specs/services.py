@@ -1,0 +1,49 @@
+"""The Services of an instance: headless (pod DNS names, the metrics port), client (ClusterIP),
+and on a DR primary the LoadBalancer the other region replicates through."""
+
+from __future__ import annotations
+
+import pulumi_kubernetes as k8s
+
+from ..config.models import METRICS_PORT
+from .exporter import PORT_NAME as METRICS_PORT_NAME
+
+VALKEY_PORT_NAME = "valkey"
+
+
+def valkey_port(port: int) -> k8s.core.v1.ServicePortArgs:
+    return k8s.core.v1.ServicePortArgs(name=VALKEY_PORT_NAME, port=port, target_port=VALKEY_PORT_NAME, protocol="TCP")
+
+
+def metrics_port() -> k8s.core.v1.ServicePortArgs:
+    return k8s.core.v1.ServicePortArgs(
+        name=METRICS_PORT_NAME, port=METRICS_PORT, target_port=METRICS_PORT_NAME, protocol="TCP"
+    )
+
+
+def headless_spec(selector: dict[str, str], port: int, metrics: bool) -> k8s.core.v1.ServiceSpecArgs:
+    return k8s.core.v1.ServiceSpecArgs(
+        cluster_ip="None",
+        publish_not_ready_addresses=True,
+        selector=selector,
+        # The only Service with the metrics port: on two, every series would be scraped twice.
+        ports=[valkey_port(port)] + ([metrics_port()] if metrics else []),
+    )
+
+
+def client_spec(selector: dict[str, str], port: int) -> k8s.core.v1.ServiceSpecArgs:
+    return k8s.core.v1.ServiceSpecArgs(type="ClusterIP", selector=selector, ports=[valkey_port(port)])
+
+
+def external_spec(
+    selector: dict[str, str], port: int, load_balancer_class: str | None, source_ranges: list[str]
+) -> k8s.core.v1.ServiceSpecArgs:
+    return k8s.core.v1.ServiceSpecArgs(
+        type="LoadBalancer",
+        # Local keeps the client's source address, which source ranges and network policies match on.
+        external_traffic_policy="Local",
+        load_balancer_class=load_balancer_class,
+        load_balancer_source_ranges=source_ranges or None,
+        selector=selector,
+        ports=[valkey_port(port)],
+    )

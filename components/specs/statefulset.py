@@ -1,0 +1,70 @@
+"""The StatefulSet of an instance and the patch that grows its volume."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ..object_names import DATA_CLAIM
+from ..sizing import mebibytes
+
+CLAIM_SIZE_FIELD = "spec.volumeClaimTemplates[0].spec.resources.requests.storage"
+"""The template's size only sizes new claims and cannot change in place (a change would replace
+the StatefulSet): Pulumi ignores changes to it, and the claims grow by ``claim_size_patch``."""
+
+
+def data_claim_template(
+    labels: dict[str, str], size_bytes: int, storage_class: str | None
+) -> k8s.core.v1.PersistentVolumeClaimArgs:
+    return k8s.core.v1.PersistentVolumeClaimArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=DATA_CLAIM, labels=labels),
+        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteOnce"],
+            storage_class_name=storage_class,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": mebibytes(size_bytes)}),
+        ),
+    )
+
+
+def statefulset_spec(
+    *,
+    service_name: pulumi.Input[str],
+    selector: dict[str, str],
+    template: k8s.core.v1.PodTemplateSpecArgs,
+    claim: k8s.core.v1.PersistentVolumeClaimArgs | None,
+) -> k8s.apps.v1.StatefulSetSpecArgs:
+    return k8s.apps.v1.StatefulSetSpecArgs(
+        service_name=service_name,
+        replicas=1,
+        selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+        update_strategy=k8s.apps.v1.StatefulSetUpdateStrategyArgs(type="RollingUpdate"),
+        # The data outlives the StatefulSet: deleting or replacing it keeps the volume.
+        persistent_volume_claim_retention_policy=k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
+            when_deleted="Retain", when_scaled="Retain"
+        ),
+        volume_claim_templates=[claim] if claim is not None else None,
+        template=template,
+    )
+
+
+def claim_size_patch(
+    claim: str, namespace: str, size_bytes: int
+) -> tuple[k8s.meta.v1.ObjectMetaPatchArgs, k8s.core.v1.PersistentVolumeClaimSpecPatchArgs]:
+    """Metadata and spec of the server-side-apply patch that keeps a claim's size: raising it
+    expands the volume in place (the StorageClass must allow expansion; Kubernetes refuses a shrink)."""
+    metadata = k8s.meta.v1.ObjectMetaPatchArgs(
+        name=claim,
+        namespace=namespace,
+        annotations={
+            # The claim was created (and sized) by the StatefulSet controller, which owns the field.
+            "pulumi.com/patchForce": "true",
+            # Its awaiter waits for Bound on a new claim, or for Pending under a
+            # WaitForFirstConsumer StorageClass: this claim is Bound already, so the await would
+            # never end there.
+            "pulumi.com/skipAwait": "true",
+        },
+    )
+    spec = k8s.core.v1.PersistentVolumeClaimSpecPatchArgs(
+        resources=k8s.core.v1.VolumeResourceRequirementsPatchArgs(requests={"storage": mebibytes(size_bytes)})
+    )
+    return metadata, spec
