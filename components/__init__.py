@@ -1,1 +1,42 @@
-"""Reusable Pulumi components for running Valkey on Kubernetes, and the pure code they use."""
+"""Valkey on Kubernetes, one region per stack: the layers, bottom to top.
+
+A module imports only from its own layer and the ones below (tests/test_layout.py checks it).
+
+config/            the stack configuration: the only part that reads Pulumi config
+  types.py         value types: sizes, durations, CPU, integers, images, CIDRs, URLs
+  names.py         name types: DNS labels and subdomains, label keys and values, port names
+  pem.py           CA bundles, parsed as certificates
+  valkey_commands.py  the commands and ACL categories the supported Valkey versions know (+ .json)
+  security.py      TLS, network policy, password rotation, denied commands
+  models.py        the stack file's schema and defaults (StackConfig, Instance, alert thresholds)
+  problems.py      a problem with the config, and the one message that lists them
+  checks.py        rules between fields, each reported at the key to change
+  loader.py        reads the valkey: keys, validates them, stops with one RunError
+object_names.py    every Kubernetes and Pulumi name an instance creates
+sizing.py          backlog, maxmemory, memory limit, volume size, AOF rewrite size
+render/            files, rendered from validated settings; never imports Pulumi
+  paths.py         where each file lives in the pod, and its config Secret key
+  acl.py           the ACL file: every user and what it may do
+  valkey_conf.py   valkey.conf
+  exporter.py      the metrics exporter's flags and password file
+  files.py         the config Secret's contents, and what needs a restart
+  alerts.py        Prometheus recording rules and alerts
+specs/             pulumi_kubernetes arguments built from settings; never creates a resource
+  labels.py        every label, and what reads it
+  security_context.py  the restricted container security context
+  pod.py           the pod template: containers, probes, reloader sidecar, volumes
+  exporter.py      the metrics sidecar's container and volume
+  services.py      headless, client and external (LoadBalancer) Services
+  disruption_budget.py  the PodDisruptionBudget
+  statefulset.py   the StatefulSet, its claim template, the claim-size patch
+  certificate.py   TLS sources, DNS names, the cert-manager Certificate
+  network_policy.py  the NetworkPolicy
+  monitoring.py    the ServiceMonitor (relabelings) and the PrometheusRule's arguments
+namespace.py       component: the namespace (Pod Security Standards labels)
+credentials.py     component: generated passwords and the Secrets that hold them
+valkey_server.py   component: one instance in one region; the order and options of its resources
+monitoring.py      component: the ServiceMonitor and PrometheusRule of a stack
+stack/             what a stack shows other stacks
+  outputs.py       the outputs contract
+  primary.py       reading and checking the primary region's outputs (a replica's upstream)
+"""

@@ -7,11 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-PSS_LABELS = {
-    f"pod-security.kubernetes.io/{mode}{suffix}": value
-    for mode in ("enforce", "audit", "warn")
-    for suffix, value in (("", "restricted"), ("-version", "latest"))
-}
+from .specs.labels import PSS_LABELS
 
 
 @dataclass

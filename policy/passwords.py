@@ -76,19 +76,25 @@ def command_line_passwords(container: Mapping[str, Any]) -> list[str]:
                 flag = password_flag(word) or (word if program in CLIENTS and word in CLIENT_PASSWORD_FLAGS else None)
                 if flag:
                     found.append(f"{where} passes {flag}")
-        text = " ".join(argv(source))
-        if _URI_WITH_PASSWORD.search(text):
-            found.append(f"{where} holds a URI with a password")
-        for name, value in _SHELL_ASSIGNMENT.findall(text):
-            if password_like(name) and _literal(value):
-                found.append(f"{where} sets {name} to a literal value")
-        for directive, value in _CONF_PASSWORD.findall(text):
-            if _literal(value):
-                found.append(f"{where} writes {directive.lower()} with a literal value")
-        for rules in _ACL_SETUSER.findall(text):
-            if any(re.match(r"^['\"]?>[^\s>&/]", rule) for rule in rules.split()):
-                found.append(f"{where} sets an ACL password with ACL SETUSER")
+        found += [f"{where} {reason}" for reason in _text_passwords(" ".join(argv(source)))]
     return list(dict.fromkeys(found))
+
+
+def _text_passwords(text: str) -> list[str]:
+    """Why a command line's text, read as shell and config syntax, holds a password."""
+    found = []
+    if _URI_WITH_PASSWORD.search(text):
+        found.append("holds a URI with a password")
+    for name, value in _SHELL_ASSIGNMENT.findall(text):
+        if password_like(name) and _literal(value):
+            found.append(f"sets {name} to a literal value")
+    for directive, value in _CONF_PASSWORD.findall(text):
+        if _literal(value):
+            found.append(f"writes {directive.lower()} with a literal value")
+    for rules in _ACL_SETUSER.findall(text):
+        if any(re.match(r"^['\"]?>[^\s>&/]", rule) for rule in rules.split()):
+            found.append("sets an ACL password with ACL SETUSER")
+    return found
 
 
 def check_no_passwords(resource_type: str, props: Mapping[str, Any], name: str = "") -> list[str]:

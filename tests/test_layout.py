@@ -4,6 +4,7 @@ creates a resource, and no module imports from a layer above its own."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,22 @@ def test_the_layer_check_sees_a_violation(tmp_path: Path) -> None:
         assert layer_of("specs") > layer_of("render")
     finally:
         fake.unlink()
+
+
+def test_the_package_docstring_maps_every_module() -> None:
+    """components/__init__.py is the map a newcomer opens first: it lists exactly the modules."""
+    text = (COMPONENTS / "__init__.py").read_text()
+    listed = set()
+    package = ""
+    for line in text.splitlines():
+        match = re.match(r"^( *)([a-z_]+)(/|\.py)\s", line)
+        if not match:
+            continue
+        indent, name, kind = match.groups()
+        if kind == "/":
+            package = name
+        else:
+            listed.add(f"{package}.{name}" if indent and package else name)
+            if not indent:
+                package = ""
+    assert listed == {module_name(p) for p in modules()}

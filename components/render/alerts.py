@@ -161,69 +161,70 @@ def _alert(
     }
 
 
-def alerting_rules(t: AlertThresholds, runbook_base: str) -> list[dict[str, Any]]:
+def alerting_rules(thresholds: AlertThresholds, runbook_base: str) -> list[dict[str, Any]]:
     """Annotations template only ``$labels`` (never ``$value``), so a test can predict them exactly."""
     where = "Valkey {{ $labels.instance }} in {{ $labels.region }}"
-    window = duration(t.eviction_window)
-    lag_seconds = int(t.replication_lag_seconds.total_seconds())
+    window = duration(thresholds.eviction_window)
+    lag_seconds = int(thresholds.replication_lag_seconds.total_seconds())
     rules = [
         _alert(
             "ValkeyDown",
             # redis_up: the exporter answers but Valkey does not; up: the exporter (the pod) is gone.
             f"max by (region, instance) ({_m('redis_up')} == 0) or max by (region, instance) ({_m('up')} == 0)",
-            for_=t.down_for,
+            for_=thresholds.down_for,
             severity="critical",
             summary=f"{where} is down",
-            description=f"Valkey or its exporter has not answered for {duration(t.down_for)}.",
+            description=f"Valkey or its exporter has not answered for {duration(thresholds.down_for)}.",
         ),
         _alert(
             "ValkeyReplicaLinkDown",
             "valkey_replica_link_up == 0",
-            for_=t.link_down_for,
+            for_=thresholds.link_down_for,
             severity="critical",
             summary=f"{where} lost its link to the primary",
-            description=f"The replica has not been connected to its primary for {duration(t.link_down_for)}: "
+            description=f"The replica has not been connected to its primary for {duration(thresholds.link_down_for)}: "
             "the DR copy is not being updated.",
         ),
         _alert(
             "ValkeyReplicationLagBytes",
-            f"valkey_replication_lag > {int(t.replication_lag_bytes)}",
-            for_=t.replication_lag_for,
+            f"valkey_replication_lag > {int(thresholds.replication_lag_bytes)}",
+            for_=thresholds.replication_lag_for,
             severity="warning",
             summary=f"Replica {{{{ $labels.replica }}}} of {where} is behind",
-            description=f"The primary has written more than {size(int(t.replication_lag_bytes))} that the replica has "
-            f"not acknowledged, for {duration(t.replication_lag_for)}.",
+            description=f"The primary has written more than {size(int(thresholds.replication_lag_bytes))} that the "
+            f"replica has not acknowledged, for {duration(thresholds.replication_lag_for)}.",
         ),
         _alert(
             "ValkeyReplicationLagSeconds",
             f"({_with_role(_m('redis_connected_slave_lag_seconds'))} > {lag_seconds})"
             f" or (valkey_replica_last_io_seconds > {lag_seconds})",
-            for_=t.replication_lag_for,
+            for_=thresholds.replication_lag_for,
             severity="warning",
             summary=f"Replication of {where} is stalled",
             description=f"More than {lag_seconds} s without an acknowledgement from the replica "
             f"(primary's view) or without data from the primary (replica's view), for "
-            f"{duration(t.replication_lag_for)}.",
+            f"{duration(thresholds.replication_lag_for)}.",
         ),
         _alert(
             "ValkeyNoReplicaConnected",
             f'(valkey_connected_replicas{{role="primary"}} == 0) and on (region, instance) '
             f"({_m('redis_up', dr='true')} == 1)",
-            for_=t.no_replica_for,
+            for_=thresholds.no_replica_for,
             severity="critical",
             summary=f"DR primary {where} has no replica",
-            description=f"No replica has been connected for {duration(t.no_replica_for)}: the instance has no "
+            description=f"No replica has been connected for {duration(thresholds.no_replica_for)}: the instance has no "
             "copy in the other region.",
         ),
         _alert(
             "ValkeyMemoryNearMaxmemory",
             # maxmemory 0 (no limit) is filtered out before dividing.
             f"max by (region, instance) ({_m('redis_memory_used_bytes')}) / on (region, instance) "
-            f"max by (region, instance) ({_m('redis_memory_max_bytes')} > 0) > {t.memory_ratio}",
-            for_=t.memory_for,
+            f"max by (region, instance) ({_m('redis_memory_max_bytes')} > 0) > {thresholds.memory_ratio}",
+            for_=thresholds.memory_for,
             severity="warning",
             summary=f"{where} is nearly full",
-            description=f"used_memory has been above {t.memory_ratio:.0%} of maxmemory for {duration(t.memory_for)}.",
+            description=f"used_memory has been above {thresholds.memory_ratio:.0%} of maxmemory for "
+            f"{duration(thresholds.memory_for)}.",
         ),
         _alert(
             "ValkeyEvictionsOnNoEvictionInstance",

@@ -15,6 +15,12 @@ DR_LABEL = "valkey.io/dr"
 """On the pod (for the scrape) and on the StatefulSet and config Secret (for the policy pack)."""
 ROLE_LABEL = "valkey.io/role"
 POLICY_POD_LABEL = "valkey.io/maxmemory-policy"
+PSS_LABELS = {
+    f"pod-security.kubernetes.io/{mode}{suffix}": value
+    for mode in ("enforce", "audit", "warn")
+    for suffix, value in (("", "restricted"), ("-version", "latest"))
+}
+"""On the namespace: the API server enforces Pod Security Standards "restricted" on every pod."""
 
 
 def selector_labels(instance: str) -> dict[str, str]:
