@@ -1,5 +1,6 @@
 """The documentation holds together: every relative link in README.md and docs/*.md reaches a file
-and, when it names an ``#anchor``, a heading of that file; the README indexes every docs/ page.
+and, when it names an ``#anchor``, a heading of that file; the README indexes every docs/ page; the
+configuration reference in docs/configuration.md is what the models' docstrings say.
 
 A page split or a renamed heading breaks links silently on GitHub; here it fails a test instead.
 """
@@ -8,9 +9,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 from harness import ROOT
+from pydantic import AfterValidator, BaseModel
+
+from components.config import StackConfig
+from offline import docs
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
@@ -87,3 +93,37 @@ def test_the_link_check_sees_links_and_ignores_code(tmp_path: Path) -> None:
 def test_the_readme_indexes_every_docs_page() -> None:
     linked = {(ROOT / t.partition("#")[0]).resolve() for t in relative_links(ROOT / "README.md")}
     assert [p.name for p in PAGES[1:] if p.resolve() not in linked] == []
+
+
+def test_the_configuration_reference_is_generated_from_the_current_models() -> None:
+    page = docs.PAGE.read_text()
+    assert docs.page_with_reference(page) == page, "stale configuration reference: run python -m offline.docs"
+
+
+def test_a_changed_docstring_makes_the_reference_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    page = docs.PAGE.read_text()
+    monkeypatch.setattr(StackConfig.model_fields["role"], "description", "Changed without regenerating.")
+    assert "| Changed without regenerating. |" in docs.page_with_reference(page) != page
+
+
+def test_the_reference_covers_nested_keys_with_their_bounds_and_defaults() -> None:
+    rows = {row.split(" | ")[0].strip("| `"): row for row in docs.configuration_reference().splitlines()[2:]}
+    assert "| size, 1Mi–1Ti | `2Gi` |" in rows["instances.<name>.maxmemory"]
+    assert "| duration, more than 10s, up to 7d | `30s` |" in rows["monitoring.thresholds.replicationLagSeconds"]
+    assert "| `Issuer` or `ClusterIssuer` | `ClusterIssuer` |" in rows["tls.issuer.kind"]
+    assert "| DNS label | required |" in rows["networkPolicy.clients[].namespace"]
+    assert "| whole number, 1–10000 | `1` |" in rows["passwordRotation.metrics.generation"]
+    assert "`client\\|kill`" in rows["deniedCommands"]  # a bare | would end the table cell
+    assert "default `<instance>.<region>.<externalDomain>`." in rows["instances.<name>.externalHost"]
+
+
+def test_a_validator_the_generator_cannot_describe_stops_it() -> None:
+    def _new_type(value: str) -> str:
+        return value
+
+    class Odd(BaseModel):
+        odd: Annotated[str, AfterValidator(_new_type)] = ""
+
+    (key,) = docs.config_keys(Odd)
+    with pytest.raises(ValueError, match="cannot describe"):
+        docs.accepted(key)
