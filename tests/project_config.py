@@ -4,7 +4,7 @@ Pulumi's project config types are string, integer, boolean and array (sdk/go/com
 project.json, ``simpleConfigType``): object-valued keys (instances, tls, ...) cannot be declared,
 and a declared key without a default is required by the CLI. So every scalar and list key is
 declared with its default ("" standing for "not set", which the loader reads as unset), and the
-object keys are documented in README.md's configuration reference instead.
+object keys are documented in docs/configuration.md's configuration reference instead.
 """
 
 from __future__ import annotations

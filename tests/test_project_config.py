@@ -24,10 +24,10 @@ def test_every_scalar_and_list_key_is_declared_as_the_models_define_it() -> None
     assert objects == {"instances", "tls", "networkPolicy", "passwordRotation", "externalService", "monitoring"}
 
 
-def test_object_keys_are_documented_in_the_readme_instead() -> None:
-    """Every field of the object keys has a row in the README's configuration tables."""
-    readme = (ROOT / "README.md").read_text()
-    rows = {m.group(1) for m in re.finditer(r"^\| `([^`]+)`", readme, flags=re.MULTILINE)}
+def test_object_keys_are_documented_in_the_configuration_reference_instead() -> None:
+    """Every field of the object keys has a row in docs/configuration.md's tables."""
+    reference = (ROOT / "docs" / "configuration.md").read_text()
+    rows = {m.group(1) for m in re.finditer(r"^\| `([^`]+)`", reference, flags=re.MULTILINE)}
     schema = StackConfig.model_json_schema(by_alias=True)
     _, objects = expected_declarations()
 
@@ -35,18 +35,16 @@ def test_object_keys_are_documented_in_the_readme_instead() -> None:
         name = (ref.get("$ref") or ref["additionalProperties"]["$ref"]).rsplit("/", 1)[1]
         return dict(schema["$defs"][name]["properties"])
 
+    # The reference is generated (offline/docs.py); this reads the schema instead, so a key the
+    # generator skipped shows up here.
     for key in objects - {"instances"}:
         for field in fields(schema["properties"][key]):
-            documented = f"{key}.{field}" in rows or f"{key}.{field}.*" in rows
-            documented = documented or any(r.startswith(f"{key}.<") and field in r for r in rows)
-            assert documented, f"README has no row for {key}.{field}"
-    # Instance settings have their own table, one row per leaf (storage.size, ...).
+            assert f"{key}.{field}" in rows, f"docs/configuration.md has no row for {key}.{field}"
     for field, prop in fields(schema["properties"]["instances"]).items():
-        if "$ref" in prop:
-            for sub in fields(prop):
-                assert f"{field}.{sub}" in rows, f"README has no row for instances.<name>.{field}.{sub}"
-        else:
-            assert field in rows, f"README has no row for instances.<name>.{field}"
+        path = f"instances.<name>.{field}"
+        assert path in rows, f"docs/configuration.md has no row for {path}"
+        for sub in fields(prop) if "$ref" in prop else ():
+            assert f"{path}.{sub}" in rows, f"docs/configuration.md has no row for {path}.{sub}"
 
 
 def test_the_declared_defaults_are_what_the_program_does_without_them() -> None:

@@ -1,5 +1,5 @@
-"""Every `pulumi` command in the README's shell blocks uses a subcommand and flags the Pulumi CLI
-documents, so a newcomer can follow the runbooks without guessing.
+"""Every `pulumi` command in the shell blocks of README.md and docs/*.md uses a subcommand and flags
+the Pulumi CLI documents, so a newcomer can follow the runbooks without guessing.
 
 The flags are copied from the CLI reference (https://www.pulumi.com/docs/iac/cli/commands/,
 pages pulumi_login, pulumi_stack_init, pulumi_config_set, pulumi_config_rm, pulumi_preview,
@@ -27,9 +27,12 @@ DOCUMENTED: dict[str, set[str]] = {
 }  # fmt: skip
 
 
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+"""The pages a newcomer copies commands from."""
+
+
 def pulumi_commands() -> list[list[str]]:
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL)
+    blocks = [b for page in PAGES for b in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.DOTALL)]
     commands = []
     for block in blocks:
         for raw in block.replace("\\\n", " ").splitlines():
@@ -41,7 +44,7 @@ def pulumi_commands() -> list[list[str]]:
     return commands
 
 
-def test_readme_pulumi_commands_use_documented_subcommands_and_flags() -> None:
+def test_documented_pulumi_commands_use_documented_subcommands_and_flags() -> None:
     commands = pulumi_commands()
     assert len(commands) >= 15
     used = set()
@@ -55,7 +58,7 @@ def test_readme_pulumi_commands_use_documented_subcommands_and_flags() -> None:
     assert used >= {"login", "stack init", "config set", "config rm", "preview", "up"}
 
 
-def test_stack_names_in_the_readme_have_stack_files() -> None:
+def test_stack_names_in_the_docs_have_stack_files() -> None:
     for words in pulumi_commands():
         for i, word in enumerate(words):
             if word in ("--stack", "-s") or (words[:2] == ["stack", "init"] and i == 2):

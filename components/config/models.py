@@ -180,8 +180,8 @@ class Monitoring(ConfigModel):
     labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LIST)] = {}
     """Extra labels on both, e.g. release: prometheus, by which a Prometheus selects them."""
     scrape_interval: Annotated[Duration, duration_within(1, 3600)] = timedelta(seconds=30)
-    runbook_url: HttpUrl = "https://github.com/example/valkey/blob/main/README.md"
-    """The README the alerts' runbook links point into (anchors #alert-<name>)."""
+    runbook_url: HttpUrl = "https://github.com/example/valkey/blob/main/docs/alerts.md"
+    """The page the alerts' runbook links point into (anchors #alert-<name>)."""
     thresholds: AlertThresholds = AlertThresholds()
 
 

@@ -93,7 +93,7 @@ def _duration(seconds: int) -> str:
 
 
 def size(n: int) -> str:
-    """Bytes the way the README writes them: ``64MiB``."""
+    """Bytes the way docs/alerts.md writes them: ``64MiB``."""
     for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if n >= factor and n % factor == 0:
             return f"{n // factor}{unit}"
@@ -101,7 +101,7 @@ def size(n: int) -> str:
 
 
 def runbook_anchor(alert: str) -> str:
-    """The README anchor of an alert's runbook: the heading ``Alert: ValkeyDown`` renders as ``alert-valkeydown``."""
+    """An alert's runbook anchor in docs/alerts.md: the heading ``Alert: ValkeyDown`` becomes ``alert-valkeydown``."""
     return f"alert-{alert.lower()}"
 
 
@@ -244,7 +244,7 @@ def alerting_rules(thresholds: AlertThresholds, runbook_base: str) -> list[dict[
 
 
 def rule_groups(thresholds: AlertThresholds, runbook_base: str) -> list[dict[str, Any]]:
-    """``spec.groups`` of the PrometheusRule; ``runbook_base`` is the README's URL, without ``#``."""
+    """``spec.groups`` of the PrometheusRule; ``runbook_base`` is docs/alerts.md's URL, without ``#``."""
     return [
         {"name": "valkey.recording", "rules": recording_rules()},
         {"name": "valkey.alerts", "rules": alerting_rules(thresholds, runbook_base.rstrip("#"))},

@@ -1,6 +1,6 @@
 """The stack outputs contract: what other platform stacks (and the DR region) read from a stack.
 
-Names here are a public interface, documented in README.md ("Outputs contract"). Renaming one
+Names here are a public interface, documented in docs/outputs.md ("Outputs contract"). Renaming one
 breaks every StackReference that reads it.
 """
 

@@ -1,5 +1,5 @@
 """Example consumer: a Deployment that connects to one Valkey instance of a valkey stack, using
-only that stack's documented outputs (README, "Outputs contract").
+only that stack's documented outputs (docs/outputs.md, "Outputs contract").
 
 The client password never passes through this program: the pod reads it from the Secret the
 valkey stack created (``secretName``/``secretKey``) through ``valueFrom.secretKeyRef``. A
@@ -48,7 +48,7 @@ async def read_instance(stack_name: str, instance: str) -> tuple[dict[str, Any],
         absent = "'instances'" if instances is None else "usable instances"
         raise pulumi.RunError(
             f"valkey-consumer:valkeyStack: stack {stack_name} exports no {absent} "
-            "(see the valkey README, Outputs contract); run `pulumi up` on it first"
+            "(see the valkey docs/outputs.md, Outputs contract); run `pulumi up` on it first"
         )
     settings = instances.get(instance)
     if not isinstance(settings, dict):
