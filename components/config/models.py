@@ -130,8 +130,11 @@ class Instance(ConfigModel):
     port: Annotated[Integer, within(1024, 65535)] = 6379
     """Client port (an unprivileged port: the container has no capabilities)."""
     storage: Storage = Storage()
+    """The volume of the append-only file."""
     resources: Resources = Resources()
+    """CPU and memory of the Valkey container."""
     replication: Replication = Replication()
+    """The replication backlog's sizing."""
     external_host: Hostname | None = None
     """DNS name region 2 uses to reach this primary; default <instance>.<region>.<externalDomain>."""
 
@@ -142,6 +145,7 @@ class ExternalService(ConfigModel):
     annotations: Annotated[dict[LabelKey, Annotated[str, Field(max_length=64 * 1024)]], Field(max_length=MAX_LIST)] = {}
     """Extra annotations, e.g. to make the load balancer internal on your cloud."""
     load_balancer_class: LabelKey | None = None
+    """The Services' loadBalancerClass, e.g. service.k8s.aws/nlb; default the cluster's."""
 
 
 WEEK = 7 * DAY
@@ -155,6 +159,7 @@ class AlertThresholds(ConfigModel):
     """When the alerts fire (components/render/alerts.py)."""
 
     replication_lag_bytes: Annotated[Size, size_within(KIB, TIB)] = ByteSize(64 * MIB)
+    """Bytes a replica may be behind its primary (the primary's view)."""
     replication_lag_seconds: Annotated[Duration, duration_within(REPL_PING_PERIOD_SECONDS, WEEK, above=True)] = (
         timedelta(seconds=30)
     )
@@ -162,10 +167,15 @@ class AlertThresholds(ConfigModel):
     memory_ratio: Annotated[Ratio, Field(gt=0, lt=1)] = 0.9
     """used_memory / maxmemory above which memory is nearly full."""
     link_down_for: AlertFor = timedelta(minutes=2)
+    """ValkeyReplicaLinkDown: how long a replica's link may be down."""
     replication_lag_for: AlertFor = timedelta(minutes=5)
+    """ValkeyReplicationLagBytes and ValkeyReplicationLagSeconds: how long the lag may last."""
     no_replica_for: AlertFor = timedelta(minutes=10)
+    """ValkeyNoReplicaConnected: how long a DR primary may have no replica."""
     memory_for: AlertFor = timedelta(minutes=10)
+    """ValkeyMemoryNearMaxmemory: how long memory may stay above memoryRatio."""
     down_for: AlertFor = timedelta(minutes=2)
+    """ValkeyDown: how long Valkey or its exporter may not answer."""
     eviction_window: Annotated[Duration, duration_within(1, WEEK)] = timedelta(minutes=5)
     """At least two scrape intervals: increase() needs two samples in the window."""
 
@@ -180,9 +190,11 @@ class Monitoring(ConfigModel):
     labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LIST)] = {}
     """Extra labels on both, e.g. release: prometheus, by which a Prometheus selects them."""
     scrape_interval: Annotated[Duration, duration_within(1, 3600)] = timedelta(seconds=30)
+    """How often the ServiceMonitor has the exporters scraped."""
     runbook_url: HttpUrl = "https://github.com/example/valkey/blob/main/docs/alerts.md"
     """The page the alerts' runbook links point into (anchors #alert-<name>)."""
     thresholds: AlertThresholds = AlertThresholds()
+    """When the alerts fire; a ...For of 0s fires at once."""
 
 
 class StackConfig(ConfigModel):

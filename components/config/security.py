@@ -20,7 +20,9 @@ class IssuerRef(ConfigModel):
     """The cert-manager Issuer or ClusterIssuer that signs the server certificates."""
 
     name: DnsSubdomain
+    """The issuer's name."""
     kind: Literal["Issuer", "ClusterIssuer"] = "ClusterIssuer"
+    """An Issuer must live in the stack's namespace; a ClusterIssuer serves every namespace."""
 
 
 class Tls(ConfigModel):
@@ -34,7 +36,10 @@ class Tls(ConfigModel):
     enabled: bool | None = None
     """Default: true if any instance has dr: true."""
     issuer: IssuerRef | None = None
+    """cert-manager issues a Certificate <instance>-tls per instance; exactly one of issuer and existingSecret."""
     existing_secret: DnsSubdomain | None = None
+    """Instead of issuer: a Secret (not one the program creates) with tls.crt and tls.key valid for
+    every instance's names."""
     ca_bundle: PemBundle | None = None
     """PEM of the CA that signs this stack's server certificates. Exported (not secret) so the
     other region's replicas can verify this one's primaries; probes verify against it too."""
@@ -47,17 +52,21 @@ class ClientPeer(ConfigModel):
     """Pods allowed to connect as clients."""
 
     namespace: DnsLabel
+    """The clients' namespace (its kubernetes.io/metadata.name label)."""
     pod_labels: PodLabels = {}
     """Only pods with these labels; empty means every pod of the namespace."""
 
 
 class NetworkPolicy(ConfigModel):
     """Default deny for Valkey pods, then: clients from ``clients``, metrics scrapes from
-    ``monitoringNamespace``, replication from ``externalService.loadBalancerSourceRanges``."""
+    ``monitoringNamespace``, replication from ``peerCidrs``."""
 
     enabled: bool = True
+    """A default-deny NetworkPolicy per instance."""
     clients: Annotated[list[ClientPeer], Field(max_length=MAX_LIST)] = []
+    """Pods allowed to connect to the client port. Empty: no application can connect."""
     monitoring_namespace: DnsLabel = "monitoring"
+    """The namespace that may scrape the metrics port."""
 
 
 MAX_GENERATION = 10_000
@@ -68,15 +77,20 @@ class Rotation(ConfigModel):
     ``acceptPrevious`` true until every client has the new one, then set it false."""
 
     generation: Annotated[Integer, within(1, MAX_GENERATION)] = 1
+    """Raise it by one for a new password."""
     accept_previous: bool = False
+    """Keep accepting the password of the previous generation while clients move to the new one."""
 
 
 class PasswordRotation(ConfigModel):
     """Passwords that rotate without restarting Valkey (the reloader sidecar applies them)."""
 
     client: Rotation = Rotation()
+    """The default user's password, which applications use."""
     replication: Rotation = Rotation()
+    """The password the other region's replicas log in with."""
     metrics: Rotation = Rotation()
+    """The metrics exporter's password."""
 
 
 # Commands applications, probes and failover need; denying them breaks the deployment itself.
