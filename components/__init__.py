@@ -37,6 +37,7 @@ credentials.py     component: generated passwords and the Secrets that hold them
 valkey_server.py   component: one instance in one region; the order and options of its resources
 monitoring.py      component: the ServiceMonitor and PrometheusRule of a stack
 stack/             what a stack shows other stacks
+  instances.py     each instance's arguments in this region: primary or replica, endpoint, trust, policy
   outputs.py       the outputs contract
   primary.py       reading and checking the primary region's outputs (a replica's upstream)
 """

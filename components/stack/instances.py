@@ -1,0 +1,75 @@
+"""What each instance of a stack is in this region, from the stack config and the primary
+region's outputs: primary or replica, its external endpoint, what its TLS trusts, what its
+network policy admits. ``__main__.py`` only creates the components these arguments describe."""
+
+from __future__ import annotations
+
+from ..config.models import METRICS_PORT, StackConfig, external_host, tls_enabled
+from ..credentials import Credentials, CredentialsArgs
+from ..specs.certificate import TlsSource
+from ..specs.network_policy import NetworkPolicyRules
+from ..valkey_server import ExternalEndpoint, ValkeyServerArgs
+from .primary import PrimaryRegion
+
+
+def credentials_args(cfg: StackConfig, name: str) -> CredentialsArgs:
+    return CredentialsArgs(
+        instance=name,
+        namespace=cfg.namespace,
+        rotation=cfg.password_rotation,
+        # Applications admitted by the NetworkPolicy can mount the password in their namespace.
+        client_namespaces=[c.namespace for c in cfg.network_policy.clients],
+    )
+
+
+def server_args(cfg: StackConfig, name: str, credentials: Credentials, primary: PrimaryRegion) -> ValkeyServerArgs:
+    """Only DR instances follow the primary region (``primary.upstreams``); local (dr: false)
+    ones are primaries in every region, and a DR primary is published for the other region."""
+    inst = cfg.instances[name]
+    upstream = primary.upstreams.get(name)
+    external = None
+    if inst.dr and upstream is None:
+        external = ExternalEndpoint(
+            host=external_host(cfg, name) or "",
+            annotations=cfg.external_service.annotations,
+            load_balancer_class=cfg.external_service.load_balancer_class,
+            source_ranges=cfg.peer_cidrs,
+        )
+    return ValkeyServerArgs(
+        namespace=cfg.namespace,
+        settings=inst,
+        image=cfg.image,
+        credentials=credentials,
+        upstream=upstream,
+        external=external,
+        tls=_tls_source(cfg, replica=upstream is not None, primary=primary),
+        network_policy=_network_policy(cfg, name, accepts_replicas=external is not None, replica=upstream is not None),
+        denied_commands=cfg.denied_commands,
+        cluster_domain=cfg.cluster_domain,
+        block_voluntary_eviction=cfg.block_voluntary_eviction,
+        protect=cfg.protect,
+        metrics_exporter=cfg.monitoring.enabled,
+    )
+
+
+def _tls_source(cfg: StackConfig, replica: bool, primary: PrimaryRegion) -> TlsSource | None:
+    if not tls_enabled(cfg) or not cfg.tls.ca_bundle:
+        return None
+    # A replica trusts its own CA (probes) and the primary region's (replication).
+    trusted = cfg.tls.ca_bundle
+    if replica and primary.ca_bundle and primary.ca_bundle not in trusted:
+        trusted += primary.ca_bundle
+    return TlsSource(ca_bundle=trusted, issuer=cfg.tls.issuer, existing_secret=cfg.tls.existing_secret)
+
+
+def _network_policy(cfg: StackConfig, name: str, accepts_replicas: bool, replica: bool) -> NetworkPolicyRules | None:
+    if not cfg.network_policy.enabled:
+        return None
+    return NetworkPolicyRules(
+        clients=cfg.network_policy.clients,
+        peer_cidrs=cfg.peer_cidrs,
+        monitoring_namespace=cfg.network_policy.monitoring_namespace,
+        accepts_replicas=accepts_replicas,
+        upstream_port=cfg.instances[name].port if replica else None,
+        metrics_port=METRICS_PORT if cfg.monitoring.enabled else None,
+    )
