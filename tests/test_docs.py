@@ -16,6 +16,7 @@ from harness import ROOT
 from pydantic import AfterValidator, BaseModel
 
 from components.config.models import StackConfig
+from components.render.acl import Passwords, server_users
 from offline import docs
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -127,3 +128,13 @@ def test_a_validator_the_generator_cannot_describe_stops_it() -> None:
     (key,) = docs.config_keys(Odd)
     with pytest.raises(ValueError, match="cannot describe"):
         docs.accepted(key)
+
+
+def test_the_users_table_names_exactly_the_acl_users() -> None:
+    """docs/design.md's users table and render/acl.py (the one home of the users) agree."""
+    passwords = Passwords(client=("c",), replication=("r",), probe="p", reloader="l", admin="a", metrics=("m",))
+    users = {user.name for user in server_users(passwords)}
+    text = (ROOT / "docs" / "design.md").read_text()
+    table = text[text.index("**Users**") :].split("\n\n")[1]
+    documented = set(re.findall(r"^\| `([a-z]+)` \|", table, flags=re.MULTILINE))
+    assert documented == users
