@@ -13,6 +13,7 @@ import copy
 import json
 import runpy
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ __all__ = [
     "run_program",
     "stack_file_config",
     "unwrap",
+    "with_overrides",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,6 +136,60 @@ def stack_file_config(stack: str) -> dict[str, Any]:
     return {k[len(prefix) :]: v for k, v in (data.get("config") or {}).items() if k.startswith(prefix)}
 
 
+def with_overrides(config: dict[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``config`` (a stack file's config map) with ``overrides`` applied in order. A key is
+    a path of map keys (and list indexes) joined by dots: ``"instances.sessions.maxmemory"`` sets
+    one field of one instance and keeps every other setting of the file; a plain ``"tls"`` replaces
+    the whole top-level value. Missing maps on the way are created. A value of None removes what is
+    at the path (nothing, if it is not there). A key with a dot in it (a label such as
+    ``app.kubernetes.io/team``) cannot be a path segment: override its parent map instead."""
+    result = copy.deepcopy(config)
+    for path, value in (overrides or {}).items():
+        *parents, last = path.split(".")
+        node: Any = result
+        for depth, key in enumerate(parents):
+            where = ".".join(parents[: depth + 1])
+            child = _child(node, key, path)
+            if child is None:
+                if value is None:
+                    break  # removing below a map that is not there: nothing to remove
+                child = {}
+                _set(node, key, child, path)
+            if not isinstance(child, dict | list):
+                raise ValueError(f"override {path!r}: {where} is {child!r}, neither a map nor a list")
+            node = child
+        else:
+            if value is None:
+                _remove(node, last, path)
+            else:
+                _set(node, last, copy.deepcopy(value), path)
+    return result
+
+
+def _index(node: list[Any], key: str, path: str) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise ValueError(f"override {path!r}: {key!r} is not an index of a list of {len(node)}")
+    return int(key)
+
+
+def _child(node: dict[str, Any] | list[Any], key: str, path: str) -> Any:
+    return node[_index(node, key, path)] if isinstance(node, list) else node.get(key)
+
+
+def _set(node: dict[str, Any] | list[Any], key: str, value: Any, path: str) -> None:
+    if isinstance(node, list):
+        node[_index(node, key, path)] = value
+    else:
+        node[key] = value
+
+
+def _remove(node: dict[str, Any] | list[Any], key: str, path: str) -> None:
+    if isinstance(node, list):
+        del node[_index(node, key, path)]
+    else:
+        node.pop(key, None)
+
+
 def engine_config(config: dict[str, Any]) -> dict[str, str]:
     """Config as the Pulumi engine hands it to a program: strings, objects as JSON."""
     out = {}
@@ -152,23 +208,18 @@ def engine_config(config: dict[str, Any]) -> dict[str, str]:
 
 def render(
     stack: str,
-    config: dict[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
     references: dict[str, Rendered] | None = None,
     from_stack_file: bool = True,
     *,
     mocks: CaptureMocks | None = None,
     secret_keys: list[str] | None = None,
 ) -> Rendered:
-    """Run ``__main__.py`` for ``stack``. ``config`` overrides keys of the stack file (a value of
-    None removes the key); ``references`` answers StackReferences by fully qualified name.
-    Pass ``mocks`` to inspect what was registered when the program raises; ``secret_keys`` are the
-    keys set with ``--secret``."""
-    values = stack_file_config(stack) if from_stack_file else {}
-    for key, value in (config or {}).items():
-        if value is None:
-            values.pop(key, None)
-        else:
-            values[key] = value
+    """Run ``__main__.py`` for ``stack``. ``config`` overrides the stack file's config, by
+    top-level key or by path (``with_overrides``; a value of None removes); ``references`` answers
+    StackReferences by fully qualified name. Pass ``mocks`` to inspect what was registered when the
+    program raises; ``secret_keys`` are the (top-level) keys set with ``--secret``."""
+    values = with_overrides(stack_file_config(stack) if from_stack_file else {}, config)
     secrets = [f"{PROJECT}:{key}" for key in secret_keys or []]
     return run_program(
         ROOT / "__main__.py", PROJECT, stack, engine_config(values), references=references, mocks=mocks, secrets=secrets
@@ -220,10 +271,11 @@ def run_program(
 
 
 def render_both(
-    region1: dict[str, Any] | None = None, region2: dict[str, Any] | None = None
+    region1: Mapping[str, Any] | None = None, region2: Mapping[str, Any] | None = None
 ) -> tuple[Rendered, Rendered]:
-    """Region 1, then region 2 with its StackReference answered by region 1's exports."""
+    """Region 1, then region 2 with its StackReference answered by region 1's exports; each with
+    its overrides (see ``render``)."""
     r1 = render("region1", region1)
-    primary_stack = {**stack_file_config("region2"), **(region2 or {})}["primaryStack"]
+    primary_stack = with_overrides(stack_file_config("region2"), region2)["primaryStack"]
     r2 = render("region2", region2, references={primary_stack: r1})
     return r1, r2

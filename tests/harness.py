@@ -31,6 +31,7 @@ from offline.engine import (
     run_program,
     stack_file_config,
     unwrap,
+    with_overrides,
 )
 from offline.rendered import conf_directive
 
@@ -56,6 +57,7 @@ __all__ = [
     "run_with_mocks",
     "stack_file_config",
     "unwrap",
+    "with_overrides",
 ]
 
 T = TypeVar("T")
