@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any
 
 from harness import Rendered, render, stack_file_config
 
@@ -191,11 +190,9 @@ def test_eviction_policies_follow_the_use_cases(regions: tuple[Rendered, Rendere
     assert ttls == {"sessions": 86400, "api-cache": 300, "feature-flags": 60, "rate-limiting": 60}
 
 
-def test_a_config_change_rolls_only_the_changed_instance() -> None:
-    before = render("region1")
-    instances: dict[str, Any] = stack_file_config("region1")["instances"]
-    instances["sessions"]["maxmemoryPolicy"] = "allkeys-lfu"
-    after = render("region1", {"instances": instances})
+def test_a_config_change_rolls_only_the_changed_instance(region1: Rendered) -> None:
+    before = region1
+    after = render("region1", {"instances.sessions.maxmemoryPolicy": "allkeys-lfu"})
     assert before.checksum("sessions") != after.checksum("sessions")
     for name in ("api-cache", "feature-flags", "rate-limiting"):
         assert before.checksum(name) == after.checksum(name)
@@ -233,7 +230,7 @@ def provider_urn(rendered: Rendered) -> str:
     return f"urn:pulumi:{rendered.stack}::valkey::pulumi:pulumi:Stack$pulumi:providers:kubernetes::kubernetes::"
 
 
-def test_provider_uses_the_configured_cluster() -> None:
+def test_provider_uses_the_configured_cluster(region1: Rendered) -> None:
     rendered = render("region1", {"kubeContext": "prod-eu", "kubeconfig": "/etc/kube/config"})
     provider = rendered.of_type("pulumi:providers:kubernetes")["kubernetes"].inputs
     assert provider["context"] == "prod-eu"
@@ -242,7 +239,7 @@ def test_provider_uses_the_configured_cluster() -> None:
     assert len(managed) > 20
     for captured in managed:
         assert (captured.provider or "").startswith(provider_urn(rendered)), captured.name
-    default = render("region1").of_type("pulumi:providers:kubernetes")["kubernetes"].inputs
+    default = region1.of_type("pulumi:providers:kubernetes")["kubernetes"].inputs
     assert "context" not in default and "kubeconfig" not in default
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness import Rendered, render, render_both, stack_file_config
+from harness import Rendered, render, stack_file_config
 
 from components.render.acl import password_hash
 
@@ -53,9 +53,7 @@ def test_replicas_trust_the_ca_region1_exports(regions: tuple[Rendered, Rendered
 
 
 def test_existing_secret_replaces_cert_manager() -> None:
-    tls = {**stack_file_config("region1")["tls"], "existingSecret": "wildcard-tls"}
-    del tls["issuer"]
-    rendered = render("region1", {"tls": tls})
+    rendered = render("region1", {"tls.existingSecret": "wildcard-tls", "tls.issuer": None})
     assert rendered.objects("Certificate") == {}
     volumes = {v["name"]: v for v in rendered.pod_spec("sessions")["volumes"]}
     assert volumes["tls"]["secret"]["secretName"] == "wildcard-tls"
@@ -165,8 +163,8 @@ def rotated(stack: str, user: str, generation: int, accept_previous: bool, **kw:
     return render(stack, {"passwordRotation": rotation}, **kw)
 
 
-def test_client_rotation_accepts_both_passwords_then_only_the_new_one_and_rolls_nothing() -> None:
-    before = render("region1")
+def test_client_rotation_accepts_both_passwords_then_only_the_new_one_and_rolls_nothing(region1: Rendered) -> None:
+    before = region1
     during = rotated("region1", "client", 2, True)
     after = rotated("region1", "client", 2, False)
     old = before.secret_data("sessions-credentials")["password"]
@@ -178,8 +176,8 @@ def test_client_rotation_accepts_both_passwords_then_only_the_new_one_and_rolls_
         assert before.checksum(name) == during.checksum(name) == after.checksum(name)
 
 
-def test_replication_rotation_reaches_the_replica_without_a_restart() -> None:
-    r1_before, r2_before = render_both()
+def test_replication_rotation_reaches_the_replica_without_a_restart(regions: tuple[Rendered, Rendered]) -> None:
+    r1_before, r2_before = regions
     r1_during = rotated("region1", "replication", 2, True)
     r2_during = render("region2", references={"organization/valkey/region1": r1_during})
     new = r1_during.exports["replicationCredentials"]["sessions"]["password"]
@@ -192,10 +190,9 @@ def test_replication_rotation_reaches_the_replica_without_a_restart() -> None:
     assert r1_before.checksum("sessions") == r1_during.checksum("sessions")
 
 
-def test_a_setting_that_needs_a_restart_still_rolls_the_pod() -> None:
-    instances = stack_file_config("region1")["instances"]
-    instances["sessions"]["maxmemoryPolicy"] = "allkeys-lfu"
-    assert render("region1").checksum("sessions") != render("region1", {"instances": instances}).checksum("sessions")
+def test_a_setting_that_needs_a_restart_still_rolls_the_pod(region1: Rendered) -> None:
+    changed = render("region1", {"instances.sessions.maxmemoryPolicy": "allkeys-lfu"})
+    assert region1.checksum("sessions") != changed.checksum("sessions")
 
 
 def test_reloader_sidecar_applies_acl_masterauth_and_certificates(regions: tuple[Rendered, Rendered]) -> None:
@@ -219,9 +216,7 @@ def test_stateful_resources_are_protected_when_configured(regions: tuple[Rendere
 
 
 def test_local_instances_may_run_without_persistence() -> None:
-    instances = stack_file_config("region1")["instances"]
-    instances["api-cache"]["persistence"] = False
-    rendered = render("region1", {"instances": instances})
+    rendered = render("region1", {"instances.api-cache.persistence": False})
     sts = rendered.objects("StatefulSet")["api-cache"]["spec"]
     assert "volumeClaimTemplates" not in sts
     assert {"name": "data", "emptyDir": {}} in sts["template"]["spec"]["volumes"]

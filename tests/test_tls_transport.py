@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import valkey
-from harness import render_both, stack_file_config
+from harness import render_both
 from pki import make_ca, make_server_cert
 from valkey_process import Server, free_port, wait_for
 
@@ -124,10 +124,10 @@ def test_region2_trusts_region1s_own_ca_through_the_outputs(tmp_path: Path) -> N
     certs = {region: make_server_cert(tmp_path, cas[region], region) for region in cas}
 
     def tls(region: str) -> dict[str, object]:
-        return {"tls": {**stack_file_config(region)["tls"], "caBundle": cas[region][1].read_text()}}
+        return {"tls.caBundle": cas[region][1].read_text()}
 
     r1, r2 = render_both(region1=tls("region1"), region2=tls("region2"))
-    bundles = {r.stack: r.objects("Secret")["sessions-config"]["stringData"]["ca-bundle.crt"] for r in (r1, r2)}
+    bundles = {r.stack: r.config_files("sessions")["ca-bundle.crt"] for r in (r1, r2)}
     assert bundles["region1"] == cas["region1"][1].read_text()
 
     def start(region: str, upstream: Upstream | None = None) -> Server:
