@@ -11,30 +11,36 @@ import pulumi
 import pytest
 from harness import ROOT, Rendered, render
 
-from components.render import paths
 from components.render.acl import EXPORTER_USER, password_hash
 from components.render.alerts import ALERTS
-from components.specs import exporter as exporter_spec
 
 INSTANCES = ("sessions", "api-cache", "feature-flags", "rate-limiting")
 
 
 def test_every_pod_has_an_exporter_logged_in_as_its_own_user(regions: tuple[Rendered, Rendered]) -> None:
+    images = set()
     for rendered in regions:
         for name in INSTANCES:
             sidecar = rendered.container(name, "exporter")
-            assert sidecar["image"] == exporter_spec.IMAGE
+            images.add(sidecar["image"])
             assert f"--redis.user={EXPORTER_USER}" in sidecar["args"]
-            # Its password file holds the metrics password the ACL accepts, nothing else.
-            password_file = json.loads(rendered.config_files(name)[paths.EXPORTER_PASSWORD_KEY])
+            # The file its flag names, followed through its mount to the key of the config Secret.
+            (flag,) = [a.split("=", 1)[1] for a in sidecar["args"] if a.startswith("--redis.password-file=")]
+            (mount,) = sidecar["volumeMounts"]
+            volume = {v["name"]: v for v in rendered.pod_spec(name)["volumes"]}[mount["name"]]["secret"]
+            assert volume["secretName"] == f"{name}-config" and mount["readOnly"] is True
+            keys = {f"{mount['mountPath']}/{item['path']}": item["key"] for item in volume["items"]}
+            assert sorted(keys.values()) == sorted([keys[flag], "ca-bundle.crt"])  # never valkey.conf (masterauth)
+            # That file holds the metrics password the ACL accepts, nothing else.
+            password_file = json.loads(rendered.config_files(name)[keys[flag]])
             (password,) = set(password_file.values())
             assert (
                 rendered.acl_line(name, "metrics")
                 == f"user metrics on #{password_hash(password)} resetchannels -@all +info"
             )
-            volumes = {v["name"]: v for v in rendered.pod_spec(name)["volumes"]}
-            projected = [item["key"] for item in volumes[exporter_spec.VOLUME_NAME]["secret"]["items"]]
-            assert projected == [paths.EXPORTER_PASSWORD_KEY, "ca-bundle.crt"]  # never valkey.conf
+    # One exporter release everywhere, pinned to an exact tag (test_exporter.py says which tags run).
+    (image,) = images
+    assert re.fullmatch(r"oliver006/redis_exporter:v\d+\.\d+\.\d+", image)
 
 
 def test_only_the_headless_service_has_the_metrics_port(regions: tuple[Rendered, Rendered]) -> None:
@@ -103,7 +109,10 @@ def test_operator_objects_can_be_left_out_and_the_exporter_too() -> None:
     off = render("region1", {"monitoring": {"enabled": False}})
     assert off.objects("ServiceMonitor") == {}
     assert {c["name"] for c in off.pod_spec("sessions")["containers"]} == {"valkey", "reloader"}
-    assert paths.EXPORTER_PASSWORD_KEY not in off.config_files("sessions")
+    # No exporter password file: the files the server and the reloader read, nothing else.
+    assert set(off.config_files("sessions")) == {
+        "valkey.conf", "users.acl", "ca-bundle.crt", "probe-password", "reloader-password"
+    }  # fmt: skip
     assert "user metrics" not in off.users_acl("sessions")
 
 

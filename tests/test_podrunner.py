@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -28,7 +29,6 @@ from valkey_process import wait_for
 from components.config.models import METRICS_PORT
 from components.render import exporter, paths
 from components.render.acl import EXPORTER_USER
-from components.specs import exporter as exporter_spec
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the pod runner needs root")
 
@@ -134,8 +134,9 @@ def test_rendered_sessions_pod_runs_as_the_manifest_says(
     assert pod.exec(["cat", paths.EXPORTER_PASSWORD_FILE], "exporter").stdout == secret[paths.EXPORTER_PASSWORD_KEY]
     # The wrapper exec'd Debian's exporter as PID 1 with the rendered arguments minus the pinned-only ones.
     argv = pod.exec(["cat", "/proc/1/cmdline"], "exporter").stdout.split("\0")[:-1]
-    rendered_args = r1.container("sessions", "exporter")["args"]
-    assert argv == [DEBIAN_EXPORTER, *(a for a in rendered_args if a not in exporter.PINNED_ONLY_ARGS)]
+    sidecar = r1.container("sessions", "exporter")
+    dropped = REDIS_EXPORTER_TAGS[sidecar["image"].rsplit(":", 1)[1]]
+    assert argv == [DEBIAN_EXPORTER, *(a for a in sidecar["args"] if a not in dropped)]
 
     # It logged in as the metrics user with the rendered password file: INFO worked.
     scraped = metrics(pod)
@@ -161,14 +162,25 @@ def test_reloader_wget_reaches_the_exporter(runner: PodRunner, regions_without_t
     assert refused.returncode != 0
 
 
-def test_exporter_stand_in_is_the_pinned_tag_only() -> None:
-    """The stand-in accepts the tag components/specs/exporter.py pins and drops exactly PINNED_ONLY_ARGS."""
-    repository, _, tag = exporter_spec.IMAGE.rpartition(":")
-    assert repository == "oliver006/redis_exporter"
-    assert list(REDIS_EXPORTER_TAGS[tag]) == exporter.PINNED_ONLY_ARGS
-    image = resolve_image(exporter_spec.IMAGE)
-    assert image.user == (exporter_spec.EXPORTER_UID, exporter_spec.EXPORTER_UID)
+def test_exporter_stand_in_serves_the_rendered_tag_and_drops_exactly_what_debian_refuses(
+    regions_without_tls: harness.RenderedPair,
+) -> None:
+    """The stand-in serves the image the program renders, as the uid the pod runs it as, and drops
+    exactly the rendered flags Debian's 1.45 refuses (asked of the binary, not of our own list)."""
+    sidecar = regions_without_tls[0].container("sessions", "exporter")
+    image = resolve_image(sidecar["image"])  # UnsupportedPodFeature for a tag it does not stand in for
+    context = sidecar["securityContext"]
+    assert image.user == (context["runAsUser"], context["runAsGroup"])
     assert set(image.executables) == {"/redis_exporter"}
+
+    def refused(flag: str) -> bool:
+        done = subprocess.run(
+            [DEBIAN_EXPORTER, flag, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+        return done.returncode != 0 and "flag provided but not defined" in done.stderr
+
+    tag = sidecar["image"].rsplit(":", 1)[1]
+    assert set(REDIS_EXPORTER_TAGS[tag]) == {flag for flag in sidecar["args"] if refused(flag)}
     with pytest.raises(UnsupportedPodFeature, match="only tags"):
         resolve_image("oliver006/redis_exporter:v1.93.0")
     with pytest.raises(UnsupportedPodFeature, match="only tags"):
