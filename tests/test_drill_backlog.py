@@ -15,18 +15,18 @@ the allowance: the heal must then be a full resync.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import harness
+import needs
 import pytest
 from drills_support import StreamWriter, admin, app, caught_up, info, link_up, wait_for
 from podrunner import PodRunner
 from valkey_process import BUILDS
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the pod runner needs root")
+pytestmark = needs.root
 
 WRITE_RATE = 256 * 1024  # bytes/s of replication stream
 OUTAGE = 10  # seconds: outageTolerance

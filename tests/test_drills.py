@@ -23,13 +23,13 @@ Needs root (namespaces, mounts, veth pairs); every pod, proxy and directory is r
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import harness
+import needs
 import pytest
 import valkey
 from drills_support import (
@@ -52,7 +52,7 @@ from drills_support import (
 from podrunner import FaultProxy, PodRunner
 from podrunner.pod import Pod
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the pod runner needs root")
+pytestmark = needs.root
 
 # The one place the drills' render differs from the stack files (see the module docstring); the
 # ``regions_without_tls`` fixture (tests/conftest.py) is both stacks rendered with it.

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import kubernetes_validate
+import needs
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
@@ -159,7 +160,7 @@ def test_exporter_acl_user_reads_no_data() -> None:
     assert "~" not in line and "&" not in line
 
 
-@pytest.mark.skipif(shutil.which("prometheus-redis-exporter") is None, reason="Debian exporter not installed")
+@needs.debian({"prometheus-redis-exporter": ["prometheus-redis-exporter"]})
 def test_debian_exporter_parses_the_common_flags_but_not_the_pinned_only_ones() -> None:
     """Go's flag parser exits on an unknown flag: the e2e test may pass only ``args()`` to 1.45."""
     binary = shutil.which("prometheus-redis-exporter")

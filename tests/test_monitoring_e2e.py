@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import needs
 import pytest
 import valkey
-from monitoring_support import EXPORTER_BIN, PROMETHEUS_BIN, Exporter, Prometheus, Proxy, prometheus_relabel_configs
+from monitoring_support import Exporter, Prometheus, Proxy, prometheus_relabel_configs
 from test_valkey_real import sessions_settings, start
 from valkey_process import Server, free_port, wait_for
 
@@ -31,9 +32,8 @@ from components.render.valkey_conf import TlsFiles, Upstream, render_valkey_conf
 from components.specs.labels import INSTANCE_LABEL, scrape_labels
 from components.specs.monitoring import meta_label, relabelings
 
-pytestmark = pytest.mark.skipif(
-    EXPORTER_BIN is None or PROMETHEUS_BIN is None or shutil.which("promtool") is None,
-    reason="needs the Debian packages prometheus and prometheus-redis-exporter",
+pytestmark = needs.debian(
+    {"prometheus": ["prometheus", "promtool"], "prometheus-redis-exporter": ["prometheus-redis-exporter"]}
 )
 
 METRICS_1, METRICS_2 = "metrics-pw-1", "metrics-pw-2"
@@ -246,7 +246,7 @@ def openssl(*args: str | Path) -> None:
     subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
 
 
-@pytest.mark.skipif(REDIS_SERVER is None or shutil.which("openssl") is None, reason="needs redis-server and openssl")
+@needs.debian({"redis-server": ["redis-server"], "openssl": ["openssl"]})
 @pytest.mark.parametrize(
     ("san", "reachable"),
     [("DNS:sessions.databases.svc,IP:127.0.0.1", True), ("DNS:sessions.databases.svc", False)],

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import harness
+import needs
 import pytest
 import valkey
 from podrunner import ObjectStore, PodRunner, PodStartError, UnsupportedPodFeature, plan_pod
@@ -30,7 +31,7 @@ from components.config.models import METRICS_PORT
 from components.render import exporter, paths
 from components.render.acl import EXPORTER_USER
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the pod runner needs root")
+pytestmark = needs.root
 
 IMAGE = "valkey/valkey:8.1.8-alpine"
 EXTERNAL = "sessions.region1.example.com"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import threading
 import time
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import harness
+import needs
 import pytest
 import valkey
 from podrunner import PodRunner
@@ -37,7 +37,7 @@ from components.config.models import METRICS_PORT
 from components.render import paths
 from components.render.acl import EXPORTER_USER
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the pod runner needs root")
+pytestmark = needs.root
 
 NO_TLS = {"tls": {"enabled": False}}
 INSTANCE = "sessions"
