@@ -1,6 +1,6 @@
 """``deniedCommands`` against what real Valkey servers know and do, on every supported build.
 
-The program accepts only commands and categories listed in ``components/valkey_commands.json``; this
+The program accepts only commands and categories listed in ``components/config/valkey_commands.json``; this
 module shows that the file is what the servers report, that every default denied command is refused
 to applications (NOPERM for the ``default`` user, with a working invocation of it), and that the ACL
 file the program renders for a category starts the server.

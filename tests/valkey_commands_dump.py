@@ -1,9 +1,9 @@
 """What a real Valkey server says it knows: every command and subcommand (``COMMAND LIST``), every
 ACL category (``ACL CAT``) and each category's members. The program refuses a ``deniedCommands``
-entry that a supported Valkey would not know, from ``components/valkey_commands.json``, which this
+entry that a supported Valkey would not know, from ``components/config/valkey_commands.json``, which this
 module writes and ``tests/test_valkey_commands.py`` compares with the live servers.
 
-    python tests/valkey_commands_dump.py      # rewrite components/valkey_commands.json
+    python tests/valkey_commands_dump.py      # rewrite components/config/valkey_commands.json
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from valkey_process import BUILDS, Server, free_port
 
-DATA = Path(__file__).resolve().parents[1] / "components" / "valkey_commands.json"
+DATA = Path(__file__).resolve().parents[1] / "components" / "config" / "valkey_commands.json"
+"""What components/config/valkey_commands.py reads."""
 
 
 def dump(binary: Path) -> dict[str, Any]:
