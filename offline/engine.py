@@ -21,7 +21,7 @@ import pulumi
 import yaml
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.stack import Stack, run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from .rendered import SECRET_SIG, SECRET_VALUE, Captured, Registration, Rendered, is_secret_envelope, unwrap
@@ -66,7 +66,7 @@ class RecordingMonitor(MockMonitor):
         self.capture = mocks
 
     def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]  # pulumi's MockMonitor
         if request.type != "pulumi:pulumi:Stack":
             dependencies = set(request.dependencies)
             for urns in request.propertyDependencies.values():
@@ -248,10 +248,12 @@ def run_program(
     # run_in_stack is the SDK's own entrypoint: it creates the stack resource, runs the module,
     # then awaits what the module registered with pulumi.run and exports its result.
     runtime_settings.ROOT.set(None)
-    stacks = []
+    stacks: list[Stack] = []
 
     def program() -> None:
-        stacks.append(runtime_settings.get_root_resource())
+        root = runtime_settings.get_root_resource()
+        assert isinstance(root, Stack), root
+        stacks.append(root)
         runpy.run_path(str(path), run_name="__main__")
 
     _sync_await(run_in_stack(program))
