@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import harness
 import valkey
+from replies import info, sync
 from valkey_process import wait_for
 
 T = TypeVar("T")
@@ -66,10 +67,6 @@ def replication_login(rendered: harness.Rendered, instance: str, host: str, port
     return valkey.Valkey(host=host, port=port, username=creds["username"], password=creds["password"], socket_timeout=5)
 
 
-def info(c: valkey.Valkey, section: str) -> dict[str, Any]:
-    return c.info(section)  # type: ignore[no-any-return]
-
-
 def role(c: valkey.Valkey) -> str:
     return str(info(c, "replication")["role"])
 
@@ -91,7 +88,7 @@ def dump(c: valkey.Valkey, match: str = "*", count: int = 1000) -> dict[bytes, b
 
     def flush() -> None:
         if batch:
-            out.update(zip(batch, c.mget(batch), strict=True))
+            out.update(zip(batch, sync(c.mget(batch)), strict=True))
             batch.clear()
 
     for key in c.scan_iter(match=match, count=count):
@@ -227,12 +224,12 @@ class StreamWriter(threading.Thread):
     def run(self) -> None:
         client = self.connect()
         try:
-            start_offset = int(client.info("replication")["master_repl_offset"])
+            start_offset = int(info(client, "replication")["master_repl_offset"])
             started = time.monotonic()
             n = 0
             while not self._stop_event.is_set():
                 target = start_offset + self.rate * (time.monotonic() - started)
-                while int(client.info("replication")["master_repl_offset"]) < target:
+                while int(info(client, "replication")["master_repl_offset"]) < target:
                     client.set(f"stream:{n % 10_000}", "x" * 1024)
                     n += 1
                 time.sleep(0.02)
@@ -263,7 +260,7 @@ class LagMonitor(threading.Thread):
     def run(self) -> None:
         try:
             while not self._stop_event.is_set():
-                value = self.replica.get(self.heartbeat)
+                value = sync(self.replica.get(self.heartbeat))
                 if value is not None:
                     self.samples_ms.append((time.monotonic_ns() - int(value)) / 1e6)
                 time.sleep(0.001)

@@ -45,7 +45,8 @@ def run_consumer(references: dict[str, Rendered], config: dict[str, str | None] 
 
 def consumer_deployment(consumer: Rendered) -> dict[str, Any]:
     [deployment] = consumer.of_type(DEPLOYMENT).values()
-    return unwrap(deployment.inputs)
+    manifest: dict[str, Any] = unwrap(deployment.inputs)
+    return manifest
 
 
 def test_deployment_uses_region1_host_port_and_secret(region1: Rendered) -> None:
@@ -179,7 +180,11 @@ def test_consumer_passes_the_policy_pack(region1: Rendered) -> None:
     options = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
     args = ResourceValidationArgs(DEPLOYMENT, props, f"urn:pulumi:dev::{PROJECT}::{DEPLOYMENT}::x", "x", options, None)
     reported: list[str] = []
+
+    def report(message: str, urn: str | None = None) -> None:
+        reported.append(message)
+
     for policy in policies.POLICIES:
         if isinstance(policy, ResourceValidationPolicy):
-            policy.validate(args, lambda message, urn=None: reported.append(message))
+            policy.validate(args, report)
     assert reported == []

@@ -22,9 +22,10 @@ from typing import Any
 import harness
 import needs
 import pytest
-from drills_support import StreamWriter, admin, app, caught_up, info, link_up, wait_for
+from drills_support import StreamWriter, admin, app, caught_up, link_up
 from podrunner import PodRunner
-from valkey_process import BUILDS
+from replies import info
+from valkey_process import BUILDS, wait_for
 
 pytestmark = needs.root
 

@@ -3,10 +3,12 @@ instead of answering for the wrong object."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from harness import Rendered, conf_directive, with_overrides
 
-FILE = {
+FILE: dict[str, Any] = {
     "role": "primary",
     "tls": {"issuer": {"name": "ca", "kind": "ClusterIssuer"}, "caBundle": "PEM"},
     "instances": {"sessions": {"maxmemory": "2Gi", "storage": {"size": "8Gi"}}, "api-cache": {"dr": False}},

@@ -25,6 +25,7 @@ from podrunner.image import DEBIAN_EXPORTER, REDIS_EXPORTER_TAGS, resolve_image
 from podrunner.pod import Pod
 from podrunner.podspec import HttpGet
 from podrunner.proxy import FaultProxy
+from replies import info
 from valkey_process import wait_for
 
 from components.config.models import METRICS_PORT
@@ -57,10 +58,6 @@ def admin(rendered: harness.Rendered, host: str, port: int) -> valkey.Valkey:
     """The operator's connection (INFO, CONFIG, CLIENT KILL are denied to the default user)."""
     creds = rendered.secret_data("sessions-admin-credentials")
     return valkey.Valkey(host=host, port=port, username=creds["username"], password=creds["password"], socket_timeout=5)
-
-
-def info(c: valkey.Valkey, section: str) -> dict[str, Any]:
-    return c.info(section)  # type: ignore[no-any-return]
 
 
 def metrics(pod: Pod) -> dict[str, str]:
@@ -118,9 +115,9 @@ def test_rendered_sessions_pod_runs_as_the_manifest_says(
 
     # Both Valkey-image containers run as 999 and share the pod's network namespace.
     ping = ["sh", "-c", 'REDISCLI_AUTH="$(cat /etc/valkey/probe-password)" valkey-cli --user probe -p 6379 ping']
-    for container in ("valkey", "reloader"):
-        assert pod.exec(["id", "-u"], container=container).stdout.strip() == "999"
-        assert pod.exec(ping, container=container).stdout.strip() == "PONG"
+    for name in ("valkey", "reloader"):
+        assert pod.exec(["id", "-u"], container=name).stdout.strip() == "999"
+        assert pod.exec(ping, container=name).stdout.strip() == "PONG"
     assert all(p.startswith("NetworkPolicy ") for p in pod.not_enforced)  # listed, not enforced
 
     # The exporter: the image's uid 59000 (no passwd entry, as in the scratch image), fsGroup 1000 as

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import valkey
 from harness import render
+from replies import info
 from valkey_process import BUILDS, VALKEY_CLI, every_build, free_port, localized, stop_process, wait_for
 
 KEYS = 100_000
@@ -77,7 +78,7 @@ def test_a_loading_server_is_alive_but_not_ready(tmp_path: Path, build: str) -> 
             pipe.set(f"session:{i}", "x" * 64)
         pipe.execute()
         admin(port).bgrewriteaof()
-        wait_for(lambda: admin(port).info("persistence")["aof_rewrite_in_progress"] == 0, 30, "AOF rewritten")
+        wait_for(lambda: info(admin(port), "persistence")["aof_rewrite_in_progress"] == 0, 30, "AOF rewritten")
         assert run_probe(probe_commands["readiness"], port, password_file)[0] == 0
     finally:
         stop_process(process, timeout=20)

@@ -246,7 +246,7 @@ def test_provider_uses_the_configured_cluster(region1: Rendered) -> None:
 def test_existing_namespace_is_used_without_creating_it() -> None:
     rendered = render("region1", {"createNamespace": False, "namespace": "cache"})
     assert rendered.objects("Namespace") == {}
-    namespaces = {m["kind"]: set() for m in rendered.manifests()}
+    namespaces: dict[str, set[str]] = {m["kind"]: set() for m in rendered.manifests()}
     for m in rendered.manifests():
         namespaces[m["kind"]].add(m["metadata"]["namespace"])
     # Only the client Secrets have copies in the client namespace the NetworkPolicy admits.

@@ -23,7 +23,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import harness
 import needs
@@ -31,6 +31,7 @@ import pytest
 import valkey
 from podrunner import PodRunner
 from podrunner.pod import Pod
+from replies import info
 from valkey_process import wait_for as poll
 
 from components.config.models import METRICS_PORT
@@ -154,10 +155,6 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def info(c: valkey.Valkey, section: str) -> dict[str, Any]:
-    return cast(dict[str, Any], c.info(section))
-
-
 def resp(*args: str) -> bytes:
     out = f"*{len(args)}\r\n".encode()
     for a in args:
@@ -273,7 +270,7 @@ def app_traffic(region: Region, app: Application, label: str) -> Iterator[tuple[
         assert loop.failures == [], (loop.name, loop.failures[:5])
     # The pool's connection, authenticated before the rotation, was never dropped or replaced.
     assert pool.client_id() == pool_client_id
-    pool.close()  # type: ignore[no-untyped-call]
+    pool.close()
 
 
 # ----- (a) the client password ----------------------------------------------------------------------

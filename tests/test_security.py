@@ -118,11 +118,11 @@ def test_network_policy_rule_lists_are_exactly_what_the_stack_files_allow(region
         for name, policy in rendered.objects("NetworkPolicy").items():
             dr = config["instances"][name]["dr"]
             primary = config["role"] == "primary"
-            ingress = [{"from": clients, "ports": port}]
+            ingress: list[dict[str, Any]] = [{"from": clients, "ports": port}]
             if dr and primary:
                 ingress.append({"from": peers, "ports": port})  # the other region replicates from it
             ingress.append(metrics)
-            egress = [dns]
+            egress: list[dict[str, Any]] = [dns]
             if dr and not primary:
                 egress.append({"to": peers, "ports": port})  # it replicates from the other region
             assert policy["spec"]["ingress"] == ingress, f"{rendered.stack}/{name}"
