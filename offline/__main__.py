@@ -15,6 +15,7 @@ import argparse
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from .engine import ROOT, SECRET_SIG, SECRET_VALUE, Rendered, render, stack_file
 REDACTED = "<redacted>"
 # Files of a config Secret a reviewer should read, with their secrets cut out: valkey.conf holds
 # one (a replica's masterauth), the ACL file password hashes, the CA bundle is public.
-REVIEWABLE = {
+REVIEWABLE: dict[str, Callable[[str], str]] = {
     "valkey.conf": lambda text: re.sub(r"^(masterauth) .*$", rf"\1 {REDACTED}", text, flags=re.MULTILINE),
     "users.acl": lambda text: re.sub(r"#[0-9a-f]{64}", f"#{REDACTED}", text),
     "ca-bundle.crt": lambda text: text,

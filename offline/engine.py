@@ -3,7 +3,8 @@ would create: every resource's inputs, and the stack's exports resolved to plain
 
 A stack is rendered from its real ``Pulumi.<stack>.yaml``; a replica stack's StackReference is
 answered with the exports of a rendered primary stack, never with a hand-written dictionary.
-The offline render (``python -m offline``) and the tests (tests/harness.py) both run this.
+The offline render (``python -m offline``) and the tests (tests/harness.py) both run this;
+``offline.rendered`` holds what a run returns and the accessors that read it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import copy
 import json
 import runpy
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,54 +21,41 @@ import pulumi
 import yaml
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.stack import Stack, run_in_stack
 from pulumi.runtime.sync_await import _sync_await
+
+from .rendered import SECRET_SIG, SECRET_VALUE, Captured, Registration, Rendered, is_secret_envelope, unwrap
+
+__all__ = [
+    "PROJECT",
+    "RANDOM_PASSWORD",
+    "ROOT",
+    "SECRET_SIG",
+    "SECRET_VALUE",
+    "STACK_REFERENCE",
+    "CaptureMocks",
+    "Captured",
+    "RecordingMonitor",
+    "Registration",
+    "Rendered",
+    "engine_config",
+    "is_secret_envelope",
+    "render",
+    "render_both",
+    "run_program",
+    "stack_file_config",
+    "unwrap",
+    "with_overrides",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 """The project directory (Pulumi.yaml, __main__.py)."""
 PROJECT = "valkey"
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
-SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-
-@dataclass
-class Captured:
-    typ: str
-    name: str
-    inputs: dict[str, Any]
-    """Inputs as the engine received them; secrets still wrapped in Pulumi's secret envelope."""
-    provider: str | None = None
-    """Reference (URN::id) of the provider resource that manages it; None means the default."""
-
-
-@dataclass
-class Registration:
-    """What the engine learns of a resource besides its inputs: its URN and place in the graph, and
-    the resource options that decide what ``pulumi up`` does with it (offline/plan.py reads them)."""
-
-    urn: str
-    typ: str
-    name: str
-    custom: bool
-    """False for component resources."""
-    parent: str
-    dependencies: frozenset[str]
-    """URNs it depends on: ``depends_on`` and every Output its inputs were built from."""
-    provider: str
-    protect: bool
-    delete_before_replace: bool
-    ignore_changes: tuple[str, ...]
-    replace_on_changes: tuple[str, ...]
-    retain_on_delete: bool
-    custom_timeouts: dict[str, str]
-    """create/update/delete -> duration text such as "15m"; empty when not set."""
-    deleted_with: str
-    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 class RecordingMonitor(MockMonitor):
@@ -79,7 +66,7 @@ class RecordingMonitor(MockMonitor):
         self.capture = mocks
 
     def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]  # pulumi's MockMonitor
         if request.type != "pulumi:pulumi:Stack":
             dependencies = set(request.dependencies)
             for urns in request.propertyDependencies.values():
@@ -142,62 +129,65 @@ class CaptureMocks(pulumi.runtime.Mocks):
         return {}, None
 
 
-@dataclass
-class Rendered:
-    stack: str
-    resources: dict[tuple[str, str], Captured]
-    exports: dict[str, Any]
-    secret_exports: set[str]
-    references: list[str] = field(default_factory=list)
-    passwords: list[str] = field(default_factory=list)
-    registrations: dict[str, Registration] = field(default_factory=dict)
-
-    @property
-    def protected(self) -> set[tuple[str, str]]:
-        """(type, name) of every resource registered with ``protect``."""
-        return {(r.typ, r.name) for r in self.registrations.values() if r.protect}
-
-    def of_type(self, typ: str) -> dict[str, Captured]:
-        return {name: c for (t, name), c in self.resources.items() if t == typ}
-
-    def manifests(self) -> list[dict[str, Any]]:
-        """Every Kubernetes object, as plain manifests (secret envelopes unwrapped)."""
-        return [
-            unwrap(c.inputs)
-            for (t, _), c in sorted(self.resources.items())
-            if t.startswith("kubernetes:") and "Provider" not in t
-        ]
-
-    def objects(self, kind: str) -> dict[str, dict[str, Any]]:
-        """Manifests of one kind, by metadata.name."""
-        return {m["metadata"]["name"]: m for m in self.manifests() if m["kind"] == kind}
-
-
-def unwrap(value: Any, secret: Callable[[Any], Any] | None = None) -> Any:
-    """Drop Pulumi's secret envelopes, keeping the values (or what ``secret`` makes of each unwrapped
-    value); whole floats (the mock engine turns every number into one) become ints again, as they
-    would in the JSON sent to Kubernetes."""
-    if isinstance(value, dict):
-        if value.get(SECRET_SIG) == SECRET_VALUE:
-            inner = unwrap(value["value"], secret)
-            return secret(inner) if secret else inner
-        return {k: unwrap(v, secret) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap(v, secret) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def is_secret_envelope(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
-
-
 def stack_file_config(stack: str) -> dict[str, Any]:
     """The ``config:`` map of ``Pulumi.<stack>.yaml`` with the namespace stripped from keys."""
     data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
     prefix = f"{PROJECT}:"
     return {k[len(prefix) :]: v for k, v in (data.get("config") or {}).items() if k.startswith(prefix)}
+
+
+def with_overrides(config: dict[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``config`` (a stack file's config map) with ``overrides`` applied in order. A key is
+    a path of map keys (and list indexes) joined by dots: ``"instances.sessions.maxmemory"`` sets
+    one field of one instance and keeps every other setting of the file; a plain ``"tls"`` replaces
+    the whole top-level value. Missing maps on the way are created. A value of None removes what is
+    at the path (nothing, if it is not there). A key with a dot in it (a label such as
+    ``app.kubernetes.io/team``) cannot be a path segment: override its parent map instead."""
+    result = copy.deepcopy(config)
+    for path, value in (overrides or {}).items():
+        *parents, last = path.split(".")
+        node: Any = result
+        for depth, key in enumerate(parents):
+            where = ".".join(parents[: depth + 1])
+            child = _child(node, key, path)
+            if child is None:
+                if value is None:
+                    break  # removing below a map that is not there: nothing to remove
+                child = {}
+                _set(node, key, child, path)
+            if not isinstance(child, dict | list):
+                raise ValueError(f"override {path!r}: {where} is {child!r}, neither a map nor a list")
+            node = child
+        else:
+            if value is None:
+                _remove(node, last, path)
+            else:
+                _set(node, last, copy.deepcopy(value), path)
+    return result
+
+
+def _index(node: list[Any], key: str, path: str) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise ValueError(f"override {path!r}: {key!r} is not an index of a list of {len(node)}")
+    return int(key)
+
+
+def _child(node: dict[str, Any] | list[Any], key: str, path: str) -> Any:
+    return node[_index(node, key, path)] if isinstance(node, list) else node.get(key)
+
+
+def _set(node: dict[str, Any] | list[Any], key: str, value: Any, path: str) -> None:
+    if isinstance(node, list):
+        node[_index(node, key, path)] = value
+    else:
+        node[key] = value
+
+
+def _remove(node: dict[str, Any] | list[Any], key: str, path: str) -> None:
+    if isinstance(node, list):
+        del node[_index(node, key, path)]
+    else:
+        node.pop(key, None)
 
 
 def engine_config(config: dict[str, Any]) -> dict[str, str]:
@@ -218,23 +208,18 @@ def engine_config(config: dict[str, Any]) -> dict[str, str]:
 
 def render(
     stack: str,
-    config: dict[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
     references: dict[str, Rendered] | None = None,
     from_stack_file: bool = True,
     *,
     mocks: CaptureMocks | None = None,
     secret_keys: list[str] | None = None,
 ) -> Rendered:
-    """Run ``__main__.py`` for ``stack``. ``config`` overrides keys of the stack file (a value of
-    None removes the key); ``references`` answers StackReferences by fully qualified name.
-    Pass ``mocks`` to inspect what was registered when the program raises; ``secret_keys`` are the
-    keys set with ``--secret``."""
-    values = stack_file_config(stack) if from_stack_file else {}
-    for key, value in (config or {}).items():
-        if value is None:
-            values.pop(key, None)
-        else:
-            values[key] = value
+    """Run ``__main__.py`` for ``stack``. ``config`` overrides the stack file's config, by
+    top-level key or by path (``with_overrides``; a value of None removes); ``references`` answers
+    StackReferences by fully qualified name. Pass ``mocks`` to inspect what was registered when the
+    program raises; ``secret_keys`` are the (top-level) keys set with ``--secret``."""
+    values = with_overrides(stack_file_config(stack) if from_stack_file else {}, config)
     secrets = [f"{PROJECT}:{key}" for key in secret_keys or []]
     return run_program(
         ROOT / "__main__.py", PROJECT, stack, engine_config(values), references=references, mocks=mocks, secrets=secrets
@@ -263,10 +248,12 @@ def run_program(
     # run_in_stack is the SDK's own entrypoint: it creates the stack resource, runs the module,
     # then awaits what the module registered with pulumi.run and exports its result.
     runtime_settings.ROOT.set(None)
-    stacks = []
+    stacks: list[Stack] = []
 
     def program() -> None:
-        stacks.append(runtime_settings.get_root_resource())
+        root = runtime_settings.get_root_resource()
+        assert isinstance(root, Stack), root
+        stacks.append(root)
         runpy.run_path(str(path), run_name="__main__")
 
     _sync_await(run_in_stack(program))
@@ -286,10 +273,11 @@ def run_program(
 
 
 def render_both(
-    region1: dict[str, Any] | None = None, region2: dict[str, Any] | None = None
+    region1: Mapping[str, Any] | None = None, region2: Mapping[str, Any] | None = None
 ) -> tuple[Rendered, Rendered]:
-    """Region 1, then region 2 with its StackReference answered by region 1's exports."""
+    """Region 1, then region 2 with its StackReference answered by region 1's exports; each with
+    its overrides (see ``render``)."""
     r1 = render("region1", region1)
-    primary_stack = {**stack_file_config("region2"), **(region2 or {})}["primaryStack"]
+    primary_stack = with_overrides(stack_file_config("region2"), region2)["primaryStack"]
     r2 = render("region2", region2, references={primary_stack: r1})
     return r1, r2

@@ -43,7 +43,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import Registration, Rendered, unwrap
+from .rendered import Registration, Rendered, unwrap
 
 K8S_PREFIX = "kubernetes:"
 PROVIDER_TYPE = "pulumi:providers:kubernetes"
@@ -345,7 +345,7 @@ def plan(before: Rendered, after: Rendered) -> Plan:
             waits, never = _await(reg, "create", after_inputs)
             failure = None
             identity = _identity(reg)
-            if identity in deleted_identities:
+            if identity is not None and identity in deleted_identities:
                 failure = (
                     f"already exists: {identity[0]} {identity[2]} still belongs to {deleted_identities[identity]}, "
                     "deleted only after every create (a rename needs an alias)"
@@ -458,7 +458,7 @@ def _provider_replaced(old: Registration, new: Registration) -> bool:
     or context may point at another cluster; this model takes every such change as a new cluster."""
     before, after = plain(old.inputs), plain(new.inputs)
     if before.get("clusterIdentifier") and after.get("clusterIdentifier"):
-        return before["clusterIdentifier"] != after["clusterIdentifier"]
+        return bool(before["clusterIdentifier"] != after["clusterIdentifier"])
     if before.get("renderYamlToDirectory") != after.get("renderYamlToDirectory"):
         return True
     return any(before.get(k) != after.get(k) for k in ("kubeconfig", "context", "cluster"))

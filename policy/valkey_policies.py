@@ -23,6 +23,7 @@ from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
+    Policy,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -102,7 +103,8 @@ def validate_dr_endpoints(args: StackValidationArgs, report_violation: ReportVio
 
 
 MANDATORY = EnforcementLevel.MANDATORY
-POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
+# list[Policy]: what PolicyPack takes (a list of the union would not do: list is invariant).
+POLICIES: list[Policy] = [
     ResourceValidationPolicy(
         name="valkey-no-password-in-pod-spec",
         description="Valkey pods read passwords from mounted Secrets: none in command, args, probes or env values.",

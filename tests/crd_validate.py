@@ -144,7 +144,10 @@ def _list_map_keys(
         seen.add(key)
 
 
-_Validator = validators.extend(Draft7Validator, validators={"x-kubernetes-list-map-keys": _list_map_keys})
+# types-jsonschema leaves extend() unannotated.
+_Validator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft7Validator, validators={"x-kubernetes-list-map-keys": _list_map_keys}
+)
 
 # RE2 lets a flag group follow an anchor ("^(?i)..."); Python 3.11+ wants global flags first.
 _LEADING_FLAGS = re.compile(r"^(\^?)\(\?([imsU]+)\)")
@@ -226,13 +229,17 @@ def _describe(error: ValidationError) -> list[tuple[str, str]]:
     """(path, message) of one error, kubectl style; an unknown field is named in its path."""
     path = _path(error.absolute_path)
     prefix = "" if path == "<root>" else f"{path}."
-    if error.validator == "additionalProperties" and error.validator_value is False:
-        known = error.schema.get("properties", {})
-        return [(f"{prefix}{name}", "unknown field") for name in sorted(error.instance) if name not in known]
+    # An error raised while validating has all three; jsonschema types them with its "unset" sentinel.
+    schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
+    instance: Any = error.instance
+    expected: Any = error.validator_value
+    if error.validator == "additionalProperties" and expected is False:
+        known = schema.get("properties", {})
+        return [(f"{prefix}{name}", "unknown field") for name in sorted(instance) if name not in known]
     if error.validator == "required":
-        missing = [name for name in error.validator_value if name not in error.instance]
+        missing = [name for name in expected if name not in instance]
         return [(f"{prefix}{name}", "required field is missing") for name in missing]
-    if error.validator == "anyOf" and error.schema.get("x-kubernetes-int-or-string") is True:
+    if error.validator == "anyOf" and schema.get("x-kubernetes-int-or-string") is True:
         return [(path, f"must be an integer or a string, got {error.instance!r}")]
     if error.validator in ("anyOf", "oneOf") and error.context:
         reasons = "; ".join(sorted({sub.message for sub in error.context}))

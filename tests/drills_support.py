@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import harness
 import valkey
+from replies import info, sync
 from valkey_process import wait_for
 
 T = TypeVar("T")
@@ -41,19 +42,15 @@ def holds_for(condition: Callable[[], bool], duration: float, what: str, interva
 # ----- connections by purpose ---------------------------------------------------------------------
 
 
-def _secret(rendered: harness.Rendered, name: str) -> dict[str, str]:
-    return rendered.objects("Secret")[name]["stringData"]  # type: ignore[no-any-return]
-
-
 def app(rendered: harness.Rendered, instance: str, host: str, port: int = 6379, **kw: Any) -> valkey.Valkey:
     """An application: the default user, password from the rendered ``<instance>-credentials``."""
-    password = _secret(rendered, f"{instance}-credentials")["password"]
+    password = rendered.secret_data(f"{instance}-credentials")["password"]
     return valkey.Valkey(host=host, port=port, password=password, socket_timeout=5, socket_connect_timeout=2, **kw)
 
 
 def admin(rendered: harness.Rendered, instance: str, host: str, port: int = 6379) -> valkey.Valkey:
     """The operator (REPLICAOF, CONFIG, CLIENT KILL, INFO): ``<instance>-admin-credentials``."""
-    creds = _secret(rendered, f"{instance}-admin-credentials")
+    creds = rendered.secret_data(f"{instance}-admin-credentials")
     return valkey.Valkey(
         host=host,
         port=port,
@@ -68,10 +65,6 @@ def replication_login(rendered: harness.Rendered, instance: str, host: str, port
     """The replication user, with the password the region exports for the other region."""
     creds = rendered.exports["replicationCredentials"][instance]
     return valkey.Valkey(host=host, port=port, username=creds["username"], password=creds["password"], socket_timeout=5)
-
-
-def info(c: valkey.Valkey, section: str) -> dict[str, Any]:
-    return c.info(section)  # type: ignore[no-any-return]
 
 
 def role(c: valkey.Valkey) -> str:
@@ -95,7 +88,7 @@ def dump(c: valkey.Valkey, match: str = "*", count: int = 1000) -> dict[bytes, b
 
     def flush() -> None:
         if batch:
-            out.update(zip(batch, c.mget(batch), strict=True))
+            out.update(zip(batch, sync(c.mget(batch)), strict=True))
             batch.clear()
 
     for key in c.scan_iter(match=match, count=count):
@@ -231,12 +224,12 @@ class StreamWriter(threading.Thread):
     def run(self) -> None:
         client = self.connect()
         try:
-            start_offset = int(client.info("replication")["master_repl_offset"])
+            start_offset = int(info(client, "replication")["master_repl_offset"])
             started = time.monotonic()
             n = 0
             while not self._stop_event.is_set():
                 target = start_offset + self.rate * (time.monotonic() - started)
-                while int(client.info("replication")["master_repl_offset"]) < target:
+                while int(info(client, "replication")["master_repl_offset"]) < target:
                     client.set(f"stream:{n % 10_000}", "x" * 1024)
                     n += 1
                 time.sleep(0.02)
@@ -267,7 +260,7 @@ class LagMonitor(threading.Thread):
     def run(self) -> None:
         try:
             while not self._stop_event.is_set():
-                value = self.replica.get(self.heartbeat)
+                value = sync(self.replica.get(self.heartbeat))
                 if value is not None:
                     self.samples_ms.append((time.monotonic_ns() - int(value)) / 1e6)
                 time.sleep(0.001)

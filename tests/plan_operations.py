@@ -55,7 +55,7 @@ def region2(region1_overrides: dict[str, Any] | None = None, **overrides: Any) -
 
 
 def instances(stack: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    config = stack_file_config(stack)["instances"]
+    config: dict[str, Any] = stack_file_config(stack)["instances"]
     change(config)
     return config
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from harness import stack_file_config
+from replies import info, sync
 from valkey_process import BUILDS, Server, every_build, free_port, wait_for
 
 from components.config.loader import parse_stack_config
@@ -58,29 +59,29 @@ def test_a_link_down_longer_than_valkeys_default_backlog_ttl_still_heals_partial
     replica = start(tmp_path / "replica", build, Upstream("127.0.0.1", primary.port, "replication", REPLICATION))
     try:
         p, r = primary.client("admin", ADMIN), replica.client("admin", ADMIN)
-        wait_for(lambda: r.info("replication")["master_link_status"] == "up", what="link up")
+        wait_for(lambda: info(r, "replication")["master_link_status"] == "up", what="link up")
         for i in range(1000):
             p.set(f"session:{i}", "x" * 100)
         wait_for(lambda: r.dbsize() == 1000, what="replicated")
-        before = p.info("stats")
+        before = info(p, "stats")
 
         # The DR link goes down: the replica can no longer log in.
         r.config_set("masterauth", "not-the-password")
         p.execute_command("CLIENT KILL", "TYPE", "replica")
-        wait_for(lambda: p.info("replication")["connected_slaves"] == 0, what="no replica connected")
+        wait_for(lambda: info(p, "replication")["connected_slaves"] == 0, what="no replica connected")
         for i in range(1000, 1100):
             p.set(f"session:{i}", "y" * 100)
         clock.write_text("+2h\n")  # past Valkey's default repl-backlog-ttl of 3600 s
-        wait_for(lambda: p.time()[0] - time.time() > 7000, 10, "the primary's clock two hours ahead")
+        wait_for(lambda: sync(p.time())[0] - time.time() > 7000, 10, "the primary's clock two hours ahead")
         # replicationCron runs once a second: give it three chances to free the backlog.
         for _ in range(30):
-            assert p.info("replication")["repl_backlog_active"] == 1, "the backlog was freed"
+            assert info(p, "replication")["repl_backlog_active"] == 1, "the backlog was freed"
             time.sleep(0.1)
 
         r.config_set("masterauth", REPLICATION)
-        wait_for(lambda: r.info("replication")["master_link_status"] == "up", 15, "link up again")
+        wait_for(lambda: info(r, "replication")["master_link_status"] == "up", 15, "link up again")
         wait_for(lambda: r.dbsize() == 1100, what="writes made during the cut replicated")
-        after = p.info("stats")
+        after = info(p, "stats")
         assert after["sync_partial_ok"] == before["sync_partial_ok"] + 1
         assert after["sync_full"] == before["sync_full"]
     finally:

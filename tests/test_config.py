@@ -19,20 +19,7 @@ from components.sizing import backlog_bytes, memory_limit_bytes, storage_bytes
 SESSIONS = "instances.sessions"
 
 
-def with_instance(name: str = "sessions", **fields: Any) -> dict[str, Any]:
-    """region1's instances with one instance's fields changed (a value of None removes the field)."""
-    instances = stack_file_config("region1")["instances"]
-    merged = {**instances[name], **fields} if name in instances else dict(fields)
-    instances[name] = {k: v for k, v in merged.items() if v is not None}
-    return {"instances": instances}
-
-
-def nested(name: str, section: str, **fields: Any) -> dict[str, Any]:
-    instance = stack_file_config("region1")["instances"].get(name, {})
-    return with_instance(name, **{section: {**instance.get(section, {}), **fields}})
-
-
-# (key the message must name, config overrides for region1's stack file)
+# (key the message must name, overrides of region1's stack file: by path, the rest of the file kept)
 INVALID: list[tuple[str, dict[str, Any]]] = [
     ("role", {"role": "leader"}),
     ("primaryStack", {"role": "replica"}),
@@ -52,12 +39,12 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("peerCidrs.0", {"peerCidrs": ["10.20.0.1/16"]}),
     ("peerCidrs", {"peerCidrs": []}),
     ("externalService.loadBalancerSourceRanges", {"externalService": {"loadBalancerSourceRanges": ["10.0.0.0/8"]}}),
-    ("tls", {"tls": {"caBundle": stack_file_config("region1")["tls"]["caBundle"]}}),
-    ("tls", {"tls": {**stack_file_config("region1")["tls"], "existingSecret": "valkey-tls"}}),
-    ("tls.caBundle", {"tls": {"issuer": {"name": "valkey-ca"}}}),
-    ("tls.caBundle", {"tls": {"issuer": {"name": "valkey-ca"}, "caBundle": "not a certificate"}}),
-    ("tls.issuer.kind", {"tls": {**stack_file_config("region1")["tls"], "issuer": {"name": "ca", "kind": "Vault"}}}),
-    ("tls.enabled", {"tls": {**stack_file_config("region1")["tls"], "enabled": "sometimes"}}),
+    ("tls", {"tls.issuer": None}),
+    ("tls", {"tls.existingSecret": "valkey-tls"}),
+    ("tls.caBundle", {"tls.caBundle": None}),
+    ("tls.caBundle", {"tls.caBundle": "not a certificate"}),
+    ("tls.issuer.kind", {"tls.issuer.kind": "Vault"}),
+    ("tls.enabled", {"tls.enabled": "sometimes"}),
     ("networkPolicy.clients.0.namespace", {"networkPolicy": {"clients": [{"namespace": "Apps"}]}}),
     ("networkPolicy.clients.0.labels", {"networkPolicy": {"clients": [{"namespace": "apps", "labels": {}}]}}),
     ("passwordRotation.client.generation", {"passwordRotation": {"client": {"generation": 0}}}),
@@ -65,7 +52,7 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("deniedCommands.0", {"deniedCommands": ["auth"]}),
     ("deniedCommands.1", {"deniedCommands": ["flushall", "rm -rf"]}),
     ("protect", {"protect": "please"}),
-    (f"{SESSIONS}.persistence", with_instance(persistence=False)),
+    (f"{SESSIONS}.persistence", {f"{SESSIONS}.persistence": False}),
     ("externalService.internal", {"externalService": {"internal": True}}),
     ("createNamespace", {"createNamespace": "perhaps"}),
     ("blockVoluntaryEviction", {"blockVoluntaryEviction": "sometimes"}),
@@ -75,29 +62,29 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("instances", {"instances": {"Sessions_1": {"dr": False}}}),
     ("instances", {"instances": {"1cache": {"dr": False}}}),
     ("instances", {"instances": {"a" * 41: {"dr": False}}}),
-    (f"{SESSIONS}.maxmemoryPolicy", with_instance(maxmemoryPolicy="lru")),
-    (f"{SESSIONS}.maxmemoryPolicy", with_instance(maxmemoryPolicy="fixed")),
-    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="lots")),
-    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="0")),
-    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="-2gb")),
-    (f"{SESSIONS}.maxmemory", nested("sessions", "resources", memory="2Gi")),
-    (f"{SESSIONS}.maxMemory", with_instance(maxMemory="2gb")),
-    (f"{SESSIONS}.port", with_instance(port=80)),
-    (f"{SESSIONS}.port", with_instance(port=70000)),
-    (f"{SESSIONS}.port", with_instance(port="redis")),
-    (f"{SESSIONS}.dr", with_instance(dr="maybe")),
-    (f"{SESSIONS}.ttl", with_instance(ttl="forever")),
-    (f"{SESSIONS}.ttl", with_instance(ttl="0s")),
-    (f"{SESSIONS}.storage.size", nested("sessions", "storage", size="1Gi")),
-    (f"{SESSIONS}.storage.storageClass", nested("sessions", "storage", storageClass="Fast SSD")),
-    (f"{SESSIONS}.storage.iops", nested("sessions", "storage", iops=3000)),
-    (f"{SESSIONS}.resources.cpu", nested("sessions", "resources", cpu="lots")),
-    (f"{SESSIONS}.resources.cpuLimit", nested("sessions", "resources", cpuLimit="100m")),
-    (f"{SESSIONS}.resources.memory", nested("sessions", "resources", memory="many")),
-    (f"{SESSIONS}.replication.outageTolerance", nested("sessions", "replication", outageTolerance="a while")),
-    (f"{SESSIONS}.replication.writeRate", nested("sessions", "replication", writeRate="fast")),
-    (f"{SESSIONS}.externalHost", with_instance(externalHost="sessions..example.com")),
-    ("instances.api-cache.externalHost", with_instance("api-cache", externalHost="api.region1.example.com")),
+    (f"{SESSIONS}.maxmemoryPolicy", {f"{SESSIONS}.maxmemoryPolicy": "lru"}),
+    (f"{SESSIONS}.maxmemoryPolicy", {f"{SESSIONS}.maxmemoryPolicy": "fixed"}),
+    (f"{SESSIONS}.maxmemory", {f"{SESSIONS}.maxmemory": "lots"}),
+    (f"{SESSIONS}.maxmemory", {f"{SESSIONS}.maxmemory": "0"}),
+    (f"{SESSIONS}.maxmemory", {f"{SESSIONS}.maxmemory": "-2gb"}),
+    (f"{SESSIONS}.maxmemory", {f"{SESSIONS}.resources.memory": "2Gi"}),
+    (f"{SESSIONS}.maxMemory", {f"{SESSIONS}.maxMemory": "2gb"}),
+    (f"{SESSIONS}.port", {f"{SESSIONS}.port": 80}),
+    (f"{SESSIONS}.port", {f"{SESSIONS}.port": 70000}),
+    (f"{SESSIONS}.port", {f"{SESSIONS}.port": "redis"}),
+    (f"{SESSIONS}.dr", {f"{SESSIONS}.dr": "maybe"}),
+    (f"{SESSIONS}.ttl", {f"{SESSIONS}.ttl": "forever"}),
+    (f"{SESSIONS}.ttl", {f"{SESSIONS}.ttl": "0s"}),
+    (f"{SESSIONS}.storage.size", {f"{SESSIONS}.storage.size": "1Gi"}),
+    (f"{SESSIONS}.storage.storageClass", {f"{SESSIONS}.storage.storageClass": "Fast SSD"}),
+    (f"{SESSIONS}.storage.iops", {f"{SESSIONS}.storage.iops": 3000}),
+    (f"{SESSIONS}.resources.cpu", {f"{SESSIONS}.resources.cpu": "lots"}),
+    (f"{SESSIONS}.resources.cpuLimit", {f"{SESSIONS}.resources.cpuLimit": "100m"}),
+    (f"{SESSIONS}.resources.memory", {f"{SESSIONS}.resources.memory": "many"}),
+    (f"{SESSIONS}.replication.outageTolerance", {f"{SESSIONS}.replication.outageTolerance": "a while"}),
+    (f"{SESSIONS}.replication.writeRate", {f"{SESSIONS}.replication.writeRate": "fast"}),
+    (f"{SESSIONS}.externalHost", {f"{SESSIONS}.externalHost": "sessions..example.com"}),
+    ("instances.api-cache.externalHost", {"instances.api-cache.externalHost": "api.region1.example.com"}),
     # Values that used to pass and then failed after resources existed, or were rendered truncated.
     ("monitoring.thresholds.replicationLagSeconds", {"monitoring": {"thresholds": {"replicationLagSeconds": 10.5}}}),
     ("monitoring.thresholds.replicationLagSeconds", {"monitoring": {"thresholds": {"replicationLagSeconds": "10s"}}}),
@@ -107,36 +94,33 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("monitoring.thresholds.memoryRatio", {"monitoring": {"thresholds": {"memoryRatio": "nan"}}}),
     ("monitoring.thresholds.memoryRatio", {"monitoring": {"thresholds": {"memoryRatio": True}}}),
     ("monitoring.thresholds.linkDownFor", {"monitoring": {"thresholds": {"linkDownFor": "8d"}}}),
-    (f"{SESSIONS}.ttl", with_instance(ttl=0.5)),
-    (f"{SESSIONS}.ttl", with_instance(ttl="1.5s")),
+    (f"{SESSIONS}.ttl", {f"{SESSIONS}.ttl": 0.5}),
+    (f"{SESSIONS}.ttl", {f"{SESSIONS}.ttl": "1.5s"}),
     # Sizes: the whole value or nothing, within bounds, no ambiguous units.
-    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="2Gi garbage")),
-    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="2Gi\nmaxmemory 0")),
-    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="18446744073709551617")),
-    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="2Ti")),
-    (f"{SESSIONS}.maxmemory", with_instance(maxmemory="512m")),
-    (f"{SESSIONS}.maxmemory", with_instance(maxmemory=True)),
-    (f"{SESSIONS}.maxmemory", with_instance(maxmemory=0.5)),
-    (f"{SESSIONS}.resources.memory", nested("sessions", "resources", memory="40Ti")),
-    (f"{SESSIONS}.storage.size", nested("sessions", "storage", size="100Ti")),
-    (f"{SESSIONS}.replication.writeRate", nested("sessions", "replication", writeRate="2GiB")),
-    (f"{SESSIONS}.replication.outageTolerance", nested("sessions", "replication", outageTolerance="25h")),
-    (f"{SESSIONS}.replication.outageTolerance", nested("sessions", "replication", writeRate="512MiB")),
+    (f"{SESSIONS}.maxmemory", {f"{SESSIONS}.maxmemory": "2Gi garbage"}),
+    (f"{SESSIONS}.maxmemory", {f"{SESSIONS}.maxmemory": "2Gi\nmaxmemory 0"}),
+    (f"{SESSIONS}.maxmemory", {f"{SESSIONS}.maxmemory": "18446744073709551617"}),
+    (f"{SESSIONS}.maxmemory", {f"{SESSIONS}.maxmemory": "2Ti"}),
+    (f"{SESSIONS}.maxmemory", {f"{SESSIONS}.maxmemory": "512m"}),
+    (f"{SESSIONS}.maxmemory", {f"{SESSIONS}.maxmemory": True}),
+    (f"{SESSIONS}.maxmemory", {f"{SESSIONS}.maxmemory": 0.5}),
+    (f"{SESSIONS}.resources.memory", {f"{SESSIONS}.resources.memory": "40Ti"}),
+    (f"{SESSIONS}.storage.size", {f"{SESSIONS}.storage.size": "100Ti"}),
+    (f"{SESSIONS}.replication.writeRate", {f"{SESSIONS}.replication.writeRate": "2GiB"}),
+    (f"{SESSIONS}.replication.outageTolerance", {f"{SESSIONS}.replication.outageTolerance": "25h"}),
+    (f"{SESSIONS}.replication.outageTolerance", {f"{SESSIONS}.replication.writeRate": "512MiB"}),
     # The 80 % fit counts the backlog: 2Gi + 610Mi does not fit in 80 % of 2600Mi, 2Gi alone would.
-    (f"{SESSIONS}.maxmemory", nested("sessions", "resources", memory="2600Mi")),
-    (f"{SESSIONS}.resources.cpu", nested("sessions", "resources", cpu=0)),
-    (f"{SESSIONS}.resources.cpu", nested("sessions", "resources", cpu="1000")),
-    (f"{SESSIONS}.resources.cpu", nested("sessions", "resources", cpu=1.0005)),
+    (f"{SESSIONS}.maxmemory", {f"{SESSIONS}.resources.memory": "2600Mi"}),
+    (f"{SESSIONS}.resources.cpu", {f"{SESSIONS}.resources.cpu": 0}),
+    (f"{SESSIONS}.resources.cpu", {f"{SESSIONS}.resources.cpu": "1000"}),
+    (f"{SESSIONS}.resources.cpu", {f"{SESSIONS}.resources.cpu": 1.0005}),
     # Names Kubernetes, DNS or cert-manager would refuse half-way through a deployment.
-    (f"{SESSIONS}.externalHost", with_instance(externalHost=f"{'s' * 64}.example.com")),
+    (f"{SESSIONS}.externalHost", {f"{SESSIONS}.externalHost": f"{'s' * 64}.example.com"}),
     ("externalDomain", {"externalDomain": f"{'e' * 64}.com"}),
     ("externalDomain", {"externalDomain": ".".join(["d" * 60] * 4)}),
     ("clusterDomain", {"clusterDomain": ".".join(["c" * 60] * 4)}),
-    ("tls.issuer.name", {"tls": {**stack_file_config("region1")["tls"], "issuer": {"name": "Valkey CA"}}}),
-    (
-        "tls.existingSecret",
-        {"tls": {"existingSecret": "Valkey_TLS", "caBundle": stack_file_config("region1")["tls"]["caBundle"]}},
-    ),
+    ("tls.issuer.name", {"tls.issuer.name": "Valkey CA"}),
+    ("tls.existingSecret", {"tls.issuer": None, "tls.existingSecret": "Valkey_TLS"}),
     ("monitoring.labels", {"monitoring": {"labels": {"release prometheus": "x"}}}),
     ("monitoring.labels.release", {"monitoring": {"labels": {"release": "p" * 64}}}),
     (
@@ -155,12 +139,12 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("passwordRotation.client.generation", {"passwordRotation": {"client": {"generation": 10001}}}),
     ("passwordRotation.client.generation", {"passwordRotation": {"client": {"generation": True}}}),
     # Ports and generated names that collide.
-    (f"{SESSIONS}.port", with_instance(port=9121)),
-    ("instances.sessions-external", with_instance("sessions-external", dr=False)),
-    ("instances.feature-flags-admin", with_instance("feature-flags-admin", dr=False)),
+    (f"{SESSIONS}.port", {f"{SESSIONS}.port": 9121}),
+    ("instances.sessions-external", {"instances.sessions-external.dr": False}),
+    ("instances.feature-flags-admin", {"instances.feature-flags-admin.dr": False}),
     (
         "instances.feature-flags.externalHost",
-        with_instance("feature-flags", externalHost="sessions.region1.example.com"),
+        {"instances.feature-flags.externalHost": "sessions.region1.example.com"},
     ),
     # Commands Valkey does not know make it refuse to start: a crash loop, not a config error.
     ("deniedCommands.0", {"deniedCommands": ["flushal"]}),
@@ -170,10 +154,7 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("deniedCommands.0", {"deniedCommands": ["client|nosuch"]}),
     # What the API server or the pod would trip over although each value is valid alone.
     ("externalService.annotations", {"externalService": {"annotations": {f"a{i}": "x" * 60_000 for i in range(5)}}}),
-    (
-        "tls.existingSecret",
-        {"tls": {"existingSecret": "sessions-config", "caBundle": stack_file_config("region1")["tls"]["caBundle"]}},
-    ),
+    ("tls.existingSecret", {"tls.issuer": None, "tls.existingSecret": "sessions-config"}),
     ("monitoring.thresholds.memoryRatio", {"monitoring": {"thresholds": {"memoryRatio": " 0.9"}}}),
 ]
 
@@ -195,7 +176,7 @@ def test_invalid_config_stops_before_any_resource(key: str, overrides: dict[str,
 
 def test_message_shows_value_given_and_accepted_values() -> None:
     with pytest.raises(pulumi.RunError) as raised:
-        render("region1", with_instance(maxmemoryPolicy="fixed"))
+        render("region1", {f"{SESSIONS}.maxmemoryPolicy": "fixed"})
     line = str(raised.value).splitlines()[1]
     assert "given 'fixed'" in line
     for policy in ("noeviction", "allkeys-lru", "volatile-ttl"):
@@ -204,7 +185,7 @@ def test_message_shows_value_given_and_accepted_values() -> None:
 
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(pulumi.RunError) as raised:
-        render("region1", {"role": "leader", "namespace": "DB", **with_instance(port=1)})
+        render("region1", {"role": "leader", "namespace": "DB", f"{SESSIONS}.port": 1})
     keys = set(re.findall(r"^  valkey:(\S+):", str(raised.value), flags=re.MULTILINE))
     assert keys == {"role", "namespace", f"{SESSIONS}.port"}
 
@@ -226,7 +207,7 @@ def test_tls_is_on_by_default_only_with_dr_instances() -> None:
 
 
 def test_replica_on_another_port_than_its_primary_is_refused() -> None:
-    region2 = with_instance("feature-flags", port=6380)
+    region2 = {"instances.feature-flags.port": 6380}
     with pytest.raises(pulumi.RunError, match=r"valkey:instances\.feature-flags\.port: given 6380"):
         render_both(region2=region2)
 
@@ -237,13 +218,13 @@ def test_replica_without_tls_of_a_tls_primary_is_refused() -> None:
 
 
 def test_replica_smaller_than_primary_is_refused() -> None:
-    region2 = with_instance("sessions", maxmemory="1Gi", resources={"cpu": "500m"})
+    region2 = {f"{SESSIONS}.maxmemory": "1Gi"}
     with pytest.raises(pulumi.RunError, match=r"valkey:instances\.sessions\.maxmemory: given 1073741824 bytes"):
         render_both(region2=region2)
 
 
 def test_replica_of_an_instance_the_primary_does_not_replicate_is_refused() -> None:
-    region2 = with_instance("api-cache", dr=True)
+    region2 = {"instances.api-cache.dr": True}
     with pytest.raises(
         pulumi.RunError,
         match=r"valkey:instances\.api-cache: given dr: true; accepted: an instance stack \S+ replicates",
@@ -322,6 +303,6 @@ def test_a_ca_bundle_with_a_private_key_is_refused_without_showing_the_key(tmp_p
     key, cert = make_ca(tmp_path, "ca")
     bundle = cert.read_text() + key.read_text()
     with pytest.raises(pulumi.RunError) as raised:
-        render("region1", {"tls": {**stack_file_config("region1")["tls"], "caBundle": bundle}})
+        render("region1", {"tls.caBundle": bundle})
     body = "".join(key.read_text().splitlines()[1:-1])
     assert "private key" in str(raised.value) and body[:40] not in str(raised.value).replace("\\n", "")

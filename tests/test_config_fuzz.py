@@ -45,7 +45,7 @@ class AnyStack(dict[str, Rendered]):
     """Every referenced stack exists and exports what region 1 exports (the real engine answers an
     unknown stack name with its own error, before the program runs on)."""
 
-    def get(self, key: str, default: Any = None) -> Rendered:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Rendered:
         return self[PRIMARY]
 
 

@@ -5,42 +5,40 @@ from __future__ import annotations
 import base64
 import re
 import textwrap
+import time
 from typing import Any
 
 import pulumi
 import pytest
-from harness import render, stack_file_config
+from harness import render, stack_file_config, with_overrides
 from pki import make_ca, make_server_cert
 
-from components.config import pem as config_pem
 from components.config.loader import parse_stack_config
 
 REGION1 = stack_file_config("region1")
 CA = REGION1["tls"]["caBundle"]
 
 
+SESSIONS = "instances.sessions"
+
+
 def parsed(overrides: dict[str, Any]) -> Any:
-    cfg, problems = parse_stack_config({**REGION1, **overrides}, "region1")
+    """Region 1's stack file with ``overrides`` (by path, as ``render`` takes them), validated."""
+    cfg, problems = parse_stack_config(with_overrides(REGION1, overrides), "region1")
     assert problems == [] and cfg is not None, problems
     return cfg
-
-
-def sessions(**fields: Any) -> dict[str, Any]:
-    instances = stack_file_config("region1")["instances"]
-    instances["sessions"] = {**instances["sessions"], **fields}
-    return {"instances": instances}
 
 
 @pytest.mark.parametrize(
     ("fields", "read"),
     [
-        ({"resources": {"cpu": 1}}, lambda i: i.resources.cpu == "1"),
-        ({"resources": {"cpu": 0.5}}, lambda i: i.resources.cpu == "500m"),
+        ({"resources.cpu": 1}, lambda i: i.resources.cpu == "1"),
+        ({"resources.cpu": 0.5}, lambda i: i.resources.cpu == "500m"),
         (
-            {"resources": {"cpu": "1.5", "cpuLimit": 2}},
+            {"resources.cpu": "1.5", "resources.cpuLimit": 2},
             lambda i: (i.resources.cpu, i.resources.cpu_limit) == ("1500m", "2"),
         ),
-        ({"storage": {"storageClass": "fast.ssd"}}, lambda i: i.storage.storage_class == "fast.ssd"),
+        ({"storage.storageClass": "fast.ssd"}, lambda i: i.storage.storage_class == "fast.ssd"),
         ({"maxmemory": 2147483648}, lambda i: i.maxmemory == 2 * 1024**3),
         ({"maxmemory": "2048Mi"}, lambda i: i.maxmemory == 2 * 1024**3),
         ({"maxmemory": "1.5Gi"}, lambda i: i.maxmemory == 3 * 1024**3 // 2),
@@ -52,13 +50,15 @@ def sessions(**fields: Any) -> dict[str, Any]:
     ],
 )
 def test_valid_instance_values_are_accepted(fields: dict[str, Any], read: Any) -> None:
-    assert read(parsed(sessions(**fields)).instances["sessions"])
+    """``fields``: paths into the sessions instance of region 1's stack file."""
+    assert read(parsed({f"{SESSIONS}.{path}": value for path, value in fields.items()}).instances["sessions"])
 
 
 def test_valid_stack_values_are_accepted() -> None:
     cfg = parsed(
         {
-            "tls": {"existingSecret": "valkey.tls", "caBundle": CA},
+            "tls.issuer": None,
+            "tls.existingSecret": "valkey.tls",
             "deniedCommands": ["@dangerous", "sort_ro", "CONFIG|GET"],
             "monitoring": {"thresholds": {"linkDownFor": "0s"}, "labels": {"prometheus.io/team": "platform"}},
             "externalService": {"loadBalancerClass": "service.k8s.aws/nlb"},
@@ -82,14 +82,14 @@ def test_registry_hosts_the_reference_grammar_allows_are_accepted(image: str) ->
 
 
 def test_cpu_given_as_a_number_reaches_the_pod_as_a_quantity() -> None:
-    rendered = render("region1", sessions(resources={"cpu": 1, "cpuLimit": 1.5}))
-    resources = rendered.objects("StatefulSet")["sessions"]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    rendered = render("region1", {f"{SESSIONS}.resources.cpu": 1, f"{SESSIONS}.resources.cpuLimit": 1.5})
+    resources = rendered.container("sessions", "valkey")["resources"]
     assert (resources["requests"]["cpu"], resources["limits"]["cpu"]) == ("1", "1500m")
 
 
 def test_a_denied_category_reaches_the_acl_file() -> None:
     rendered = render("region1", {"deniedCommands": ["@dangerous"]})
-    acl = rendered.objects("Secret")["sessions-config"]["stringData"]["users.acl"]
+    acl = rendered.users_acl("sessions")
     assert re.search(r"^user default on .* \+@all -@dangerous$", acl, flags=re.MULTILINE), acl
 
 
@@ -105,7 +105,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def ca_bundle_problem(bundle: str) -> str:
-    cfg, problems = parse_stack_config({**REGION1, "tls": {**REGION1["tls"], "caBundle": bundle}}, "region1")
+    cfg, problems = parse_stack_config(with_overrides(REGION1, {"tls.caBundle": bundle}), "region1")
     assert cfg is None and [p.key for p in problems] == ["tls.caBundle"], problems
     return problems[0].accepted
 
@@ -136,27 +136,27 @@ def test_a_server_certificate_is_not_a_ca(pki: dict[str, str]) -> None:
 
 def test_text_around_the_certificates_is_dropped_and_several_cas_are_kept(pki: dict[str, str]) -> None:
     commented = f"subject=CN = Example\n{CA}\n# the second CA\n{pki['ca']}"
-    cfg = parsed({"tls": {**REGION1["tls"], "caBundle": commented}})
+    cfg = parsed({"tls.caBundle": commented})
     assert cfg.tls.ca_bundle.count("-----BEGIN CERTIFICATE-----") == 2
     assert "subject=" not in cfg.tls.ca_bundle and "#" not in cfg.tls.ca_bundle
-    rendered = render("region1", {"tls": {**REGION1["tls"], "caBundle": commented}})
+    rendered = render("region1", {"tls.caBundle": commented})
     assert rendered.exports["caBundle"] == cfg.tls.ca_bundle
 
 
 def test_a_ca_whose_name_says_private_is_accepted(pki: dict[str, str]) -> None:
     """Only a key is refused, not the word: ``openssl x509 -text`` output of a "Private Root CA"."""
     commented = f"subject=CN = Example Private Root CA\n{CA}"
-    assert parsed({"tls": {**REGION1["tls"], "caBundle": commented}}).tls.ca_bundle == CA.strip() + "\n"
+    assert parsed({"tls.caBundle": commented}).tls.ca_bundle == CA.strip() + "\n"
 
 
 def test_an_expired_ca_alone_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The example CA is valid until 2036: read it as if it were 2040.
-    monkeypatch.setattr(config_pem.time, "time", lambda: 2208988800.0)
+    # The example CA is valid until 2036: read it as if it were 2040 (pem reads the clock with time.time).
+    monkeypatch.setattr(time, "time", lambda: 2208988800.0)
     assert "expired" in ca_bundle_problem(CA)
 
 
 def test_the_stack_file_bundle_is_read_unchanged() -> None:
     # Normalizing must not rewrite a bundle that is already only certificates.
     with pytest.raises(pulumi.RunError):
-        render("region1", {"tls": {**REGION1["tls"], "caBundle": damaged(CA)}})
+        render("region1", {"tls.caBundle": damaged(CA)})
     assert parsed({}).tls.ca_bundle == CA.strip() + "\n"

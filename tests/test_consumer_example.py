@@ -43,14 +43,10 @@ def run_consumer(references: dict[str, Rendered], config: dict[str, str | None] 
     return run_program(CONSUMER / "__main__.py", PROJECT, "dev", values, references=references)
 
 
-@pytest.fixture(scope="module")
-def region1() -> Rendered:
-    return render("region1")
-
-
 def consumer_deployment(consumer: Rendered) -> dict[str, Any]:
     [deployment] = consumer.of_type(DEPLOYMENT).values()
-    return unwrap(deployment.inputs)
+    manifest: dict[str, Any] = unwrap(deployment.inputs)
+    return manifest
 
 
 def test_deployment_uses_region1_host_port_and_secret(region1: Rendered) -> None:
@@ -71,13 +67,8 @@ def test_deployment_uses_region1_host_port_and_secret(region1: Rendered) -> None
         },
     }
     # The Secret it names is one region 1 really creates, in that namespace.
-    [secret] = [
-        m
-        for m in region1.manifests()
-        if m["kind"] == "Secret"
-        and m["metadata"] == {**m["metadata"], "name": sessions["secretName"], "namespace": "apps"}
-    ]
-    assert sessions["secretKey"] in secret["stringData"]
+    secret = region1.secret_data(sessions["secretName"], namespace="apps")
+    assert sessions["secretKey"] in secret
     assert consumer.exports == {
         "deployment": "apps/sessions-consumer",
         "valkeyEndpoint": "sessions.databases.svc.cluster.local:6379",
@@ -189,7 +180,11 @@ def test_consumer_passes_the_policy_pack(region1: Rendered) -> None:
     options = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
     args = ResourceValidationArgs(DEPLOYMENT, props, f"urn:pulumi:dev::{PROJECT}::{DEPLOYMENT}::x", "x", options, None)
     reported: list[str] = []
+
+    def report(message: str, urn: str | None = None) -> None:
+        reported.append(message)
+
     for policy in policies.POLICIES:
         if isinstance(policy, ResourceValidationPolicy):
-            policy.validate(args, lambda message, urn=None: reported.append(message))
+            policy.validate(args, report)
     assert reported == []

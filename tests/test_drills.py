@@ -23,13 +23,13 @@ Needs root (namespaces, mounts, veth pairs); every pod, proxy and directory is r
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import harness
+import needs
 import pytest
 import valkey
 from drills_support import (
@@ -41,21 +41,22 @@ from drills_support import (
     caught_up,
     dump,
     holds_for,
-    info,
     link_up,
     missing_keys,
     percentile,
     replication_login,
     role,
-    wait_for,
 )
 from podrunner import FaultProxy, PodRunner
 from podrunner.pod import Pod
+from replies import info
+from valkey_process import wait_for
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the pod runner needs root")
+pytestmark = needs.root
 
-# The one place the drills' render differs from the stack files (see the module docstring).
-DRILL_CONFIG: dict[str, Any] = {"tls": {"enabled": False}}
+# The one place the drills' render differs from the stack files (see the module docstring); the
+# ``regions_without_tls`` fixture (tests/conftest.py) is both stacks rendered with it.
+DRILL_CONFIG: dict[str, Any] = harness.NO_TLS
 
 REGION1_STACK = "organization/valkey/region1"
 REGION2_STACK = "organization/valkey/region2"
@@ -74,12 +75,6 @@ def report() -> Iterator[Report]:
     for line in r.lines():
         print(line)
     print(f"DRILL: summary total runtime {time.monotonic() - started:.1f}s", flush=True)
-
-
-@pytest.fixture(scope="module")
-def rendered() -> tuple[harness.Rendered, harness.Rendered]:
-    """Both stacks from their stack files; region 2's StackReference answered by region 1's exports."""
-    return harness.render_both(DRILL_CONFIG, DRILL_CONFIG)
 
 
 @pytest.fixture
@@ -105,10 +100,6 @@ def start_pair(
     return primary, replica, proxy
 
 
-def conf_of(rendered: harness.Rendered, instance: str = "sessions") -> str:
-    return rendered.objects("Secret")[f"{instance}-config"]["stringData"]["valkey.conf"]  # type: ignore[no-any-return]
-
-
 def resolved(pod: Pod, name: str) -> list[str]:
     out = pod.exec(["getent", "ahostsv4", name]).stdout
     return sorted({line.split()[0] for line in out.splitlines()})
@@ -117,8 +108,10 @@ def resolved(pod: Pod, name: str) -> list[str]:
 # ----- 1. replication -----------------------------------------------------------------------------
 
 
-def test_drill1_replication_visibility_and_lag(runner: PodRunner, rendered, report: Report) -> None:
-    r1, r2 = rendered
+def test_drill1_replication_visibility_and_lag(
+    runner: PodRunner, regions_without_tls: harness.RenderedPair, report: Report
+) -> None:
+    r1, r2 = regions_without_tls
     primary, replica, proxy = start_pair(runner, r1, r2, latency=0.0)
     with (
         app(r1, "sessions", primary.address) as writer_client,
@@ -137,7 +130,11 @@ def test_drill1_replication_visibility_and_lag(runner: PodRunner, rendered, repo
         for i in range(20):
             writer_client.set(f"visible:{i}", f"v{i}")
             acked = time.monotonic()
-            wait_for(lambda i=i: reader.get(f"visible:{i}") == f"v{i}".encode(), 1.0, f"visible:{i}", interval=0.001)
+
+            def visible(i: int = i) -> bool:
+                return bool(reader.get(f"visible:{i}") == f"v{i}".encode())
+
+            wait_for(visible, 1.0, f"visible:{i}", interval=0.001)
             visible_ms.append((time.monotonic() - acked) * 1000)
 
         # The replica refuses writes, for the application and even for the operator.
@@ -199,8 +196,8 @@ def _raw(address: str, port: int, command: bytes) -> bytes:
         return s.recv(200)
 
 
-def test_drill2_auth_on_every_pod(runner: PodRunner, rendered, report: Report) -> None:
-    r1, r2 = rendered
+def test_drill2_auth_on_every_pod(runner: PodRunner, regions_without_tls: harness.RenderedPair, report: Report) -> None:
+    r1, r2 = regions_without_tls
     pods: list[tuple[harness.Rendered, str, Pod]] = []
     for r, region in ((r1, "region1"), (r2, "region2")):
         for instance in r.objects("StatefulSet"):
@@ -225,11 +222,12 @@ def test_drill2_auth_on_every_pod(runner: PodRunner, rendered, report: Report) -
             assert c.ping()
             if is_replica:
                 with admin(r, instance, pod.address) as a:
-                    wait_for(lambda a=a: link_up(a), 15, f"{where} link up")
+                    wait_for(lambda: link_up(a), 15, f"{where} link up")
                 with pytest.raises(valkey.ReadOnlyError):
                     c.set("auth:app", "1")
             else:
                 assert c.set("auth:app", "1") and c.get("auth:app") == b"1"
+            denied: tuple[str, ...]
             for denied in (("CONFIG", "GET", "maxmemory"), ("FLUSHALL",), ("REPLICAOF", "NO", "ONE"), ("KEYS", "*")):
                 with pytest.raises(valkey.exceptions.NoPermissionError):
                     c.execute_command(*denied)
@@ -257,8 +255,7 @@ def test_drill2_auth_on_every_pod(runner: PodRunner, rendered, report: Report) -
         # or none (so a passing probe proves the probe password is accepted).
         for kind in ("startup", "liveness", "readiness"):
             assert pod.probe(kind).success, (where, kind)
-        spec = r.objects("StatefulSet")[instance]["spec"]["template"]["spec"]["containers"][0]
-        command = spec["readinessProbe"]["exec"]["command"]
+        command = r.container(instance, "valkey")["readinessProbe"]["exec"]["command"]
         assert "--user probe" in command[-1] and "/etc/valkey/probe-password" in command[-1]
         wrong = [part.replace("$(cat /etc/valkey/probe-password)", "wrong-password") for part in command]
         none = [part.replace('REDISCLI_AUTH="$(cat /etc/valkey/probe-password)" ', "") for part in command]
@@ -283,8 +280,10 @@ def test_drill2_auth_on_every_pod(runner: PodRunner, rendered, report: Report) -
 # ----- 3. restart after kill -9 ------------------------------------------------------------------------
 
 
-def test_drill3_kill9_restart_keeps_acknowledged_writes(runner: PodRunner, rendered, report: Report) -> None:
-    r1, _ = rendered
+def test_drill3_kill9_restart_keeps_acknowledged_writes(
+    runner: PodRunner, regions_without_tls: harness.RenderedPair, report: Report
+) -> None:
+    r1, _ = regions_without_tls
     pod = runner.start_pod(r1, "sessions", 0, region="region1")
     claim = pod.claims["data"]
     writer = Writer(lambda: app(r1, "sessions", pod.address), "restart", WRITE_RATE)
@@ -308,7 +307,7 @@ def test_drill3_kill9_restart_keeps_acknowledged_writes(runner: PodRunner, rende
         lost_older = missing_keys(c, older)
         values = dump(c, "restart:*")
     wrong_values = [
-        k for k in acked if k not in lost and not values[k.encode()].startswith(f"{k.split(':')[1]}:".encode())
+        k for k in acked if k not in lost and not (values[k.encode()] or b"").startswith(f"{k.split(':')[1]}:".encode())
     ]
     report.add(
         "3-restart",
@@ -329,9 +328,12 @@ def test_drill3_kill9_restart_keeps_acknowledged_writes(runner: PodRunner, rende
 CUT_SECONDS = 30.0
 
 
-def test_drill4_link_cut_heals_by_partial_resync(runner: PodRunner, rendered, report: Report) -> None:
-    r1, r2 = rendered
+def test_drill4_link_cut_heals_by_partial_resync(
+    runner: PodRunner, regions_without_tls: harness.RenderedPair, report: Report
+) -> None:
+    r1, r2 = regions_without_tls
     primary, replica, proxy = start_pair(runner, r1, r2, latency=0.0)
+    assert proxy is not None  # start_pair puts one in front of region 1 when given a latency
     with admin(r1, "sessions", primary.address) as pa, admin(r2, "sessions", replica.address) as ra:
         backlog = int(pa.config_get("repl-backlog-size")["repl-backlog-size"])
         writer = Writer(lambda: app(r1, "sessions", primary.address), "cut", WRITE_RATE)
@@ -411,9 +413,9 @@ def test_drill4_link_cut_heals_by_partial_resync(runner: PodRunner, rendered, re
 
 
 def test_drill5_replica_stays_ready_and_serves_reads_while_primary_is_gone(
-    runner: PodRunner, rendered, report: Report
+    runner: PodRunner, regions_without_tls: harness.RenderedPair, report: Report
 ) -> None:
-    r1, r2 = rendered
+    r1, r2 = regions_without_tls
     primary, replica, _ = start_pair(runner, r1, r2)
     with app(r1, "sessions", primary.address) as c:
         pipe = c.pipeline(transaction=False)
@@ -499,9 +501,9 @@ def render_promoted_region2() -> harness.Rendered:
 
 @pytest.mark.parametrize("failure", ["region-loss", "process-crash"])
 def test_drill6_promotion_rto_rpo_and_restart_as_primary(
-    runner: PodRunner, rendered, report: Report, failure: str
+    runner: PodRunner, regions_without_tls: harness.RenderedPair, report: Report, failure: str
 ) -> None:
-    r1, r2 = rendered
+    r1, r2 = regions_without_tls
     # Through the 40 ms DR link: what region 2 lacks when region 1 dies is what was in flight.
     primary, replica, proxy = start_pair(runner, r1, r2, latency=LATENCY)
     writer, killed_at = kill_primary_mid_stream(primary, r1, "rpo", link=proxy if failure == "region-loss" else None)
@@ -528,7 +530,7 @@ def test_drill6_promotion_rto_rpo_and_restart_as_primary(
     assert proxy is not None
     proxy.restore()
     promoted = render_promoted_region2()
-    assert "replicaof" not in conf_of(promoted) and "replicaof" in conf_of(r2)
+    assert "replicaof" not in promoted.valkey_conf("sessions") and "replicaof" in r2.valkey_conf("sessions")
     replica.restart(objects=promoted)
     with (
         admin(r2, "sessions", replica.address) as ra,
@@ -568,8 +570,10 @@ def test_drill6_promotion_rto_rpo_and_restart_as_primary(
 # ----- 7. failback ----------------------------------------------------------------------------------
 
 
-def test_drill7_failback_to_region1_and_swap_back(runner: PodRunner, rendered, report: Report) -> None:
-    r1, r2 = rendered
+def test_drill7_failback_to_region1_and_swap_back(
+    runner: PodRunner, regions_without_tls: harness.RenderedPair, report: Report
+) -> None:
+    r1, r2 = regions_without_tls
     primary, replica, proxy = start_pair(runner, r1, r2, latency=LATENCY)
     writer, _ = kill_primary_mid_stream(primary, r1, "before", link=proxy)  # region 1 is lost
     with admin(r2, "sessions", replica.address) as ra:
@@ -602,7 +606,7 @@ def test_drill7_failback_to_region1_and_swap_back(runner: PodRunner, rendered, r
             references={REGION2_STACK: promoted},
         )
         assert failback.references == [REGION2_STACK]
-        conf = conf_of(failback)
+        conf = failback.valkey_conf("sessions")
         assert f"replicaof {EXTERNAL2} 6379" in conf
         assert promoted.exports["replicationCredentials"]["sessions"]["password"] in conf
         with admin(promoted, "sessions", replica.address) as a2:
@@ -637,7 +641,7 @@ def test_drill7_failback_to_region1_and_swap_back(runner: PodRunner, rendered, r
     region1 = harness.render("region1", DRILL_CONFIG)
     primary.restart(objects=region1)
     region2 = harness.render("region2", DRILL_CONFIG, references={REGION1_STACK: region1})
-    assert f"replicaof {EXTERNAL1} 6379" in conf_of(region2)
+    assert f"replicaof {EXTERNAL1} 6379" in region2.valkey_conf("sessions")
     replica.restart(objects=region2)
     with (
         admin(region1, "sessions", primary.address) as a1,
@@ -685,11 +689,11 @@ def test_drill7_failback_to_region1_and_swap_back(runner: PodRunner, rendered, r
 
 @pytest.mark.parametrize("instance", ["rate-limiting", "api-cache"])
 def test_drill8_local_instances_are_writable_everywhere_and_never_replicated(
-    runner: PodRunner, rendered, report: Report, instance: str
+    runner: PodRunner, regions_without_tls: harness.RenderedPair, report: Report, instance: str
 ) -> None:
-    r1, r2 = rendered
+    r1, r2 = regions_without_tls
     assert not r1.exports["instances"][instance]["dr"]
-    assert "replicaof" not in conf_of(r2, instance)
+    assert "replicaof" not in r2.valkey_conf(instance)
     p1 = runner.start_pod(r1, instance, 0, region="region1")
     p2 = runner.start_pod(r2, instance, 0, region="region2")
     assert runner.resolve(f"{instance}.region1.example.com", "region2") == []  # nothing published across

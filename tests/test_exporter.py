@@ -11,21 +11,23 @@ from collections.abc import Callable
 from typing import Any
 
 import kubernetes_validate
+import needs
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 from harness import PROJECT, CaptureMocks, unwrap
+from podrunner.image import REDIS_EXPORTER_TAGS
 from pss import restricted_violations
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from components.config.models import AlertThresholds
 from components.monitoring import Monitoring
-from components.render import exporter, paths
+from components.render import exporter
 from components.render.acl import EXPORTER_RULES, EXPORTER_USER, AclUser, password_hash, render_acl
 from components.render.alerts import rule_groups
 from components.specs import exporter as exporter_spec
-from components.specs.monitoring import MonitoringArgs, relabelings
+from components.specs.monitoring import MonitoringArgs
 
 SECRET_PASSWORD = "exporter-password-that-must-not-leak"
 CUSTOM = "kubernetes:monitoring.coreos.com/v1"
@@ -91,23 +93,28 @@ def test_pod_with_sidecar_passes_strict_schema_validation(pod: dict[str, Any], v
 def test_password_reaches_the_exporter_only_as_a_file(pod: dict[str, Any]) -> None:
     [container] = pod["spec"]["containers"]
     assert "env" not in container and "envFrom" not in container and container["command"] == ["/redis_exporter"]
-    assert f"--redis.password-file={paths.EXPORTER_PASSWORD_FILE}" in container["args"]
+    assert "--redis.password-file=/etc/valkey-exporter/password.json" in container["args"]
     assert not [a for a in container["args"] if a.startswith("--redis.password=")]
+    [volume] = pod["spec"]["volumes"]
     assert container["volumeMounts"] == [
-        {"name": exporter_spec.VOLUME_NAME, "mountPath": "/etc/valkey-exporter", "readOnly": True}
+        {"name": volume["name"], "mountPath": "/etc/valkey-exporter", "readOnly": True}
     ]
     # Only the exporter's key of the config Secret is projected: not valkey.conf with masterauth.
-    [volume] = pod["spec"]["volumes"]
     assert volume["secret"] == {
         "secretName": "sessions-config",
-        "items": [{"key": paths.EXPORTER_PASSWORD_KEY, "path": "password.json"}],
+        "items": [{"key": "exporter-password.json", "path": "password.json"}],
         "defaultMode": 0o440,
     }
 
 
-def test_image_is_pinned() -> None:
-    assert re.fullmatch(r"oliver006/redis_exporter:v\d+\.\d+\.\d+", exporter_spec.IMAGE)
-    assert sidecar_pod()["spec"]["containers"][0]["image"] == exporter_spec.IMAGE
+def test_image_is_pinned_to_a_tag_the_real_process_tests_run(pod: dict[str, Any]) -> None:
+    """An exact release (no floating ``latest`` or ``v1``), and one whose command line the pod runner's
+    stand-in knows: the drills and rotation tests that run the sidecar ran this tag's flags."""
+    [container] = pod["spec"]["containers"]
+    repository, tag = container["image"].rsplit(":", 1)
+    assert repository == "oliver006/redis_exporter" and re.fullmatch(r"v\d+\.\d+\.\d+", tag)
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert tag in REDIS_EXPORTER_TAGS
 
 
 def test_password_file_serves_old_and_new_exporters() -> None:
@@ -135,10 +142,10 @@ def test_under_tls_the_exporter_verifies_against_the_projected_ca_bundle() -> No
     spec = manifests(build)["kubernetes:core/v1:Pod/tls"]["spec"]
     args = spec["containers"][0]["args"]
     assert "--redis.addr=rediss://127.0.0.1:6379" in args
-    assert f"--tls-ca-cert-file={paths.EXPORTER_CA_FILE}" in args
+    assert "--tls-ca-cert-file=/etc/valkey-exporter/ca-bundle.crt" in args
     assert "--skip-tls-verification" not in " ".join(args)
     assert spec["volumes"][0]["secret"]["items"] == [
-        {"key": paths.EXPORTER_PASSWORD_KEY, "path": "password.json"},
+        {"key": "exporter-password.json", "path": "password.json"},
         {"key": "ca-bundle.crt", "path": "ca-bundle.crt"},
     ]
     assert set(json.loads(exporter.password_file(6379, SECRET_PASSWORD, tls=True))) == {
@@ -153,7 +160,7 @@ def test_exporter_acl_user_reads_no_data() -> None:
     assert "~" not in line and "&" not in line
 
 
-@pytest.mark.skipif(shutil.which("prometheus-redis-exporter") is None, reason="Debian exporter not installed")
+@needs.debian({"prometheus-redis-exporter": ["prometheus-redis-exporter"]})
 def test_debian_exporter_parses_the_common_flags_but_not_the_pinned_only_ones() -> None:
     """Go's flag parser exits on an unknown flag: the e2e test may pass only ``args()`` to 1.45."""
     binary = shutil.which("prometheus-redis-exporter")
@@ -194,18 +201,19 @@ def test_service_monitor_scrapes_the_metrics_port_with_the_rules_labels() -> Non
     assert sm["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/name": "valkey"}}
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["databases"]}
     [endpoint] = sm["spec"]["endpoints"]
+    # The labels the alert rules group and filter by: job and region set, the rest from pod labels.
     assert endpoint == {
         "port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s",
-        "relabelings": relabelings("region2"),
+        "relabelings": [
+            {"action": "replace", "targetLabel": "job", "replacement": "valkey"},
+            {"action": "replace", "targetLabel": "region", "replacement": "region2"},
+            {"action": "replace", "targetLabel": "instance",
+             "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"]},
+            {"action": "replace", "targetLabel": "dr", "sourceLabels": ["__meta_kubernetes_pod_label_valkey_io_dr"]},
+            {"action": "replace", "targetLabel": "eviction_policy",
+             "sourceLabels": ["__meta_kubernetes_pod_label_valkey_io_maxmemory_policy"]},
+        ],
     }  # fmt: skip
-    targets = {r["targetLabel"]: r.get("sourceLabels", r.get("replacement")) for r in endpoint["relabelings"]}
-    assert targets == {
-        "job": "valkey",
-        "region": "region2",
-        "instance": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
-        "dr": ["__meta_kubernetes_pod_label_valkey_io_dr"],
-        "eviction_policy": ["__meta_kubernetes_pod_label_valkey_io_maxmemory_policy"],
-    }
 
 
 def test_scrape_timeout_never_exceeds_the_interval() -> None:

@@ -55,7 +55,7 @@ def modules() -> list[Path]:
 def imported_components(path: Path) -> set[str]:
     """components.* modules ``path`` imports, relative imports resolved."""
     package = module_name(path).rsplit(".", 1)[0] if "." in module_name(path) else ""
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:

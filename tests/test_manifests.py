@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 from apiserver_names import name_problems
 from crd_validate import KNOWN_KINDS, validate_custom_resource
-from harness import Rendered, is_secret_envelope, render, render_both
+from harness import Rendered, is_secret_envelope, render
 from pss import restricted_violations
 
 # The oldest Kubernetes this program supports (PVC retention policy and PDB unhealthy-pod
@@ -20,9 +20,13 @@ K8S_VERSIONS = ("1.32", "1.37")
 
 
 @pytest.fixture(scope="module")
-def stacks() -> dict[str, Rendered]:
-    r1, r2 = render_both()
-    promoted = render("region2", {"role": "primary", "primaryStack": None})
+def promoted() -> Rendered:
+    return render("region2", {"role": "primary", "primaryStack": None})
+
+
+@pytest.fixture
+def stacks(regions: tuple[Rendered, Rendered], promoted: Rendered) -> dict[str, Rendered]:
+    r1, r2 = regions
     return {"region1": r1, "region2": r2, "region2-promoted": promoted}
 
 

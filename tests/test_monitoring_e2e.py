@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import needs
 import pytest
 import valkey
-from monitoring_support import EXPORTER_BIN, PROMETHEUS_BIN, Exporter, Prometheus, Proxy, prometheus_relabel_configs
+from monitoring_support import Exporter, Prometheus, Proxy, prometheus_relabel_configs
+from replies import acl_log, info
 from test_valkey_real import sessions_settings, start
 from valkey_process import Server, free_port, wait_for
 
@@ -31,9 +33,8 @@ from components.render.valkey_conf import TlsFiles, Upstream, render_valkey_conf
 from components.specs.labels import INSTANCE_LABEL, scrape_labels
 from components.specs.monitoring import meta_label, relabelings
 
-pytestmark = pytest.mark.skipif(
-    EXPORTER_BIN is None or PROMETHEUS_BIN is None or shutil.which("promtool") is None,
-    reason="needs the Debian packages prometheus and prometheus-redis-exporter",
+pytestmark = needs.debian(
+    {"prometheus": ["prometheus", "promtool"], "prometheus-redis-exporter": ["prometheus-redis-exporter"]}
 )
 
 METRICS_1, METRICS_2 = "metrics-pw-1", "metrics-pw-2"
@@ -136,12 +137,16 @@ def write(server: Server, prefix: str, count: int, size: int = 1024) -> None:
 
 def test_seed_metrics_lag_and_link_down_alert(deployment: Deployment) -> None:
     d, p = deployment, deployment.prometheus
-    wait_for(lambda: d.replica.client().info("replication")["master_link_status"] == "up", what="replica link up")
+    wait_for(lambda: info(d.replica.client(), "replication")["master_link_status"] == "up", what="replica link up")
     # The first scrapes wait for Prometheus' target discovery (about 5 s); then every recorded
     # series from both targets, which come from separate scrapes and rule evaluations.
     poll(lambda: d.one('valkey_connected_replicas{region="region1"}') == 1, "one replica seen from region 1", 30)
     for series in ("redis_up == 1", "valkey_connected_replicas", "valkey_used_memory"):
-        poll(lambda series=series: len(p.values(series)) == 2, f"{series} from both regions")
+
+        def from_both_regions(series: str = series) -> bool:
+            return len(p.values(series)) == 2
+
+        poll(from_both_regions, f"{series} from both regions")
     poll(lambda: d.one('valkey_replica_link_up{region="region2"}') == 1, "link up seen from region 2")
     poll(lambda: p.values("valkey_replication_lag"), "replication lag recorded")
 
@@ -212,7 +217,7 @@ def lone_server(tmp_path: Path) -> Iterator[Server]:
 
 
 def denied(server: Server) -> set[str]:
-    return {e["object"] for e in server.client().acl_log() if e["username"] == EXPORTER_USER}
+    return {e["object"] for e in acl_log(server.client()) if e["username"] == EXPORTER_USER}
 
 
 def test_exporter_user_needs_info_and_nothing_else(lone_server: Server, tmp_path: Path) -> None:
@@ -246,7 +251,7 @@ def openssl(*args: str | Path) -> None:
     subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
 
 
-@pytest.mark.skipif(REDIS_SERVER is None or shutil.which("openssl") is None, reason="needs redis-server and openssl")
+@needs.debian({"redis-server": ["redis-server"], "openssl": ["openssl"]})
 @pytest.mark.parametrize(
     ("san", "reachable"),
     [("DNS:sessions.databases.svc,IP:127.0.0.1", True), ("DNS:sessions.databases.svc", False)],

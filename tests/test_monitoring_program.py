@@ -9,44 +9,38 @@ from typing import Any
 
 import pulumi
 import pytest
-from harness import ROOT, Rendered, render, render_both
+from harness import ROOT, Rendered, render
 
-from components.render import paths
 from components.render.acl import EXPORTER_USER, password_hash
 from components.render.alerts import ALERTS
-from components.specs import exporter as exporter_spec
 
 INSTANCES = ("sessions", "api-cache", "feature-flags", "rate-limiting")
 
 
-@pytest.fixture(scope="module")
-def regions() -> tuple[Rendered, Rendered]:
-    return render_both()
-
-
-def pod(rendered: Rendered, instance: str) -> dict[str, Any]:
-    return rendered.objects("StatefulSet")[instance]["spec"]["template"]
-
-
-def files(rendered: Rendered, instance: str) -> dict[str, str]:
-    return rendered.objects("Secret")[f"{instance}-config"]["stringData"]
-
-
 def test_every_pod_has_an_exporter_logged_in_as_its_own_user(regions: tuple[Rendered, Rendered]) -> None:
+    images = set()
     for rendered in regions:
         for name in INSTANCES:
-            containers = {c["name"]: c for c in pod(rendered, name)["spec"]["containers"]}
-            sidecar = containers["exporter"]
-            assert sidecar["image"] == exporter_spec.IMAGE
+            sidecar = rendered.container(name, "exporter")
+            images.add(sidecar["image"])
             assert f"--redis.user={EXPORTER_USER}" in sidecar["args"]
-            # Its password file holds the metrics password the ACL accepts, nothing else.
-            password_file = json.loads(files(rendered, name)[paths.EXPORTER_PASSWORD_KEY])
+            # The file its flag names, followed through its mount to the key of the config Secret.
+            (flag,) = [a.split("=", 1)[1] for a in sidecar["args"] if a.startswith("--redis.password-file=")]
+            (mount,) = sidecar["volumeMounts"]
+            volume = {v["name"]: v for v in rendered.pod_spec(name)["volumes"]}[mount["name"]]["secret"]
+            assert volume["secretName"] == f"{name}-config" and mount["readOnly"] is True
+            keys = {f"{mount['mountPath']}/{item['path']}": item["key"] for item in volume["items"]}
+            assert sorted(keys.values()) == sorted([keys[flag], "ca-bundle.crt"])  # never valkey.conf (masterauth)
+            # That file holds the metrics password the ACL accepts, nothing else.
+            password_file = json.loads(rendered.config_files(name)[keys[flag]])
             (password,) = set(password_file.values())
-            acl = files(rendered, name)["users.acl"]
-            assert f"user metrics on #{password_hash(password)} resetchannels -@all +info" in acl
-            volumes = {v["name"]: v for v in pod(rendered, name)["spec"]["volumes"]}
-            projected = [item["key"] for item in volumes[exporter_spec.VOLUME_NAME]["secret"]["items"]]
-            assert projected == [paths.EXPORTER_PASSWORD_KEY, "ca-bundle.crt"]  # never valkey.conf
+            assert (
+                rendered.acl_line(name, "metrics")
+                == f"user metrics on #{password_hash(password)} resetchannels -@all +info"
+            )
+    # One exporter release everywhere, pinned to an exact tag (test_exporter.py says which tags run).
+    (image,) = images
+    assert re.fullmatch(r"oliver006/redis_exporter:v\d+\.\d+\.\d+", image)
 
 
 def test_only_the_headless_service_has_the_metrics_port(regions: tuple[Rendered, Rendered]) -> None:
@@ -58,12 +52,12 @@ def test_only_the_headless_service_has_the_metrics_port(regions: tuple[Rendered,
 
 def test_scrape_labels_are_on_the_pods(regions: tuple[Rendered, Rendered]) -> None:
     r1, _ = regions
-    labels = {name: pod(r1, name)["metadata"]["labels"] for name in INSTANCES}
+    labels = {name: r1.pod_template(name)["metadata"]["labels"] for name in INSTANCES}
     assert labels["sessions"]["valkey.io/dr"] == "true"
     assert labels["rate-limiting"]["valkey.io/dr"] == "false"
     assert labels["rate-limiting"]["valkey.io/maxmemory-policy"] == "noeviction"
     # Not in the selector: a StatefulSet's selector is immutable.
-    selector = r1.objects("StatefulSet")["sessions"]["spec"]["selector"]["matchLabels"]
+    selector = r1.statefulset("sessions")["spec"]["selector"]["matchLabels"]
     assert "valkey.io/dr" not in selector
 
 
@@ -111,12 +105,15 @@ def test_runbook_links_point_into_the_readme(regions: tuple[Rendered, Rendered])
 def test_operator_objects_can_be_left_out_and_the_exporter_too() -> None:
     no_crds = render("region1", {"monitoring": {"prometheusOperator": False}})
     assert no_crds.objects("ServiceMonitor") == {} and no_crds.objects("PrometheusRule") == {}
-    assert "exporter" in {c["name"] for c in pod(no_crds, "sessions")["spec"]["containers"]}
+    assert "exporter" in {c["name"] for c in no_crds.pod_spec("sessions")["containers"]}
     off = render("region1", {"monitoring": {"enabled": False}})
     assert off.objects("ServiceMonitor") == {}
-    assert {c["name"] for c in pod(off, "sessions")["spec"]["containers"]} == {"valkey", "reloader"}
-    assert paths.EXPORTER_PASSWORD_KEY not in files(off, "sessions")
-    assert "user metrics" not in files(off, "sessions")["users.acl"]
+    assert {c["name"] for c in off.pod_spec("sessions")["containers"]} == {"valkey", "reloader"}
+    # No exporter password file: the files the server and the reloader read, nothing else.
+    assert set(off.config_files("sessions")) == {
+        "valkey.conf", "users.acl", "ca-bundle.crt", "probe-password", "reloader-password"
+    }  # fmt: skip
+    assert "user metrics" not in off.users_acl("sessions")
 
 
 @pytest.mark.parametrize(

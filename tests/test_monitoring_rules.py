@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import needs
 import pytest
 import yaml
 
@@ -25,7 +26,7 @@ PROMTOOL = shutil.which("promtool")
 RUNBOOK = "https://example.com/valkey/README.md"
 MiB = 1024**2
 
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed")
+pytestmark = needs.debian({"prometheus": ["promtool"]})
 
 
 @dataclass

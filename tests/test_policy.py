@@ -23,7 +23,7 @@ import grpc
 import pytest
 import yaml
 from google.protobuf import empty_pb2, struct_pb2
-from harness import ROOT, SECRET_SIG, Captured, Rendered, render, render_both
+from harness import ROOT, SECRET_SIG, Captured, Rendered, render
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy import (
     PolicyCustomTimeouts,
@@ -56,11 +56,6 @@ def _load(name: str) -> ModuleType:
 vp = _load("valkey_policies")
 RESOURCE_POLICIES = {p.name: p for p in vp.POLICIES if isinstance(p, ResourceValidationPolicy)}
 STACK_POLICIES = {p.name: p for p in vp.POLICIES if isinstance(p, StackValidationPolicy)}
-
-
-@pytest.fixture(scope="module")
-def regions() -> tuple[Rendered, Rendered]:
-    return render_both()
 
 
 # --- building what CrossGuard passes -----------------------------------------------------------
@@ -123,12 +118,12 @@ def test_pack_declares_mandatory_policies_with_unique_names() -> None:
 @pytest.mark.parametrize("index", [0, 1], ids=["region1", "region2"])
 def test_real_render_passes_every_policy(regions: tuple[Rendered, Rendered], index: int) -> None:
     rendered = regions[index]
-    found = []
+    found: list[tuple[str, str | None, str]] = []
     for c in rendered.resources.values():
         for name, policy in RESOURCE_POLICIES.items():
             found += [(name, c.name, m) for m, _ in run(policy.validate, resource_args(rendered.stack, c))]
-    for name, policy in STACK_POLICIES.items():
-        found += [(name, u, m) for m, u in run(policy.validate, stack_args(rendered))]
+    for name, stack_policy in STACK_POLICIES.items():
+        found += [(name, u, m) for m, u in run(stack_policy.validate, stack_args(rendered))]
     assert found == []
 
 
@@ -367,11 +362,13 @@ def test_every_container_needs_a_memory_limit(regions: tuple[Rendered, Rendered]
 
 
 def _pod_sc(i: dict[str, Any]) -> dict[str, Any]:
-    return i["spec"]["template"]["spec"]["securityContext"]
+    context: dict[str, Any] = i["spec"]["template"]["spec"]["securityContext"]
+    return context
 
 
 def _sc(i: dict[str, Any]) -> dict[str, Any]:
-    return container(i)["securityContext"]
+    context: dict[str, Any] = container(i)["securityContext"]
+    return context
 
 
 SECURITY_CONTEXTS = {
@@ -471,8 +468,9 @@ def test_labelled_dr_primary_must_be_a_statefulset() -> None:
 
 
 def conf_holder(secret_inputs: dict[str, Any]) -> dict[str, str]:
-    data = secret_inputs["stringData"]
-    return data["value"] if SECRET_SIG in data else data
+    data: dict[str, Any] = secret_inputs["stringData"]
+    files: dict[str, str] = data["value"] if SECRET_SIG in data else data
+    return files
 
 
 def test_labelled_dr_primary_config_must_enable_aof(regions: tuple[Rendered, Rendered]) -> None:

@@ -19,11 +19,6 @@ from harness import STACK_REFERENCE, CaptureMocks, Rendered, render
 PRIMARY = "organization/valkey/region1"
 
 
-@pytest.fixture(scope="module")
-def region1() -> Rendered:
-    return render("region1")
-
-
 def doctored(region1: Rendered, change: Callable[[dict[str, Any]], None]) -> Rendered:
     exports = copy.deepcopy(region1.exports)
     change(exports)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import valkey
 from harness import render
+from replies import info
 from valkey_process import BUILDS, VALKEY_CLI, every_build, free_port, localized, stop_process, wait_for
 
 KEYS = 100_000
@@ -29,14 +30,12 @@ NO_TLS = {"tls": {"enabled": False}}
 
 
 def probes() -> dict[str, list[str]]:
-    container = render("region1", NO_TLS).objects("StatefulSet")["sessions"]["spec"]["template"]["spec"]["containers"][
-        0
-    ]
+    container = render("region1", NO_TLS).container("sessions", "valkey")
     return {kind: container[f"{kind}Probe"]["exec"]["command"] for kind in ("startup", "liveness", "readiness")}
 
 
 def files() -> dict[str, str]:
-    secret = render("region1", NO_TLS).objects("Secret")["sessions-config"]["stringData"]
+    secret = render("region1", NO_TLS).config_files("sessions")
     return {key: secret[key] for key in ("valkey.conf", "users.acl", "probe-password")}
 
 
@@ -79,7 +78,7 @@ def test_a_loading_server_is_alive_but_not_ready(tmp_path: Path, build: str) -> 
             pipe.set(f"session:{i}", "x" * 64)
         pipe.execute()
         admin(port).bgrewriteaof()
-        wait_for(lambda: admin(port).info("persistence")["aof_rewrite_in_progress"] == 0, 30, "AOF rewritten")
+        wait_for(lambda: info(admin(port), "persistence")["aof_rewrite_in_progress"] == 0, 30, "AOF rewritten")
         assert run_probe(probe_commands["readiness"], port, password_file)[0] == 0
     finally:
         stop_process(process, timeout=20)

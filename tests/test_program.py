@@ -6,10 +6,8 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any
 
-import pytest
-from harness import Rendered, render, render_both, stack_file_config
+from harness import Rendered, render, stack_file_config
 
 from components.render.acl import password_hash
 
@@ -17,28 +15,8 @@ DR = ("sessions", "feature-flags")
 LOCAL = ("api-cache", "rate-limiting")
 
 
-@pytest.fixture(scope="module")
-def regions() -> tuple[Rendered, Rendered]:
-    return render_both()
-
-
-def conf(rendered: Rendered, instance: str) -> str:
-    return rendered.objects("Secret")[f"{instance}-config"]["stringData"]["valkey.conf"]
-
-
-def acl(rendered: Rendered, instance: str) -> str:
-    return rendered.objects("Secret")[f"{instance}-config"]["stringData"]["users.acl"]
-
-
-def directive(config: str, name: str) -> str | None:
-    found = re.findall(rf"^{re.escape(name)} (.*)$", config, flags=re.MULTILINE)
-    assert len(found) <= 1, f"{name} set {len(found)} times"
-    return found[0] if found else None
-
-
 def client_password(rendered: Rendered, instance: str) -> str:
-    secret = rendered.objects("Secret")[f"{instance}-credentials"]
-    return secret["stringData"]["password"]
+    return rendered.secret_data(f"{instance}-credentials")["password"]
 
 
 def mebibytes(quantity: str) -> int:
@@ -55,14 +33,14 @@ def test_default_config_is_the_seed_setup() -> None:
         rendered.objects("Namespace")["databases"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
         == "restricted"
     )
-    secret = rendered.objects("Secret")["valkey-credentials"]
+    secret = rendered.manifest("Secret", "valkey-credentials")
     assert secret["metadata"]["namespace"] == "databases"
     assert list(secret["stringData"]) == ["password"]
-    config = conf(rendered, "valkey")
     # valkey.conf's "2gb" of data, plus the backlog, which Valkey counts inside maxmemory.
-    assert directive(config, "maxmemory") == str(2 * 1024**3 + int(directive(config, "repl-backlog-size") or 0))
-    assert directive(config, "tls-port") == "6379" and directive(config, "port") == "0"
-    assert directive(config, "replicaof") is None
+    backlog = int(rendered.directive("valkey", "repl-backlog-size") or 0)
+    assert rendered.directive("valkey", "maxmemory") == str(2 * 1024**3 + backlog)
+    assert rendered.directive("valkey", "tls-port") == "6379" and rendered.directive("valkey", "port") == "0"
+    assert rendered.directive("valkey", "replicaof") is None
     assert (
         rendered.objects("Service")["valkey-external"]["metadata"]["annotations"][
             "external-dns.alpha.kubernetes.io/hostname"
@@ -104,8 +82,8 @@ def test_each_instance_gets_its_objects(regions: tuple[Rendered, Rendered]) -> N
         claim = sts["spec"]["volumeClaimTemplates"][0]
         assert claim["metadata"]["name"] == "data"
         assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
-        mounts = {m["name"]: m for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
-        assert mounts["data"]["mountPath"] == directive(conf(r1, name), "dir").strip('"')
+        mounts = {m["name"]: m for m in r1.container(name, "valkey")["volumeMounts"]}
+        assert mounts["data"]["mountPath"] == (r1.directive(name, "dir") or "").strip('"')
         assert mounts["config"]["readOnly"] is True
         assert sts["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == f"{name}-config"
     assert (
@@ -146,13 +124,13 @@ def test_dr_replicas_follow_region1_with_its_replication_login(regions: tuple[Re
     r1, r2 = regions
     assert r2.references == ["organization/valkey/region1"]
     for name in DR:
-        config = conf(r2, name)
-        assert directive(config, "replicaof") == f"{name}.region1.example.com 6379"
-        assert directive(config, "masteruser") == '"replication"'
+        assert r2.directive(name, "replicaof") == f"{name}.region1.example.com 6379"
+        assert r2.directive(name, "masteruser") == '"replication"'
         region1_login = r1.exports["replicationCredentials"][name]
-        assert directive(config, "masterauth") == f'"{region1_login["password"]}"'
+        assert r2.directive(name, "masterauth") == f'"{region1_login["password"]}"'
         # Region 1 accepts exactly that password for its replication user.
-        assert f"user replication on #{password_hash(region1_login['password'])} " in acl(r1, name)
+        hashed = password_hash(region1_login["password"])
+        assert r1.acl_line(name, "replication").startswith(f"user replication on #{hashed} ")
         assert r2.exports["instances"][name]["role"] == "replica"
         assert r2.exports["instances"][name]["externalHost"] is None
 
@@ -160,8 +138,8 @@ def test_dr_replicas_follow_region1_with_its_replication_login(regions: tuple[Re
 def test_local_instances_are_writable_primaries_in_every_region(regions: tuple[Rendered, Rendered]) -> None:
     for rendered in regions:
         for name in LOCAL:
-            assert directive(conf(rendered, name), "replicaof") is None
-            assert directive(conf(rendered, name), "masterauth") is None
+            assert rendered.directive(name, "replicaof") is None
+            assert rendered.directive(name, "masterauth") is None
             assert rendered.exports["instances"][name]["role"] == "primary"
             assert rendered.exports["instances"][name]["externalHost"] is None
         assert set(rendered.exports["replicationCredentials"]) == set(DR)
@@ -172,7 +150,8 @@ def test_each_region_has_its_own_client_password(regions: tuple[Rendered, Render
     for name in DR + LOCAL:
         assert client_password(r1, name) != client_password(r2, name)
         # Region 2's default user is its own: region 1's client password never reaches it.
-        assert f"user default on #{password_hash(client_password(r2, name))} " in acl(r2, name)
+        hashed = password_hash(client_password(r2, name))
+        assert r2.acl_line(name, "default").startswith(f"user default on #{hashed} ")
     region1_clients = {client_password(r1, n) for n in DR + LOCAL}
     everything_in_region2 = repr(r2.manifests()) + repr(r2.exports)
     assert not [p for p in region1_clients if p in everything_in_region2]
@@ -180,13 +159,12 @@ def test_each_region_has_its_own_client_password(regions: tuple[Rendered, Render
 
 def test_memory_limit_leaves_room_for_a_fork_copying_everything(regions: tuple[Rendered, Rendered]) -> None:
     for rendered in regions:
-        for name, sts in rendered.objects("StatefulSet").items():
-            resources = sts["spec"]["template"]["spec"]["containers"][0]["resources"]
+        for name in rendered.objects("StatefulSet"):
+            resources = rendered.container(name, "valkey")["resources"]
             limit = mebibytes(resources["limits"]["memory"])
             assert mebibytes(resources["requests"]["memory"]) == limit
-            config = conf(rendered, name)
-            maxmemory = int(directive(config, "maxmemory") or 0)
-            backlog = int(directive(config, "repl-backlog-size") or 0)
+            maxmemory = int(rendered.directive(name, "maxmemory") or 0)
+            backlog = int(rendered.directive(name, "repl-backlog-size") or 0)
             assert 2.2 * maxmemory <= limit, name
             assert maxmemory == rendered.exports["instances"][name]["maxmemoryBytes"] + backlog
 
@@ -194,14 +172,14 @@ def test_memory_limit_leaves_room_for_a_fork_copying_everything(regions: tuple[R
 def test_backlog_is_sized_from_write_rate_and_outage(regions: tuple[Rendered, Rendered]) -> None:
     r1, _ = regions
     # writeRate x (outageTolerance + 5 s to reconnect): 2MiB/s for 5m, and the defaults 1MiB/s for 60s.
-    assert directive(conf(r1, "sessions"), "repl-backlog-size") == str(2 * 1024**2 * 305)
-    assert directive(conf(r1, "feature-flags"), "repl-backlog-size") == str(1024**2 * 65)
-    assert directive(conf(r1, "sessions"), "auto-aof-rewrite-min-size") == str(2 * 1024**3)
+    assert r1.directive("sessions", "repl-backlog-size") == str(2 * 1024**2 * 305)
+    assert r1.directive("feature-flags", "repl-backlog-size") == str(1024**2 * 65)
+    assert r1.directive("sessions", "auto-aof-rewrite-min-size") == str(2 * 1024**3)
 
 
 def test_eviction_policies_follow_the_use_cases(regions: tuple[Rendered, Rendered]) -> None:
     r1, _ = regions
-    policies = {name: directive(conf(r1, name), "maxmemory-policy") for name in DR + LOCAL}
+    policies = {name: r1.directive(name, "maxmemory-policy") for name in DR + LOCAL}
     assert policies == {
         "sessions": "allkeys-lru",
         "api-cache": "allkeys-lru",
@@ -212,27 +190,20 @@ def test_eviction_policies_follow_the_use_cases(regions: tuple[Rendered, Rendere
     assert ttls == {"sessions": 86400, "api-cache": 300, "feature-flags": 60, "rate-limiting": 60}
 
 
-def checksum(rendered: Rendered, instance: str) -> str:
-    sts = rendered.objects("StatefulSet")[instance]
-    return sts["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-
-
-def test_a_config_change_rolls_only_the_changed_instance() -> None:
-    before = render("region1")
-    instances: dict[str, Any] = stack_file_config("region1")["instances"]
-    instances["sessions"]["maxmemoryPolicy"] = "allkeys-lfu"
-    after = render("region1", {"instances": instances})
-    assert checksum(before, "sessions") != checksum(after, "sessions")
+def test_a_config_change_rolls_only_the_changed_instance(region1: Rendered) -> None:
+    before = region1
+    after = render("region1", {"instances.sessions.maxmemoryPolicy": "allkeys-lfu"})
+    assert before.checksum("sessions") != after.checksum("sessions")
     for name in ("api-cache", "feature-flags", "rate-limiting"):
-        assert checksum(before, name) == checksum(after, name)
-    assert re.fullmatch(r"[0-9a-f]{64}", checksum(before, "sessions"))
+        assert before.checksum(name) == after.checksum(name)
+    assert re.fullmatch(r"[0-9a-f]{64}", before.checksum("sessions"))
 
 
 def test_promotion_makes_region2_primaries_that_stay_primaries() -> None:
     promoted = render("region2", {"role": "primary", "primaryStack": None})
     assert promoted.references == []  # no longer follows region 1
     for name in DR:
-        assert directive(conf(promoted, name), "replicaof") is None
+        assert promoted.directive(name, "replicaof") is None
         assert promoted.exports["instances"][name]["role"] == "primary"
         svc = promoted.objects("Service")[f"{name}-external"]
         assert (
@@ -249,18 +220,17 @@ def test_failback_region1_replicates_from_promoted_region2() -> None:
         references={"organization/valkey/region2": promoted},
     )
     for name in DR:
-        config = conf(demoted, name)
-        assert directive(config, "replicaof") == f"{name}.region2.example.com 6379"
+        assert demoted.directive(name, "replicaof") == f"{name}.region2.example.com 6379"
         password = promoted.exports["replicationCredentials"][name]["password"]
-        assert directive(config, "masterauth") == f'"{password}"'
-        assert f"#{password_hash(password)}" in acl(promoted, name)
+        assert demoted.directive(name, "masterauth") == f'"{password}"'
+        assert f"#{password_hash(password)}" in promoted.acl_line(name, "replication")
 
 
 def provider_urn(rendered: Rendered) -> str:
     return f"urn:pulumi:{rendered.stack}::valkey::pulumi:pulumi:Stack$pulumi:providers:kubernetes::kubernetes::"
 
 
-def test_provider_uses_the_configured_cluster() -> None:
+def test_provider_uses_the_configured_cluster(region1: Rendered) -> None:
     rendered = render("region1", {"kubeContext": "prod-eu", "kubeconfig": "/etc/kube/config"})
     provider = rendered.of_type("pulumi:providers:kubernetes")["kubernetes"].inputs
     assert provider["context"] == "prod-eu"
@@ -269,14 +239,14 @@ def test_provider_uses_the_configured_cluster() -> None:
     assert len(managed) > 20
     for captured in managed:
         assert (captured.provider or "").startswith(provider_urn(rendered)), captured.name
-    default = render("region1").of_type("pulumi:providers:kubernetes")["kubernetes"].inputs
+    default = region1.of_type("pulumi:providers:kubernetes")["kubernetes"].inputs
     assert "context" not in default and "kubeconfig" not in default
 
 
 def test_existing_namespace_is_used_without_creating_it() -> None:
     rendered = render("region1", {"createNamespace": False, "namespace": "cache"})
     assert rendered.objects("Namespace") == {}
-    namespaces = {m["kind"]: set() for m in rendered.manifests()}
+    namespaces: dict[str, set[str]] = {m["kind"]: set() for m in rendered.manifests()}
     for m in rendered.manifests():
         namespaces[m["kind"]].add(m["metadata"]["namespace"])
     # Only the client Secrets have copies in the client namespace the NetworkPolicy admits.

@@ -15,7 +15,8 @@ from components.config.models import StackConfig
 def declared() -> dict[str, dict[str, object]]:
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     assert project["name"] == "valkey"
-    return project["config"]
+    config: dict[str, dict[str, object]] = project["config"]
+    return config
 
 
 def test_every_scalar_and_list_key_is_declared_as_the_models_define_it() -> None:

@@ -17,31 +17,31 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import harness
+import needs
 import pytest
 import valkey
 from podrunner import PodRunner
 from podrunner.pod import Pod
+from replies import info
 from valkey_process import wait_for as poll
 
 from components.config.models import METRICS_PORT
 from components.render import paths
 from components.render.acl import EXPORTER_USER
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the pod runner needs root")
+pytestmark = needs.root
 
 NO_TLS = {"tls": {"enabled": False}}
 INSTANCE = "sessions"
-CHECKSUM = "checksum/config"
 LOCAL_ADDR = "redis://127.0.0.1:6379"
 RELOADER_APPLIED = "reloader: applied changed files"
 RELOADER_FAILED = "reloader: apply failed"
@@ -55,20 +55,12 @@ FIGURES: list[str] = []
 # ----- rendered values ------------------------------------------------------------------------------
 
 
-def secret(r: harness.Rendered, name: str) -> dict[str, str]:
-    return r.objects("Secret")[name]["stringData"]  # type: ignore[no-any-return]
-
-
-def config_files(r: harness.Rendered) -> dict[str, str]:
-    return secret(r, f"{INSTANCE}-config")
-
-
 def client_password(r: harness.Rendered) -> str:
-    return secret(r, f"{INSTANCE}-credentials")["password"]
+    return r.secret_data(f"{INSTANCE}-credentials")["password"]
 
 
 def admin_password(r: harness.Rendered) -> str:
-    return secret(r, f"{INSTANCE}-admin-credentials")["password"]
+    return r.secret_data(f"{INSTANCE}-admin-credentials")["password"]
 
 
 def replication_password(r1: harness.Rendered) -> str:
@@ -78,12 +70,7 @@ def replication_password(r1: harness.Rendered) -> str:
 
 def metrics_password(r: harness.Rendered) -> str:
     """The password the exporter's file holds (the current one)."""
-    return json.loads(config_files(r)[paths.EXPORTER_PASSWORD_KEY])[LOCAL_ADDR]  # type: ignore[no-any-return]
-
-
-def checksum(r: harness.Rendered) -> str:
-    template = r.objects("StatefulSet")[INSTANCE]["spec"]["template"]
-    return template["metadata"]["annotations"][CHECKSUM]  # type: ignore[no-any-return]
+    return json.loads(r.config_files(INSTANCE)[paths.EXPORTER_PASSWORD_KEY])[LOCAL_ADDR]  # type: ignore[no-any-return]
 
 
 # ----- the deployment -------------------------------------------------------------------------------
@@ -130,7 +117,7 @@ class Deployment:
         the pod template's checksum: a rotation must never roll a pod."""
         r1, r2 = harness.render_both(self.region1.config, self.region2.config)
         for region, r in ((self.region1, r1), (self.region2, r2)):
-            assert checksum(r) == region.checksum, "a password rotation changed the pod template: the pod would roll"
+            assert r.checksum(INSTANCE) == region.checksum, "a rotation changed the pod template: the pod would roll"
             region.rendered = r
 
     def assert_nothing_restarted(self) -> None:
@@ -147,8 +134,8 @@ def deployment() -> Iterator[Deployment]:
         replica = runner.start_pod(r2, INSTANCE, 0, region="region2")
         d = Deployment(
             runner,
-            Region(dict(NO_TLS), r1, primary, checksum(r1)),
-            Region(dict(NO_TLS), r2, replica, checksum(r2)),
+            Region(dict(NO_TLS), r1, primary, r1.checksum(INSTANCE)),
+            Region(dict(NO_TLS), r2, replica, r2.checksum(INSTANCE)),
         )
         for region in (d.region1, d.region2):
             region.pids = {c.name: region.pod.container_pid(c.name) for c in region.pod.plan.containers}
@@ -166,10 +153,6 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> float:
     started = time.monotonic()
     poll(condition, timeout, what)
     return time.monotonic() - started
-
-
-def info(c: valkey.Valkey, section: str) -> dict[str, Any]:
-    return cast(dict[str, Any], c.info(section))
 
 
 def resp(*args: str) -> bytes:
@@ -287,7 +270,7 @@ def app_traffic(region: Region, app: Application, label: str) -> Iterator[tuple[
         assert loop.failures == [], (loop.name, loop.failures[:5])
     # The pool's connection, authenticated before the rotation, was never dropped or replaced.
     assert pool.client_id() == pool_client_id
-    pool.close()  # type: ignore[no-untyped-call]
+    pool.close()
 
 
 # ----- (a) the client password ----------------------------------------------------------------------
@@ -361,7 +344,7 @@ def test_replication_rotation_follows_to_region2(deployment: Deployment) -> None
 
         # 2. `pulumi up` in region 2: masterauth in its valkey.conf is the new password; the reloader
         # sets it on the running replica (CONFIG SET masterauth), no restart, the link stays up.
-        assert f'masterauth "{new}"' in config_files(r2.rendered)["valkey.conf"]
+        assert f'masterauth "{new}"' in r2.rendered.config_files(INSTANCE)["valkey.conf"]
         assert r2.pod.update_volumes(r2.rendered) == {"config": True, "exporter-credentials": False}
         took = wait_for(
             lambda: replica.config_get("masterauth")["masterauth"] == new, RELOAD_TIMEOUT, "masterauth on region 2"
@@ -485,7 +468,7 @@ def test_each_user_can_do_only_its_job(deployment: Deployment) -> None:
     ACL DRYRUN (the ACL's verdict, nothing executed)."""
     region = deployment.region1
     pod, r = region.pod, region.rendered
-    files = config_files(r)
+    files = r.config_files(INSTANCE)
     passwords = {
         "probe": files["probe-password"],
         "reloader": files["reloader-password"],

@@ -3,44 +3,14 @@ least privilege, data protection."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-import pytest
-from harness import Rendered, render, render_both, stack_file_config
+from harness import Rendered, render, stack_file_config
 
 from components.render.acl import password_hash
 
 DR = ("sessions", "feature-flags")
 LOCAL = ("api-cache", "rate-limiting")
-
-
-@pytest.fixture(scope="module")
-def regions() -> tuple[Rendered, Rendered]:
-    return render_both()
-
-
-def files(rendered: Rendered, instance: str) -> dict[str, str]:
-    return rendered.objects("Secret")[f"{instance}-config"]["stringData"]
-
-
-def directive(config: str, name: str) -> str | None:
-    found = re.findall(rf"^{re.escape(name)} (.*)$", config, flags=re.MULTILINE)
-    return found[0] if found else None
-
-
-def acl_line(rendered: Rendered, instance: str, user: str) -> str:
-    (line,) = [ln for ln in files(rendered, instance)["users.acl"].splitlines() if ln.split()[1] == user]
-    return line
-
-
-def pod_spec(rendered: Rendered, instance: str) -> dict[str, Any]:
-    return rendered.objects("StatefulSet")[instance]["spec"]["template"]["spec"]
-
-
-def checksum(rendered: Rendered, instance: str) -> str:
-    sts = rendered.objects("StatefulSet")[instance]
-    return sts["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
 
 
 # TLS
@@ -51,20 +21,19 @@ def test_every_instance_serves_tls_only_with_a_cert_manager_certificate(regions:
         certificates = rendered.objects("Certificate")
         assert set(certificates) == {f"{n}-tls" for n in DR + LOCAL}
         for name in DR + LOCAL:
-            config = files(rendered, name)["valkey.conf"]
-            assert directive(config, "port") == "0" and directive(config, "tls-port") == "6379"
-            assert directive(config, "tls-replication") == "yes"
+            assert rendered.directive(name, "port") == "0" and rendered.directive(name, "tls-port") == "6379"
+            assert rendered.directive(name, "tls-replication") == "yes"
             cert = certificates[f"{name}-tls"]["spec"]
             assert cert["secretName"] == f"{name}-tls"
             assert cert["issuerRef"] == {"name": "valkey-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
             assert f"{name}.databases.svc.cluster.local" in cert["dnsNames"]
-            volumes = {v["name"]: v for v in pod_spec(rendered, name)["volumes"]}
+            volumes = {v["name"]: v for v in rendered.pod_spec(name)["volumes"]}
             assert volumes["tls"]["secret"]["secretName"] == f"{name}-tls"
-            containers = {c["name"]: c for c in pod_spec(rendered, name)["containers"]}
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-                assert "--tls --cacert /etc/valkey/ca-bundle.crt" in containers["valkey"][probe]["exec"]["command"][-1]
-            assert "--tls --cacert /etc/valkey/ca-bundle.crt" in containers["reloader"]["command"][-1]
-            assert "--redis.addr=rediss://127.0.0.1:6379" in containers["exporter"]["args"]
+                command = rendered.container(name, "valkey")[probe]["exec"]["command"]
+                assert "--tls --cacert /etc/valkey/ca-bundle.crt" in command[-1]
+            assert "--tls --cacert /etc/valkey/ca-bundle.crt" in rendered.container(name, "reloader")["command"][-1]
+            assert "--redis.addr=rediss://127.0.0.1:6379" in rendered.container(name, "exporter")["args"]
             assert cert["ipAddresses"] == ["127.0.0.1"]
 
 
@@ -79,26 +48,23 @@ def test_replicas_trust_the_ca_region1_exports(regions: tuple[Rendered, Rendered
     exported = r1.exports["caBundle"]
     assert exported.startswith("-----BEGIN CERTIFICATE-----") and "caBundle" not in r1.secret_exports
     for name in DR:
-        assert exported in files(r2, name)["ca-bundle.crt"]
+        assert exported in r2.config_files(name)["ca-bundle.crt"]
     assert r2.exports["instances"]["sessions"]["tls"] is True
 
 
 def test_existing_secret_replaces_cert_manager() -> None:
-    tls = {**stack_file_config("region1")["tls"], "existingSecret": "wildcard-tls"}
-    del tls["issuer"]
-    rendered = render("region1", {"tls": tls})
+    rendered = render("region1", {"tls.existingSecret": "wildcard-tls", "tls.issuer": None})
     assert rendered.objects("Certificate") == {}
-    volumes = {v["name"]: v for v in pod_spec(rendered, "sessions")["volumes"]}
+    volumes = {v["name"]: v for v in rendered.pod_spec("sessions")["volumes"]}
     assert volumes["tls"]["secret"]["secretName"] == "wildcard-tls"
 
 
 def test_tls_can_be_switched_off() -> None:
     rendered = render("region1", {"tls": {"enabled": False}})
     assert rendered.objects("Certificate") == {}
-    config = files(rendered, "sessions")["valkey.conf"]
-    assert directive(config, "port") == "6379" and directive(config, "tls-port") is None
+    assert rendered.directive("sessions", "port") == "6379" and rendered.directive("sessions", "tls-port") is None
     assert rendered.exports["caBundle"] is None
-    assert "tls" not in {v["name"] for v in pod_spec(rendered, "sessions")["volumes"]}
+    assert "tls" not in {v["name"] for v in rendered.pod_spec("sessions")["volumes"]}
 
 
 # NetworkPolicy
@@ -111,7 +77,7 @@ def test_network_policy_denies_by_default_and_allows_what_is_configured(regions:
         assert set(policies) == set(DR + LOCAL)
         for name, policy in policies.items():
             spec = policy["spec"]
-            scrape_labels = rendered.objects("StatefulSet")[name]["spec"]["template"]["metadata"]["labels"]
+            scrape_labels = rendered.pod_template(name)["metadata"]["labels"]
             assert spec["podSelector"]["matchLabels"].items() <= scrape_labels.items()
             assert spec["policyTypes"] == ["Ingress", "Egress"]
             clients = spec["ingress"][0]
@@ -152,11 +118,11 @@ def test_network_policy_rule_lists_are_exactly_what_the_stack_files_allow(region
         for name, policy in rendered.objects("NetworkPolicy").items():
             dr = config["instances"][name]["dr"]
             primary = config["role"] == "primary"
-            ingress = [{"from": clients, "ports": port}]
+            ingress: list[dict[str, Any]] = [{"from": clients, "ports": port}]
             if dr and primary:
                 ingress.append({"from": peers, "ports": port})  # the other region replicates from it
             ingress.append(metrics)
-            egress = [dns]
+            egress: list[dict[str, Any]] = [dns]
             if dr and not primary:
                 egress.append({"to": peers, "ports": port})  # it replicates from the other region
             assert policy["spec"]["ingress"] == ingress, f"{rendered.stack}/{name}"
@@ -172,20 +138,20 @@ def test_network_policy_can_be_disabled() -> None:
 
 def test_applications_may_not_run_dangerous_commands(regions: tuple[Rendered, Rendered]) -> None:
     r1, _ = regions
-    default = acl_line(r1, "sessions", "default")
+    default = r1.acl_line("sessions", "default")
     for command in ("flushall", "flushdb", "debug", "config", "shutdown", "keys", "acl", "replicaof"):
         assert f" -{command}" in default
     relaxed = render("region1", {"deniedCommands": ["flushall"]})
-    assert acl_line(relaxed, "sessions", "default").endswith("+@all -flushall")
+    assert relaxed.acl_line("sessions", "default").endswith("+@all -flushall")
 
 
 def test_admin_password_is_for_operators_only(regions: tuple[Rendered, Rendered]) -> None:
     r1, _ = regions
-    admin = r1.objects("Secret")["sessions-admin-credentials"]["stringData"]
+    admin = r1.secret_data("sessions-admin-credentials")
     assert admin["username"] == "admin"
-    assert f"#{password_hash(admin['password'])}" in acl_line(r1, "sessions", "admin")
+    assert f"#{password_hash(admin['password'])}" in r1.acl_line("sessions", "admin")
     # Its hash is in the ACL file; the password itself is in no file the pod mounts.
-    for content in files(r1, "sessions").values():
+    for content in r1.config_files("sessions").values():
         assert admin["password"] not in content
 
 
@@ -197,46 +163,44 @@ def rotated(stack: str, user: str, generation: int, accept_previous: bool, **kw:
     return render(stack, {"passwordRotation": rotation}, **kw)
 
 
-def test_client_rotation_accepts_both_passwords_then_only_the_new_one_and_rolls_nothing() -> None:
-    before = render("region1")
+def test_client_rotation_accepts_both_passwords_then_only_the_new_one_and_rolls_nothing(region1: Rendered) -> None:
+    before = region1
     during = rotated("region1", "client", 2, True)
     after = rotated("region1", "client", 2, False)
-    old = before.objects("Secret")["sessions-credentials"]["stringData"]["password"]
-    new = during.objects("Secret")["sessions-credentials"]["stringData"]["password"]
+    old = before.secret_data("sessions-credentials")["password"]
+    new = during.secret_data("sessions-credentials")["password"]
     assert old != new
-    assert f"#{password_hash(new)} #{password_hash(old)} " in acl_line(during, "sessions", "default")
-    assert f"#{password_hash(old)}" not in acl_line(after, "sessions", "default")
+    assert f"#{password_hash(new)} #{password_hash(old)} " in during.acl_line("sessions", "default")
+    assert f"#{password_hash(old)}" not in after.acl_line("sessions", "default")
     for name in DR + LOCAL:
-        assert checksum(before, name) == checksum(during, name) == checksum(after, name)
+        assert before.checksum(name) == during.checksum(name) == after.checksum(name)
 
 
-def test_replication_rotation_reaches_the_replica_without_a_restart() -> None:
-    r1_before, r2_before = render_both()
+def test_replication_rotation_reaches_the_replica_without_a_restart(regions: tuple[Rendered, Rendered]) -> None:
+    r1_before, r2_before = regions
     r1_during = rotated("region1", "replication", 2, True)
     r2_during = render("region2", references={"organization/valkey/region1": r1_during})
     new = r1_during.exports["replicationCredentials"]["sessions"]["password"]
     old = r1_before.exports["replicationCredentials"]["sessions"]["password"]
     assert new != old
-    assert directive(files(r2_during, "sessions")["valkey.conf"], "masterauth") == f'"{new}"'
-    assert f"#{password_hash(new)} #{password_hash(old)} " in acl_line(r1_during, "sessions", "replication")
+    assert r2_during.directive("sessions", "masterauth") == f'"{new}"'
+    assert f"#{password_hash(new)} #{password_hash(old)} " in r1_during.acl_line("sessions", "replication")
     # Neither side restarts: the reloader sidecar runs ACL LOAD / CONFIG SET masterauth.
-    assert checksum(r2_before, "sessions") == checksum(r2_during, "sessions")
-    assert checksum(r1_before, "sessions") == checksum(r1_during, "sessions")
+    assert r2_before.checksum("sessions") == r2_during.checksum("sessions")
+    assert r1_before.checksum("sessions") == r1_during.checksum("sessions")
 
 
-def test_a_setting_that_needs_a_restart_still_rolls_the_pod() -> None:
-    instances = stack_file_config("region1")["instances"]
-    instances["sessions"]["maxmemoryPolicy"] = "allkeys-lfu"
-    assert checksum(render("region1"), "sessions") != checksum(render("region1", {"instances": instances}), "sessions")
+def test_a_setting_that_needs_a_restart_still_rolls_the_pod(region1: Rendered) -> None:
+    changed = render("region1", {"instances.sessions.maxmemoryPolicy": "allkeys-lfu"})
+    assert region1.checksum("sessions") != changed.checksum("sessions")
 
 
 def test_reloader_sidecar_applies_acl_masterauth_and_certificates(regions: tuple[Rendered, Rendered]) -> None:
     _, r2 = regions
-    reloader = {c["name"]: c for c in pod_spec(r2, "sessions")["containers"]}["reloader"]
-    script = reloader["command"][-1]
+    script = r2.container("sessions", "reloader")["command"][-1]
     assert "--user reloader" in script and "$(cat /etc/valkey/reloader-password)" in script
     assert "ACL LOAD" in script and "-x CONFIG SET masterauth" in script and "CONFIG SET tls-cert-file" in script
-    assert acl_line(r2, "sessions", "reloader").endswith("-@all +acl|load +config|set")
+    assert r2.acl_line("sessions", "reloader").endswith("-@all +acl|load +config|set")
 
 
 # Data protection
@@ -252,11 +216,9 @@ def test_stateful_resources_are_protected_when_configured(regions: tuple[Rendere
 
 
 def test_local_instances_may_run_without_persistence() -> None:
-    instances = stack_file_config("region1")["instances"]
-    instances["api-cache"]["persistence"] = False
-    rendered = render("region1", {"instances": instances})
+    rendered = render("region1", {"instances.api-cache.persistence": False})
     sts = rendered.objects("StatefulSet")["api-cache"]["spec"]
     assert "volumeClaimTemplates" not in sts
     assert {"name": "data", "emptyDir": {}} in sts["template"]["spec"]["volumes"]
-    assert directive(files(rendered, "api-cache")["valkey.conf"], "appendonly") == "no"
+    assert rendered.directive("api-cache", "appendonly") == "no"
     assert "volumeClaimTemplates" in rendered.objects("StatefulSet")["sessions"]["spec"]

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import valkey
-from harness import render_both, stack_file_config
+from harness import render_both
 from pki import make_ca, make_server_cert
+from replies import info
 from valkey_process import Server, free_port, wait_for
 
 from components.render.acl import Passwords, render_acl, server_users
@@ -81,10 +82,10 @@ def replica_of(primary: Server, tmp_path: Path, pki: dict[str, Path], ca: Path) 
 def test_replica_syncs_over_tls(primary: Server, tmp_path: Path, pki: dict[str, Path]) -> None:
     replica = replica_of(primary, tmp_path, pki, pki["ca"])
     try:
-        wait_for(lambda: replica.client().info("replication")["master_link_status"] == "up", what="TLS link up")
+        wait_for(lambda: info(replica.client(), "replication")["master_link_status"] == "up", what="TLS link up")
         primary.client().set("session:1", "alice")
         assert wait_for(lambda: replica.client().get("session:1") == "alice", timeout=2, what="replicated")
-        assert primary.client().info("replication")["connected_slaves"] == 1
+        assert info(primary.client(), "replication")["connected_slaves"] == 1
     finally:
         replica.stop()
 
@@ -110,8 +111,8 @@ def test_replica_with_the_wrong_ca_is_refused(primary: Server, tmp_path: Path, p
     try:
         # Give the replica several connection attempts (it retries every second).
         wait_for(lambda: "certificate verify failed" in replica.log.read_text(), what="certificate rejected")
-        assert replica.client(password="client-pw").info("replication")["master_link_status"] == "down"
-        assert primary.client().info("replication")["connected_slaves"] == 0
+        assert info(replica.client(password="client-pw"), "replication")["master_link_status"] == "down"
+        assert info(primary.client(), "replication")["connected_slaves"] == 0
     finally:
         replica.stop()
 
@@ -124,10 +125,10 @@ def test_region2_trusts_region1s_own_ca_through_the_outputs(tmp_path: Path) -> N
     certs = {region: make_server_cert(tmp_path, cas[region], region) for region in cas}
 
     def tls(region: str) -> dict[str, object]:
-        return {"tls": {**stack_file_config(region)["tls"], "caBundle": cas[region][1].read_text()}}
+        return {"tls.caBundle": cas[region][1].read_text()}
 
     r1, r2 = render_both(region1=tls("region1"), region2=tls("region2"))
-    bundles = {r.stack: r.objects("Secret")["sessions-config"]["stringData"]["ca-bundle.crt"] for r in (r1, r2)}
+    bundles = {r.stack: r.config_files("sessions")["ca-bundle.crt"] for r in (r1, r2)}
     assert bundles["region1"] == cas["region1"][1].read_text()
 
     def start(region: str, upstream: Upstream | None = None) -> Server:
@@ -141,7 +142,7 @@ def test_region2_trusts_region1s_own_ca_through_the_outputs(tmp_path: Path) -> N
     primary = start("region1")
     replica = start("region2", Upstream("127.0.0.1", primary.port, "replication", "repl-pw"))
     try:
-        wait_for(lambda: replica.client().info("replication")["master_link_status"] == "up", what="TLS link up")
+        wait_for(lambda: info(replica.client(), "replication")["master_link_status"] == "up", what="TLS link up")
         primary.client().set("session:1", "alice")
         assert wait_for(lambda: replica.client().get("session:1") == "alice", timeout=2, what="replicated")
     finally:

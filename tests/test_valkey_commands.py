@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import valkey
 from harness import stack_file_config
-from valkey_commands_dump import DATA, dump
+from valkey_commands_dump import dump
 from valkey_process import BUILDS, Server, every_build, free_port, localized
 
 from components.config.loader import parse_stack_config
 from components.config.security import DEFAULT_DENIED_COMMANDS
+from components.config.valkey_commands import DATA
 from components.render.acl import Passwords
 from components.render.files import render_files
 

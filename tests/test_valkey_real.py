@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import valkey
 from harness import stack_file_config
+from replies import acl_log, config_value, info
 from valkey_process import Server, free_port, wait_for
 
 from components.config.loader import parse_stack_config
@@ -73,13 +74,13 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
 
 
 def link_up(server: Server) -> bool:
-    return server.client().info("replication")["master_link_status"] == "up"
+    return bool(info(server.client(), "replication")["master_link_status"] == "up")
 
 
 def test_rendered_settings_are_the_running_settings(pair: Pair) -> None:
     client = pair.primary.client()
     running = {
-        k: client.config_get(k)[k]
+        k: config_value(client, k)
         for k in (
             "maxmemory",
             "maxmemory-policy",
@@ -108,14 +109,14 @@ def test_primary_and_replica_replicate(pair: Pair) -> None:
     wait_for(lambda: link_up(pair.replica), what="replica link up")
     pair.primary.client().set("session:1", "alice")
     assert wait_for(lambda: pair.replica.client().get("session:1") == "alice", timeout=1.0, what="write replicated")
-    info = pair.replica.client().info("replication")
-    assert info["role"] == "slave" and info["master_port"] == pair.primary.port
+    replication = info(pair.replica.client(), "replication")
+    assert replication["role"] == "slave" and replication["master_port"] == pair.primary.port
     with pytest.raises(valkey.exceptions.ReadOnlyError):
         pair.replica.client().set("session:2", "bob")
     # The primary tracks the replica's offset: REPLCONF ACKs arrive.
-    primary_info = pair.primary.client().info("replication")
+    primary_info = info(pair.primary.client(), "replication")
     assert primary_info["connected_slaves"] == 1
-    assert wait_for(lambda: pair.primary.client().info("replication")["slave0"]["offset"] > 0, what="replica acks")
+    assert wait_for(lambda: info(pair.primary.client(), "replication")["slave0"]["offset"] > 0, what="replica acks")
 
 
 def test_unauthenticated_and_wrong_password_clients_are_refused(pair: Pair) -> None:
@@ -161,7 +162,7 @@ def test_probe_user_may_only_ping(pair: Pair) -> None:
 def test_each_replication_command_is_needed(tmp_path: Path, rules: str, broken: str) -> None:
     p = start_pair(tmp_path, rules)
     try:
-        denied = wait_for(lambda: p.primary.client().acl_log(), what="ACL log entry")
+        denied = wait_for(lambda: acl_log(p.primary.client()), what="ACL log entry")
         refused = {entry["object"] for entry in denied}
         # A replica refused PSYNC falls back to SYNC, which the rules refuse too.
         assert refused <= {"psync", "sync"} if broken == "sync" else refused == {"replconf"}
@@ -170,7 +171,7 @@ def test_each_replication_command_is_needed(tmp_path: Path, rules: str, broken: 
             assert not link_up(p.replica)
         else:
             wait_for(lambda: link_up(p.replica), what="link up")
-            assert p.primary.client().info("replication")["slave0"]["offset"] == 0
+            assert info(p.primary.client(), "replication")["slave0"]["offset"] == 0
     finally:
         p.replica.stop()
         p.primary.stop()

@@ -62,10 +62,11 @@ EXPRESSION = re.compile(r"^\$\{\{\s*(.+?)\s*\}\}$")
 
 
 def load(name: str) -> dict[str, Any]:
-    return yaml.safe_load((WORKFLOWS / name).read_text())
+    workflow: dict[str, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
+    return workflow
 
 
-def triggers(workflow: dict[str, Any]) -> Any:
+def triggers(workflow: dict[Any, Any]) -> Any:
     # YAML 1.1 (PyYAML) reads the key `on` as the boolean True.
     return workflow.get("on", workflow.get(True))
 
