@@ -604,7 +604,8 @@ def test_drill7_failback_to_region1_and_swap_back(runner: PodRunner, rendered, r
         assert failback.references == [REGION2_STACK]
         conf = conf_of(failback)
         assert f"replicaof {EXTERNAL2} 6379" in conf
-        assert promoted.exports["replicationCredentials"]["sessions"]["password"] in conf
+        secret = failback.objects("Secret")["sessions-config"]["stringData"]
+        assert secret["masterauth-password"] == promoted.exports["replicationCredentials"]["sessions"]["password"]
         with admin(promoted, "sessions", replica.address) as a2:
             full_before = info(a2, "stats")["sync_full"]
         started = time.monotonic()

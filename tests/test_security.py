@@ -217,7 +217,7 @@ def test_replication_rotation_reaches_the_replica_without_a_restart() -> None:
     new = r1_during.exports["replicationCredentials"]["sessions"]["password"]
     old = r1_before.exports["replicationCredentials"]["sessions"]["password"]
     assert new != old
-    assert directive(files(r2_during, "sessions")["valkey.conf"], "masterauth") == f'"{new}"'
+    assert files(r2_during, "sessions")["masterauth-password"] == new
     assert f"#{password_hash(new)} #{password_hash(old)} " in acl_line(r1_during, "sessions", "replication")
     # Neither side restarts: the reloader sidecar runs ACL LOAD / CONFIG SET masterauth.
     assert checksum(r2_before, "sessions") == checksum(r2_during, "sessions")

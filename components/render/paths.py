@@ -20,6 +20,10 @@ ACL_FILE = f"{CONFIG_DIR}/users.acl"
 CA_FILE = f"{CONFIG_DIR}/ca-bundle.crt"
 PROBE_PASSWORD_FILE = f"{CONFIG_DIR}/probe-password"
 RELOADER_PASSWORD_FILE = f"{CONFIG_DIR}/reloader-password"
+MASTERAUTH_CONFIG_FILE = f"{CONFIG_DIR}/masterauth.conf"
+"""A replica's ``masterauth`` line, included at the end of valkey.conf: valkey.conf holds no password."""
+MASTERAUTH_FILE = f"{CONFIG_DIR}/masterauth-password"
+"""The same password, raw (no config quoting): what the reloader gives ``CONFIG SET masterauth``."""
 TLS_CERT_FILE = f"{TLS_DIR}/tls.crt"
 TLS_KEY_FILE = f"{TLS_DIR}/tls.key"
 
@@ -39,5 +43,11 @@ ACL_KEY = secret_key(ACL_FILE)
 CA_KEY = secret_key(CA_FILE)
 PROBE_PASSWORD_KEY = secret_key(PROBE_PASSWORD_FILE)
 RELOADER_PASSWORD_KEY = secret_key(RELOADER_PASSWORD_FILE)
+MASTERAUTH_CONFIG_KEY = secret_key(MASTERAUTH_CONFIG_FILE)
+MASTERAUTH_KEY = secret_key(MASTERAUTH_FILE)
 EXPORTER_PASSWORD_KEY = "exporter-password.json"
 """Projected as ``EXPORTER_PASSWORD_FILE`` into the exporter sidecar only."""
+
+PUBLIC_KEYS = frozenset({CONFIG_KEY, CA_KEY})
+"""Keys of the config Secret that hold no secret: a review (the offline render) shows them whole.
+Every other key is a password or holds one, except ``ACL_KEY``, whose password hashes alone are."""

@@ -19,6 +19,7 @@ from ..render.paths import (
     CONFIG_DIR,
     CONFIG_FILE,
     DATA_DIR,
+    MASTERAUTH_FILE,
     PROBE_PASSWORD_FILE,
     RELOADER_PASSWORD_FILE,
     TLS_CERT_FILE,
@@ -97,11 +98,11 @@ ALIVE_REPLIES = "PONG|LOADING*"
 
 def reloader_script(port: int, tls: bool, metrics_exporter: bool = False) -> str:
     """Applies what Pulumi changed in the mounted Secrets without restarting Valkey: ACL LOAD for
-    passwords (rotation), CONFIG SET masterauth for a replica, and a TLS reload for a renewed
-    certificate; the metrics exporter re-reads its password file. Files are compared every 5 s;
-    the kubelet swaps a Secret volume atomically."""
+    passwords (rotation), CONFIG SET masterauth for a replica (its raw password file on stdin), and a
+    TLS reload for a renewed certificate; the metrics exporter re-reads its password file. Files are
+    compared every 5 s; the kubelet swaps a Secret volume atomically."""
     run = cli(port, RELOADER_USER, RELOADER_PASSWORD_FILE, tls)
-    watched = f"{ACL_FILE} {CONFIG_FILE} {CA_FILE}" + (f" {TLS_CERT_FILE} {TLS_KEY_FILE}" if tls else "")
+    watched = f"{ACL_FILE} {MASTERAUTH_FILE} {CA_FILE}" + (f" {TLS_CERT_FILE} {TLS_KEY_FILE}" if tls else "")
     tls_reload = (
         f"{run} CONFIG SET tls-cert-file {TLS_CERT_FILE} tls-key-file {TLS_KEY_FILE} tls-ca-cert-file {CA_FILE}"
         " | grep -qx OK || ok=0\n"
@@ -121,8 +122,8 @@ while true; do
   [ "$now" = "$seen" ] && continue
   ok=1
   {run} ACL LOAD | grep -qx OK || ok=0
-  {exporter_reload}  auth="$(sed -n 's/^masterauth "\\(.*\\)"$/\\1/p' {CONFIG_FILE})"
-  if [ -n "$auth" ]; then printf %s "$auth" | {run} -x CONFIG SET masterauth | grep -qx OK || ok=0; fi
+  {exporter_reload}  if [ -s {MASTERAUTH_FILE} ]; then
+    {run} -x CONFIG SET masterauth < {MASTERAUTH_FILE} | grep -qx OK || ok=0; fi
   {tls_reload}if [ "$ok" = 1 ]; then seen="$now"; echo "reloader: applied changed files"
   else echo "reloader: apply failed, will retry"; fi
 done
