@@ -254,15 +254,15 @@ def test_drill2_auth_on_every_pod(runner: PodRunner, rendered, report: Report) -
                     assert c.get("auth:app") == b"1"  # FLUSHALL and SET did nothing
 
         # Probes authenticate: they pass as rendered, and the same command fails with a wrong password
-        # or none (so a passing probe proves the probe password is accepted).
+        # (another user's) or an empty one (so a passing probe proves the probe password is accepted).
         for kind in ("startup", "liveness", "readiness"):
             assert pod.probe(kind).success, (where, kind)
         spec = r.objects("StatefulSet")[instance]["spec"]["template"]["spec"]["containers"][0]
         command = spec["readinessProbe"]["exec"]["command"]
-        assert "--user probe" in command[-1] and "/etc/valkey/probe-password" in command[-1]
-        wrong = [part.replace("$(cat /etc/valkey/probe-password)", "wrong-password") for part in command]
-        none = [part.replace('REDISCLI_AUTH="$(cat /etc/valkey/probe-password)" ', "") for part in command]
-        assert command not in (none, wrong)
+        env = {e["name"]: e["value"] for e in spec["env"]}
+        assert (env["PROBE_USER"], env["PROBE_PASSWORD_FILE"]) == ("probe", "/etc/valkey/probe-password")
+        wrong = ["env", "PROBE_PASSWORD_FILE=/etc/valkey/reloader-password", *command]
+        none = ["env", "PROBE_PASSWORD_FILE=/dev/null", *command]
         for variant in (wrong, none):
             result = pod.exec(variant)
             assert result.returncode == 1 and "NOAUTH" in result.stdout, (where, result)

@@ -61,9 +61,10 @@ def test_every_instance_serves_tls_only_with_a_cert_manager_certificate(regions:
             volumes = {v["name"]: v for v in pod_spec(rendered, name)["volumes"]}
             assert volumes["tls"]["secret"]["secretName"] == f"{name}-tls"
             containers = {c["name"]: c for c in pod_spec(rendered, name)["containers"]}
-            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-                assert "--tls --cacert /etc/valkey/ca-bundle.crt" in containers["valkey"][probe]["exec"]["command"][-1]
-            assert "--tls --cacert /etc/valkey/ca-bundle.crt" in containers["reloader"]["command"][-1]
+            # probe.sh (the valkey container's probes) and reloader.sh connect over TLS, verifying the CA.
+            for script_user in ("valkey", "reloader"):
+                env = {e["name"]: e["value"] for e in containers[script_user]["env"]}
+                assert (env["VALKEY_TLS"], env["VALKEY_CA_FILE"]) == ("yes", "/etc/valkey/ca-bundle.crt")
             assert "--redis.addr=rediss://127.0.0.1:6379" in containers["exporter"]["args"]
             assert cert["ipAddresses"] == ["127.0.0.1"]
 
@@ -233,8 +234,11 @@ def test_a_setting_that_needs_a_restart_still_rolls_the_pod() -> None:
 def test_reloader_sidecar_applies_acl_masterauth_and_certificates(regions: tuple[Rendered, Rendered]) -> None:
     _, r2 = regions
     reloader = {c["name"]: c for c in pod_spec(r2, "sessions")["containers"]}["reloader"]
-    script = reloader["command"][-1]
-    assert "--user reloader" in script and "$(cat /etc/valkey/reloader-password)" in script
+    assert reloader["command"] == ["sh", "/etc/valkey/reloader.sh"]
+    env = {e["name"]: e["value"] for e in reloader["env"]}
+    assert (env["RELOADER_USER"], env["RELOADER_PASSWORD_FILE"]) == ("reloader", "/etc/valkey/reloader-password")
+    script = files(r2, "sessions")["reloader.sh"]
+    assert 'REDISCLI_AUTH="$(cat "$RELOADER_PASSWORD_FILE")"' in script
     assert "ACL LOAD" in script and "-x CONFIG SET masterauth" in script and "CONFIG SET tls-cert-file" in script
     assert acl_line(r2, "sessions", "reloader").endswith("-@all +acl|load +config|set")
 

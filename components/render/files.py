@@ -25,10 +25,13 @@ from .paths import (
     MASTERAUTH_CONFIG_KEY,
     MASTERAUTH_KEY,
     PROBE_PASSWORD_KEY,
+    PROBE_SCRIPT_KEY,
     RELOADER_PASSWORD_KEY,
+    RELOADER_SCRIPT_KEY,
     TLS_CERT_FILE,
     TLS_KEY_FILE,
 )
+from .pod_scripts import SCRIPTS
 
 
 def server_settings(
@@ -69,6 +72,7 @@ def render_files(
         CONFIG_KEY: valkey_conf.render_valkey_conf(server_settings(s, upstream, tls)),
         PROBE_PASSWORD_KEY: passwords.probe,
         RELOADER_PASSWORD_KEY: passwords.reloader,
+        **SCRIPTS,
     }
     if upstream is not None:
         # The same password twice, rendered from the one value, never parsed back: a config line
@@ -83,18 +87,20 @@ def render_files(
     return files
 
 
-RESTART_KEYS = (CONFIG_KEY, RELOADER_PASSWORD_KEY)
-"""What a running pod cannot take live: valkey.conf (read at start only; it holds no password) and
-the reloader's own password (it logs in with it to apply everything else)."""
+RESTART_KEYS = (CONFIG_KEY, RELOADER_PASSWORD_KEY, RELOADER_SCRIPT_KEY)
+"""What a running pod cannot take live: valkey.conf (read at start only; it holds no password), the
+reloader's own password (it logs in with it to apply everything else) and reloader.sh (a running
+loop never re-reads itself)."""
 LIVE_KEYS = {
     ACL_KEY: "the reloader's ACL LOAD",
     MASTERAUTH_KEY: "the reloader's CONFIG SET masterauth",
     MASTERAUTH_CONFIG_KEY: "read at start only, but the same password as MASTERAUTH_KEY, applied live",
     CA_KEY: "the reloader's TLS reload (CONFIG SET tls-ca-cert-file)",
     PROBE_PASSWORD_KEY: "read at each probe; the server takes the new one with ACL LOAD",
+    PROBE_SCRIPT_KEY: "read by the kubelet at each probe",
     EXPORTER_PASSWORD_KEY: "the exporter's reload, which the reloader calls",
 }
-"""Keys taken without a restart, and how."""
+"""Keys taken without a restart, and how. A key in neither is a test failure (tests/test_scripts.py)."""
 
 
 def restart_checksum(files: dict[str, str]) -> str:
