@@ -19,6 +19,7 @@ render/            files, rendered from validated settings; never imports Pulumi
   acl.py           the ACL file: every user and what it may do
   valkey_conf.py   valkey.conf
   exporter.py      the metrics exporter's flags and password file
+  pod_scripts.py   the shell scripts the pods run (scripts/probe.sh, scripts/reloader.sh), read as files
   files.py         the config Secret's contents, and what needs a restart
   alerts.py        Prometheus recording rules and alerts
 specs/             pulumi_kubernetes arguments built from settings; never creates a resource

@@ -21,15 +21,17 @@ from typing import Any
 
 import yaml
 
+from components.render.paths import ACL_KEY, PUBLIC_KEYS
+
 from .engine import ROOT, SECRET_SIG, SECRET_VALUE, Rendered, render, stack_file_config
 
 REDACTED = "<redacted>"
-# Files of a config Secret a reviewer should read, with their secrets cut out: valkey.conf holds
-# one (a replica's masterauth), the ACL file password hashes, the CA bundle is public.
+# Files of a config Secret a reviewer should read: those that hold no secret whole (valkey.conf,
+# the CA bundle, the scripts: render/paths.py lists them), the ACL file without its password hashes.
+# Every other key is redacted whole.
 REVIEWABLE: dict[str, Callable[[str], str]] = {
-    "valkey.conf": lambda text: re.sub(r"^(masterauth) .*$", rf"\1 {REDACTED}", text, flags=re.MULTILINE),
-    "users.acl": lambda text: re.sub(r"#[0-9a-f]{64}", f"#{REDACTED}", text),
-    "ca-bundle.crt": lambda text: text,
+    **{key: lambda text: text for key in PUBLIC_KEYS},
+    ACL_KEY: lambda text: re.sub(r"#[0-9a-f]{64}", f"#{REDACTED}", text),
 }
 
 

@@ -12,17 +12,18 @@ and it reads the idle time of its backlog from the wall clock.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from harness import stack_file_config
 from replies import info, sync
-from valkey_process import BUILDS, Server, every_build, free_port, wait_for
+from valkey_process import BUILDS, Server, every_build, free_port, wait_for, write_config
 
 from components.config.loader import parse_stack_config
 from components.render.acl import Passwords, render_acl, server_users
 from components.render.files import server_settings
-from components.render.valkey_conf import Upstream, render_valkey_conf
+from components.render.valkey_conf import Upstream
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 CLIENT, REPLICATION, ADMIN = "client-password-1", "replication-password-1", "admin-password-1"
@@ -39,8 +40,7 @@ def start(directory: Path, build: str, upstream: Upstream | None = None, env: di
     )
     port = free_port()
     (directory / "users.acl").write_text(render_acl(server_users(PASSWORDS)))
-    (directory / "valkey.conf").write_text(render_valkey_conf(settings).replace("port 6379", f"port {port}"))
-    return Server(directory / "valkey.conf", port, CLIENT, binary=BUILDS[build], env=env)
+    return Server(write_config(directory, replace(settings, port=port)), port, CLIENT, binary=BUILDS[build], env=env)
 
 
 @every_build

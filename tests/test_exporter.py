@@ -99,7 +99,7 @@ def test_password_reaches_the_exporter_only_as_a_file(pod: dict[str, Any]) -> No
     assert container["volumeMounts"] == [
         {"name": volume["name"], "mountPath": "/etc/valkey-exporter", "readOnly": True}
     ]
-    # Only the exporter's key of the config Secret is projected: not valkey.conf with masterauth.
+    # Only the exporter's key of the config Secret is projected: not valkey.conf, not the masterauth files.
     assert volume["secret"] == {
         "secretName": "sessions-config",
         "items": [{"key": "exporter-password.json", "path": "password.json"}],

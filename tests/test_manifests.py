@@ -140,7 +140,8 @@ def test_container_commands_carry_no_credentials(stacks: dict[str, Rendered]) ->
         assert containers["valkey"]["command"] == ["valkey-server", "/etc/valkey/valkey.conf"]
         assert set(containers) == {"valkey", "reloader", "exporter"}
         for container in containers.values():
-            assert "env" not in container and "envFrom" not in container
+            # Only plain values (no Secret references); what they hold is checked outside Secrets above.
+            assert "envFrom" not in container and all("valueFrom" not in e for e in container.get("env", []))
             commands = [" ".join(container["command"] + container.get("args", []))]
             commands += [
                 " ".join(p["exec"]["command"]) for k, p in container.items() if k.endswith("Probe") and "exec" in p
@@ -148,8 +149,10 @@ def test_container_commands_carry_no_credentials(stacks: dict[str, Rendered]) ->
             for command in commands:
                 assert " -a " not in command and "--pass " not in command and "requirepass" not in command
                 assert "--redis.password=" not in command
+        # The probes read their password from the file the container's environment names.
+        assert {"name": "PROBE_PASSWORD_FILE", "value": "/etc/valkey/probe-password"} in containers["valkey"]["env"]
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            assert "$(cat /etc/valkey/probe-password)" in " ".join(containers["valkey"][probe]["exec"]["command"])
+            assert containers["valkey"][probe]["exec"]["command"][:2] == ["sh", "/etc/valkey/probe.sh"]
 
 
 def test_secret_values_reach_the_engine_as_pulumi_secrets(stacks: dict[str, Rendered]) -> None:

@@ -126,7 +126,7 @@ def test_rendered_sessions_pod_runs_as_the_manifest_says(
     assert status["Uid"].split() == ["59000"] * 4 and status["Gid"].split() == ["59000"] * 4
     assert status["Groups"].split() == ["1000"]
     assert int(status["CapEff"], 16) == 0 and status["NoNewPrivs"].strip() == "1"
-    # Only its own file is projected: valkey.conf (masterauth) and the other passwords are not there.
+    # Only its own file is projected: valkey.conf, the masterauth files and the other passwords are not there.
     assert pod.exec(["ls", "/etc/valkey-exporter"], "exporter").stdout.split() == ["password.json"]
     secret = r1.config_files("sessions")
     assert pod.exec(["cat", paths.EXPORTER_PASSWORD_FILE], "exporter").stdout == secret[paths.EXPORTER_PASSWORD_KEY]

@@ -38,6 +38,8 @@ from pulumi_policy import (
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
+from components.render import pod_scripts
+
 POLICY_DIR = ROOT / "policy"
 STATEFULSET = "kubernetes:apps/v1:StatefulSet"
 SECRET = "kubernetes:core/v1:Secret"
@@ -296,14 +298,15 @@ def test_password_lookalikes_pass(regions: tuple[Rendered, Rendered], case: str)
     assert violations("valkey-no-password-in-pod-spec", "region1", sessions(regions), inputs) == []
 
 
-# Scripts that handle passwords the right way: through files, stdin and variables.
+# Scripts that handle passwords the right way: through files, stdin and variables. The pod's own
+# scripts (shipped in the config Secret, run as `sh /etc/valkey/<script>`) must pass if inlined.
 SAFE_SCRIPTS = {
     "cat-into-env": 'REDISCLI_AUTH="$(cat /etc/valkey/probe-password)" valkey-cli --user probe ping',
-    "reloader": (
-        'auth="$(sed -n \'s/^masterauth "\\(.*\\)"$/\\1/p\' /etc/valkey/valkey.conf)"\n'
-        'if [ -n "$auth" ]; then printf %s "$auth" | REDISCLI_AUTH="$(cat /etc/valkey/reloader-password)" '
-        "valkey-cli --no-auth-warning --user reloader -x CONFIG SET masterauth | grep -qx OK || ok=0; fi\n"
-        "valkey-cli ACL LOAD | grep -a -qx OK"
+    "probe.sh": pod_scripts.SCRIPTS["probe.sh"],
+    "reloader.sh": pod_scripts.SCRIPTS["reloader.sh"],
+    "masterauth-from-file": (
+        'REDISCLI_AUTH="$(cat "$RELOADER_PASSWORD_FILE")" valkey-cli --no-auth-warning --user reloader '
+        '-x CONFIG SET masterauth <"$MASTERAUTH_FILE" | grep -qx OK || ok=0'
     ),
     "exporter": "redis_exporter --redis.user=metrics --redis.password-file=/etc/valkey-exporter/password.json",
     "variable": 'REDISCLI_AUTH="$VALKEY_PASSWORD" valkey-cli -h "$VALKEY_HOST" ping',

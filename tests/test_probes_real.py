@@ -3,9 +3,9 @@
 A pod restarting on a large AOF answers ``LOADING`` for as long as the load takes: it must stay alive
 (a liveness failure would restart the load from the beginning) and must not be Ready (a Service would
 send it traffic it can only refuse). The probes are run exactly as rendered in region 1's sessions
-StatefulSet (TLS off: these builds have none), with two substitutions: the port (the test's free port)
-and the probe password file
-(written where the test can, with the rendered file's content). The server is the rendered
+StatefulSet (TLS off: these builds have none), their command and the container's environment, with
+two substitutions: the port (the test's free port) and the config directory (the test's, where the
+rendered probe.sh and probe password are written). The server is the rendered
 valkey.conf with two test settings added, ``key-load-delay`` (loading 100,000 keys lasts seconds
 instead of milliseconds) and ``loading-process-events-interval-bytes`` (the server answers every
 kilobyte of the load, as it does every 2 MB at its normal loading speed).
@@ -13,12 +13,14 @@ kilobyte of the load, as it does every 2 MB at its normal loading speed).
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import valkey
-from harness import render
+from harness import Rendered, render
 from replies import info
 from valkey_process import BUILDS, VALKEY_CLI, every_build, free_port, localized, stop_process, wait_for
 
@@ -29,20 +31,34 @@ KEYS = 100_000
 NO_TLS = {"tls": {"enabled": False}}
 
 
+@functools.cache
+def region1() -> Rendered:
+    """Rendered once for the module; the accessors hand out copies."""
+    return render("region1", NO_TLS)
+
+
+def server_container() -> dict[str, Any]:
+    return region1().container("sessions", "valkey")
+
+
 def probes() -> dict[str, list[str]]:
-    container = render("region1", NO_TLS).container("sessions", "valkey")
+    container = server_container()
     return {kind: container[f"{kind}Probe"]["exec"]["command"] for kind in ("startup", "liveness", "readiness")}
 
 
 def files() -> dict[str, str]:
-    secret = render("region1", NO_TLS).config_files("sessions")
-    return {key: secret[key] for key in ("valkey.conf", "users.acl", "probe-password")}
+    secret = region1().config_files("sessions")
+    return {key: secret[key] for key in ("valkey.conf", "users.acl", "probe-password", "probe.sh")}
 
 
 def run_probe(command: list[str], port: int, password_file: Path) -> tuple[int, str]:
-    script = command[-1].replace("/etc/valkey/probe-password", str(password_file)).replace("-p 6379", f"-p {port}")
-    env = {**os.environ, "PATH": f"{VALKEY_CLI.parent}:{os.environ['PATH']}"}
-    done = subprocess.run([*command[:-1], script], capture_output=True, text=True, env=env, timeout=10, check=False)
+    """``command`` in the server container's environment, /etc/valkey/ being ``password_file``'s directory."""
+    here = f"{password_file.parent}/"
+    env = {e["name"]: e["value"].replace("/etc/valkey/", here) for e in server_container()["env"]}
+    assert env.pop("VALKEY_PORT") == "6379"
+    env |= {"VALKEY_PORT": str(port), "PATH": f"{VALKEY_CLI.parent}:{os.environ['PATH']}"}
+    argv = [part.replace("/etc/valkey/", here) for part in command]
+    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **env}, timeout=10, check=False)
     return done.returncode, done.stdout.strip()
 
 
@@ -55,6 +71,7 @@ def test_a_loading_server_is_alive_but_not_ready(tmp_path: Path, build: str) -> 
     (tmp_path / "valkey.conf").write_text(conf + "\n")
     password_file = tmp_path / "probe-password"
     password_file.write_text(rendered["probe-password"])
+    (tmp_path / "probe.sh").write_text(rendered["probe.sh"])
     probe_commands = probes()
     # A test-only user to fill and count the dataset; the rendered users are unchanged.
     (tmp_path / "users.acl").write_text(rendered["users.acl"] + f"user testadmin on >{ADMIN} ~* &* +@all\n")

@@ -342,9 +342,11 @@ def test_replication_rotation_follows_to_region2(deployment: Deployment) -> None
         assert accepted(r1.pod, "replication", old)
         FIGURES.append(f"replication rotation, region 1 accepts the new password after {took:.2f}s")
 
-        # 2. `pulumi up` in region 2: masterauth in its valkey.conf is the new password; the reloader
-        # sets it on the running replica (CONFIG SET masterauth), no restart, the link stays up.
-        assert f'masterauth "{new}"' in r2.rendered.config_files(INSTANCE)["valkey.conf"]
+        # 2. `pulumi up` in region 2: its masterauth (the key the reloader reads; valkey.conf includes
+        # masterauth.conf, the same password as a config line) is the new password; the reloader sets
+        # it on the running replica (CONFIG SET masterauth), no restart, the link stays up.
+        assert r2.rendered.config_files(INSTANCE)["masterauth-password"] == new
+        assert r2.rendered.config_files(INSTANCE)["masterauth.conf"] == f'masterauth "{new}"\n'
         assert r2.pod.update_volumes(r2.rendered) == {"config": True, "exporter-credentials": False}
         took = wait_for(
             lambda: replica.config_get("masterauth")["masterauth"] == new, RELOAD_TIMEOUT, "masterauth on region 2"

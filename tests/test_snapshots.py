@@ -37,7 +37,13 @@ def test_snapshots_hold_no_generated_secret() -> None:
     for name, text in files(SNAPSHOTS).items():
         if ".secret." in name:
             assert "password: " + REDACTED in text or "-config.yaml" in name, name
-        for line in re.findall(r"^\s*masterauth .*$", text, flags=re.MULTILINE):
-            assert line.strip() == f"masterauth {REDACTED}", name
+        # A replica's masterauth is only ever in its own two keys, each redacted whole.
+        for line in re.findall(r"^\s*(?:masterauth|primaryauth) .*$", text, flags=re.MULTILINE):
+            raise AssertionError(f"{name}: {line.strip()}")
+        for key in ("masterauth-password", "masterauth.conf"):
+            for line in re.findall(rf"^\s*{re.escape(key)}:.*$", text, flags=re.MULTILINE):
+                assert line.strip() == f"{key}: {REDACTED}", name
         # The mock engine's passwords are <stack><resource name>: none may survive the redaction.
         assert "sessionsclient" not in text and "sessionsreplication" not in text, name
+    replica_config = files(SNAPSHOTS)["region2/databases.secret.sessions-config.yaml"]
+    assert f"masterauth-password: {REDACTED}" in replica_config  # the check above sees the keys

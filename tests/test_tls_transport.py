@@ -18,10 +18,10 @@ import valkey
 from harness import render_both
 from pki import make_ca, make_server_cert
 from replies import info
-from valkey_process import Server, free_port, wait_for
+from valkey_process import Server, free_port, wait_for, write_config
 
 from components.render.acl import Passwords, render_acl, server_users
-from components.render.valkey_conf import ServerSettings, TlsFiles, Upstream, render_valkey_conf
+from components.render.valkey_conf import ServerSettings, TlsFiles, Upstream
 
 # Installed by .ci/run (Debian package redis-server); missing, these tests fail rather than skip.
 REDIS_SERVER = Path(shutil.which("redis-server") or "/usr/bin/redis-server")
@@ -60,9 +60,8 @@ def start_tls_server(
         tls=TlsFiles(cert=str(certificate), key=str(key), ca=str(trusted)),
     )
     (directory / "users.acl").write_text(render_acl(server_users(PASSWORDS)))
-    (directory / "valkey.conf").write_text(render_valkey_conf(settings))
     return Server(
-        directory / "valkey.conf", settings.port, "client-pw", binary=REDIS_SERVER, tls_ca=client_ca or trusted
+        write_config(directory, settings), settings.port, "client-pw", binary=REDIS_SERVER, tls_ca=client_ca or trusted
     )
 
 

@@ -7,7 +7,14 @@ import re
 import pytest
 
 from components.render.acl import AclUser, Passwords, password_hash, render_acl, server_users
-from components.render.valkey_conf import ServerSettings, TlsFiles, Upstream, quote, render_valkey_conf
+from components.render.valkey_conf import (
+    ServerSettings,
+    TlsFiles,
+    Upstream,
+    quote,
+    render_masterauth_conf,
+    render_valkey_conf,
+)
 
 PRIMARY = ServerSettings(
     port=6380,
@@ -45,7 +52,11 @@ def test_replica_config_points_at_the_upstream_with_the_replication_user() -> No
     d = directives(render_valkey_conf(REPLICA))
     assert d["replicaof"] == "cache.region1.example.com 6380"
     assert d["masteruser"] == '"replication"'
-    assert d["masterauth"] == '"p\\"w\\\\d"'
+    assert REPLICA.upstream is not None
+    # The password is in the included file only, and the include is the last line: nothing overrides it.
+    assert "masterauth" not in d and 'p"w' not in render_valkey_conf(REPLICA)
+    assert render_valkey_conf(REPLICA).splitlines()[-1] == 'include "/etc/valkey/masterauth.conf"'
+    assert directives(render_masterauth_conf(REPLICA.upstream))["masterauth"] == '"p\\"w\\\\d"'
     assert d["replica-read-only"] == "yes"
     # A replica keeps serving (stale) reads while its primary is unreachable.
     assert d["replica-serve-stale-data"] == "yes"

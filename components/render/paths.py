@@ -1,7 +1,7 @@
 """Where every file a Valkey pod reads lives, and under which key of its config Secret.
 
-The one home of these paths: valkey.conf names them, the pod spec mounts them, the scripts read
-them, and tests point them elsewhere (``valkey_process.localized``).
+The one home of these paths: valkey.conf names them, the pod spec mounts them and hands them to the
+scripts (as environment variables), and tests point them elsewhere (``valkey_process.localized``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ ACL_FILE = f"{CONFIG_DIR}/users.acl"
 CA_FILE = f"{CONFIG_DIR}/ca-bundle.crt"
 PROBE_PASSWORD_FILE = f"{CONFIG_DIR}/probe-password"
 RELOADER_PASSWORD_FILE = f"{CONFIG_DIR}/reloader-password"
+MASTERAUTH_CONFIG_FILE = f"{CONFIG_DIR}/masterauth.conf"
+"""A replica's ``masterauth`` line, included at the end of valkey.conf: valkey.conf holds no password."""
+MASTERAUTH_FILE = f"{CONFIG_DIR}/masterauth-password"
+"""The same password, raw (no config quoting): what the reloader gives ``CONFIG SET masterauth``."""
+PROBE_SCRIPT = f"{CONFIG_DIR}/probe.sh"
+RELOADER_SCRIPT = f"{CONFIG_DIR}/reloader.sh"
 TLS_CERT_FILE = f"{TLS_DIR}/tls.crt"
 TLS_KEY_FILE = f"{TLS_DIR}/tls.key"
 
@@ -39,5 +45,13 @@ ACL_KEY = secret_key(ACL_FILE)
 CA_KEY = secret_key(CA_FILE)
 PROBE_PASSWORD_KEY = secret_key(PROBE_PASSWORD_FILE)
 RELOADER_PASSWORD_KEY = secret_key(RELOADER_PASSWORD_FILE)
+MASTERAUTH_CONFIG_KEY = secret_key(MASTERAUTH_CONFIG_FILE)
+MASTERAUTH_KEY = secret_key(MASTERAUTH_FILE)
+PROBE_SCRIPT_KEY = secret_key(PROBE_SCRIPT)
+RELOADER_SCRIPT_KEY = secret_key(RELOADER_SCRIPT)
 EXPORTER_PASSWORD_KEY = "exporter-password.json"
 """Projected as ``EXPORTER_PASSWORD_FILE`` into the exporter sidecar only."""
+
+PUBLIC_KEYS = frozenset({CONFIG_KEY, CA_KEY, PROBE_SCRIPT_KEY, RELOADER_SCRIPT_KEY})
+"""Keys of the config Secret that hold no secret: a review (the offline render) shows them whole.
+Every other key is a password or holds one, except ``ACL_KEY``, whose password hashes alone are."""

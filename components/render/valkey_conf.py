@@ -1,12 +1,22 @@
-"""valkey.conf, rendered from validated settings.
+"""valkey.conf, rendered from validated settings, and the file a replica's valkey.conf includes.
 
-The one plaintext secret in it is a replica's ``masterauth``; the file lives in a Kubernetes Secret,
-never in a ConfigMap or on a command line. The users are in ``render.acl``.
+valkey.conf holds no secret: a replica's ``masterauth`` is the one line of its own file
+(``render_masterauth_conf``), included last. The users are in ``render.acl``.
+
+Why an include, measured on Valkey 8.1.8 and 9.1.2 (tests/test_scripts.py repeats what matters):
+the included line is read in place, so the last one of a directive wins; a missing include file
+stops the server at start ("Fatal error, can't open config file"), hence the include only on a
+replica, which always has the file. CONFIG REWRITE (Sentinel's, once the config is a writable copy)
+never edits the included file and keeps the include line, but writes the live value as
+``primaryauth "..."`` into the main file: in place where the main file already sets it, else
+appended after the include, where it then wins at the next start over the included file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .paths import MASTERAUTH_CONFIG_FILE
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,8 @@ class ServerSettings:
     """AOF on; off only for local instances whose data may be lost with the pod."""
     aof_rewrite_min_size: int | None = None
     """``auto-aof-rewrite-min-size``; None keeps Valkey's 64mb."""
+    masterauth_file: str = MASTERAUTH_CONFIG_FILE
+    """Where a replica's ``render_masterauth_conf`` file is (the pod's unless given)."""
 
 
 def quote(value: str) -> str:
@@ -89,9 +101,15 @@ def render_valkey_conf(s: ServerSettings) -> str:
             "# This node is a replica: it follows the primary region and refuses writes.",
             f"replicaof {u.host} {u.port}",
             f"masteruser {quote(u.username)}",
-            f"masterauth {quote(u.password)}",
+            "# Its password (masterauth) is in its own file. Last: no line of this file overrides it.",
+            f"include {quote(s.masterauth_file)}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def render_masterauth_conf(upstream: Upstream) -> str:
+    """The file a replica's valkey.conf includes: the upstream replication user's password."""
+    return f"masterauth {quote(upstream.password)}\n"
 
 
 def _persistence(enabled: bool, rewrite_min_size: int | None) -> list[str]:

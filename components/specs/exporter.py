@@ -23,8 +23,8 @@ VOLUME_NAME = "exporter-credentials"
 
 
 def volume(config_secret: str, tls: bool = False) -> k8s.core.v1.VolumeArgs:
-    """Only the exporter's keys of the config Secret: the sidecar never sees valkey.conf (masterauth).
-    Under TLS, the CA bundle too."""
+    """Only the exporter's keys of the config Secret, and under TLS the CA bundle: the sidecar never
+    sees valkey.conf or a replica's masterauth files."""
     items = [k8s.core.v1.KeyToPathArgs(key=EXPORTER_PASSWORD_KEY, path=posixpath.basename(EXPORTER_PASSWORD_FILE))]
     if tls:
         items.append(k8s.core.v1.KeyToPathArgs(key=CA_KEY, path=posixpath.basename(EXPORTER_CA_FILE)))

@@ -11,20 +11,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ..object_names import DATA_CLAIM
-from ..render import exporter as exporter_flags
-from ..render.acl import PROBE_USER, RELOADER_USER
-from ..render.paths import (
-    ACL_FILE,
-    CA_FILE,
-    CONFIG_DIR,
-    CONFIG_FILE,
-    DATA_DIR,
-    PROBE_PASSWORD_FILE,
-    RELOADER_PASSWORD_FILE,
-    TLS_CERT_FILE,
-    TLS_DIR,
-    TLS_KEY_FILE,
-)
+from ..render import pod_scripts
+from ..render.paths import CONFIG_DIR, CONFIG_FILE, DATA_DIR, TLS_DIR
 from ..sizing import mebibytes
 from . import exporter
 from .security_context import restricted
@@ -43,7 +31,7 @@ class PodSettings:
     memory_bytes: int
     labels: dict[str, str]
     config_secret: str
-    """Secret holding valkey.conf, users.acl, the CA bundle and the in-pod passwords."""
+    """Secret holding valkey.conf, users.acl, the CA bundle, the in-pod passwords and the scripts."""
     tls_secret: str | None = None
     """Secret with tls.crt and tls.key; None serves plaintext."""
     persistence: bool = True
@@ -54,24 +42,8 @@ class PodSettings:
     """Labels on the pod only (not the selector), e.g. for the scrape's relabelings."""
 
 
-def cli(port: int, user: str, password_file: str, tls: bool) -> str:
-    """A valkey-cli invocation against the local server, authenticated as ``user``.
-
-    The password goes in REDISCLI_AUTH (the variable valkey-cli 8.1 reads), read from the mounted
-    Secret: never in an argument, where /proc/<pid>/cmdline would show it.
-    """
-    tls_options = f" --tls --cacert {CA_FILE}" if tls else ""
-    auth = f'REDISCLI_AUTH="$(cat {password_file})"'
-    return f"{auth} valkey-cli --no-auth-warning --user {user} -h 127.0.0.1 -p {port}{tls_options}"
-
-
-def probe_command(port: int, accept: str, tls: bool) -> list[str]:
-    """An exec probe that passes only on an expected reply (valkey-cli exits 0 on error replies)."""
-    script = (
-        f'reply="$({cli(port, PROBE_USER, PROBE_PASSWORD_FILE, tls)} ping 2>/dev/null)"; '
-        f'case "$reply" in {accept}) exit 0;; *) echo "$reply"; exit 1;; esac'
-    )
-    return ["sh", "-c", script]
+def _env(values: dict[str, str]) -> list[k8s.core.v1.EnvVarArgs]:
+    return [k8s.core.v1.EnvVarArgs(name=name, value=value) for name, value in values.items()]
 
 
 TERMINATION_GRACE_SECONDS = 60
@@ -89,55 +61,17 @@ def rollout_timeout_seconds(replicas: int) -> int:
     return replicas * per_pod + 60
 
 
-READY_REPLIES = "PONG"
-# A server loading its dataset (after a restart, or a replica after a full sync) answers LOADING:
-# it is alive but not ready. Killing it then would restart the load from the beginning.
-ALIVE_REPLIES = "PONG|LOADING*"
-
-
-def reloader_script(port: int, tls: bool, metrics_exporter: bool = False) -> str:
-    """Applies what Pulumi changed in the mounted Secrets without restarting Valkey: ACL LOAD for
-    passwords (rotation), CONFIG SET masterauth for a replica, and a TLS reload for a renewed
-    certificate; the metrics exporter re-reads its password file. Files are compared every 5 s;
-    the kubelet swaps a Secret volume atomically."""
-    run = cli(port, RELOADER_USER, RELOADER_PASSWORD_FILE, tls)
-    watched = f"{ACL_FILE} {CONFIG_FILE} {CA_FILE}" + (f" {TLS_CERT_FILE} {TLS_KEY_FILE}" if tls else "")
-    tls_reload = (
-        f"{run} CONFIG SET tls-cert-file {TLS_CERT_FILE} tls-key-file {TLS_KEY_FILE} tls-ca-cert-file {CA_FILE}"
-        " | grep -qx OK || ok=0\n"
-        if tls
-        else ""
-    )
-    # After ACL LOAD, so the server already accepts the password the exporter re-reads.
-    exporter_reload = f"wget -q -O /dev/null {exporter_flags.RELOAD_URL} || ok=0\n" if metrics_exporter else ""
-    # PID 1 ignores signals it does not handle: without the trap every pod stop would wait for
-    # the whole grace period; `sleep & wait` lets the trap run at once.
-    return f"""trap 'exit 0' TERM INT
-fingerprint() {{ cat {watched} 2>/dev/null | sha256sum; }}
-seen="$(fingerprint)"
-while true; do
-  sleep 5 & wait $!
-  now="$(fingerprint)"
-  [ "$now" = "$seen" ] && continue
-  ok=1
-  {run} ACL LOAD | grep -qx OK || ok=0
-  {exporter_reload}  auth="$(sed -n 's/^masterauth "\\(.*\\)"$/\\1/p' {CONFIG_FILE})"
-  if [ -n "$auth" ]; then printf %s "$auth" | {run} -x CONFIG SET masterauth | grep -qx OK || ok=0; fi
-  {tls_reload}if [ "$ok" = 1 ]; then seen="$now"; echo "reloader: applied changed files"
-  else echo "reloader: apply failed, will retry"; fi
-done
-"""
-
-
 def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k8s.core.v1.PodTemplateSpecArgs:
     tls = s.tls_secret is not None
     limits = {"memory": mebibytes(s.memory_bytes)}
     if s.cpu_limit is not None:
         limits["cpu"] = s.cpu_limit
 
-    def exec_probe(accept: str, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
+    def exec_probe(mode: str, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
+        # probe.sh (render/scripts/) passes only on the expected reply; it reads its parameters
+        # from the container's environment, which exec probes inherit.
         return k8s.core.v1.ProbeArgs(
-            exec_=k8s.core.v1.ExecActionArgs(command=probe_command(s.port, accept, tls)),
+            exec_=k8s.core.v1.ExecActionArgs(command=pod_scripts.probe_command(mode)),
             period_seconds=period,
             timeout_seconds=5,
             failure_threshold=failures,
@@ -152,24 +86,28 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
         image_pull_policy="IfNotPresent",
         # `command` replaces the image's entrypoint script: what runs is exactly this line.
         command=["valkey-server", CONFIG_FILE],
+        env=_env(pod_scripts.probe_env(s.port, tls)),
         ports=[k8s.core.v1.ContainerPortArgs(name="valkey", container_port=s.port, protocol="TCP")],
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": s.cpu_request, "memory": mebibytes(s.memory_bytes)}, limits=limits
         ),
         security_context=restricted(VALKEY_UID, VALKEY_GID),
         volume_mounts=[*mounts, k8s.core.v1.VolumeMountArgs(name=DATA_CLAIM, mount_path=DATA_DIR)],
-        # Up to 10 minutes to load a large AOF before liveness starts counting.
-        startup_probe=exec_probe(ALIVE_REPLIES, period=STARTUP_PERIOD_SECONDS, failures=STARTUP_FAILURES),
-        liveness_probe=exec_probe(ALIVE_REPLIES, period=10, failures=6),
+        # Up to 10 minutes to load a large AOF before liveness starts counting. A server loading
+        # its dataset answers LOADING: alive, not ready; killing it would restart the load.
+        startup_probe=exec_probe(pod_scripts.ALIVE, period=STARTUP_PERIOD_SECONDS, failures=STARTUP_FAILURES),
+        liveness_probe=exec_probe(pod_scripts.ALIVE, period=10, failures=6),
         # Never depends on the primary region: a replica whose link is down still answers PONG
         # (replica-serve-stale-data yes), so region 2 stays Ready while region 1 is lost.
-        readiness_probe=exec_probe(READY_REPLIES, period=READINESS_PERIOD_SECONDS, failures=READINESS_FAILURES),
+        readiness_probe=exec_probe(pod_scripts.READY, period=READINESS_PERIOD_SECONDS, failures=READINESS_FAILURES),
     )
     reloader = k8s.core.v1.ContainerArgs(
         name="reloader",
         image=s.image,
         image_pull_policy="IfNotPresent",
-        command=["sh", "-c", reloader_script(s.port, tls, s.metrics_exporter)],
+        # reloader.sh (render/scripts/): applies changed passwords and certificates without a restart.
+        command=pod_scripts.RELOADER_COMMAND,
+        env=_env(pod_scripts.reloader_env(s.port, tls, s.metrics_exporter)),
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}
         ),

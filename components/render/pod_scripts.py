@@ -1,0 +1,80 @@
+"""The shell scripts a Valkey pod runs, and what they are told: their command lines and environments.
+
+The scripts are real files in ``scripts/`` (shellcheck reads them, tests run them as they are),
+shipped byte for byte in the instance's config Secret and run as ``sh /etc/valkey/<script>``: the
+Secret volume is mounted 0440, not executable. Their parameters are environment variables of the
+container (and the probe's mode an argument); nothing is formatted into a script.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from .acl import PROBE_USER, RELOADER_USER
+from .exporter import RELOAD_URL
+from .paths import (
+    ACL_FILE,
+    CA_FILE,
+    MASTERAUTH_FILE,
+    PROBE_PASSWORD_FILE,
+    PROBE_SCRIPT,
+    PROBE_SCRIPT_KEY,
+    RELOADER_PASSWORD_FILE,
+    RELOADER_SCRIPT,
+    RELOADER_SCRIPT_KEY,
+    TLS_CERT_FILE,
+    TLS_KEY_FILE,
+)
+
+
+def _read(key: str) -> str:
+    """The script shipped under Secret key ``key``: the file of that name in ``scripts/``."""
+    return resources.files(__package__).joinpath("scripts", key).read_text(encoding="utf-8")
+
+
+SCRIPTS = {key: _read(key) for key in (PROBE_SCRIPT_KEY, RELOADER_SCRIPT_KEY)}
+"""Config Secret key -> script."""
+
+READY, ALIVE = "ready", "alive"
+"""probe.sh's modes: ``ready`` passes on PONG only; ``alive`` also on LOADING (a server loading its
+dataset is alive but not ready)."""
+RELOADER_INTERVAL_SECONDS = 5
+"""How often the reloader compares the files it watches."""
+
+
+def probe_command(mode: str) -> list[str]:
+    if mode not in (READY, ALIVE):
+        raise ValueError(f"probe mode {mode!r}: {READY!r} or {ALIVE!r}")
+    return ["sh", PROBE_SCRIPT, mode]
+
+
+RELOADER_COMMAND = ["sh", RELOADER_SCRIPT]
+
+
+def _connection(port: int, tls: bool) -> dict[str, str]:
+    env = {"VALKEY_PORT": str(port), "VALKEY_TLS": "yes" if tls else "no"}
+    if tls:
+        env["VALKEY_CA_FILE"] = CA_FILE
+    return env
+
+
+def probe_env(port: int, tls: bool) -> dict[str, str]:
+    """The Valkey container's environment, which its exec probes inherit: what probe.sh reads."""
+    return {**_connection(port, tls), "PROBE_USER": PROBE_USER, "PROBE_PASSWORD_FILE": PROBE_PASSWORD_FILE}
+
+
+def reloader_env(port: int, tls: bool, metrics_exporter: bool) -> dict[str, str]:
+    """The reloader container's environment: what reloader.sh reads. Files, never their contents."""
+    env = _connection(port, tls)
+    if tls:
+        env |= {"TLS_CERT_FILE": TLS_CERT_FILE, "TLS_KEY_FILE": TLS_KEY_FILE}
+    env |= {
+        "RELOADER_USER": RELOADER_USER,
+        "RELOADER_PASSWORD_FILE": RELOADER_PASSWORD_FILE,
+        "ACL_FILE": ACL_FILE,
+        "MASTERAUTH_FILE": MASTERAUTH_FILE,
+        "RELOADER_INTERVAL_SECONDS": str(RELOADER_INTERVAL_SECONDS),
+    }
+    if metrics_exporter:
+        env["EXPORTER_RELOAD_URL"] = RELOAD_URL
+    return env
