@@ -1,6 +1,8 @@
 """Valkey on Kubernetes, one region per stack: the layers, bottom to top.
 
-A module imports only from its own layer and the ones below (tests/test_layout.py checks it).
+A module imports only from its own layer and the ones below (tests/test_layout.py checks it). The
+config checks and loader sit above sizing (a maxmemory must fit the limit sizing computes); the
+rest of config/ is the bottom layer.
 
 config/            the stack configuration: the only part that reads Pulumi config
   types.py         value types: sizes, durations, CPU, integers, images, CIDRs, URLs

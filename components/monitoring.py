@@ -12,7 +12,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .specs.labels import PART_OF
+from .specs.labels import stack_labels
 from .specs.monitoring import API_VERSION, MonitoringArgs, service_monitor_spec
 
 
@@ -25,7 +25,7 @@ class Monitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("valkey:index:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, delete_before_replace=True)  # named objects
-        labels = {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": "pulumi", **args.labels}
+        labels = {**stack_labels(), **args.labels}
         metadata = k8s.meta.v1.ObjectMetaArgs(name=name, namespace=args.namespace, labels=labels)
         self.service_monitor = k8s.apiextensions.CustomResource(
             f"{name}-servicemonitor",

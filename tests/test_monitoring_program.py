@@ -30,7 +30,7 @@ def test_every_pod_has_an_exporter_logged_in_as_its_own_user(regions: tuple[Rend
             volume = {v["name"]: v for v in rendered.pod_spec(name)["volumes"]}[mount["name"]]["secret"]
             assert volume["secretName"] == f"{name}-config" and mount["readOnly"] is True
             keys = {f"{mount['mountPath']}/{item['path']}": item["key"] for item in volume["items"]}
-            assert sorted(keys.values()) == sorted([keys[flag], "ca-bundle.crt"])  # never valkey.conf (masterauth)
+            assert sorted(keys.values()) == sorted([keys[flag], "ca-bundle.crt"])  # never valkey.conf, masterauth
             # That file holds the metrics password the ACL accepts, nothing else.
             password_file = json.loads(rendered.config_files(name)[keys[flag]])
             (password,) = set(password_file.values())
@@ -111,7 +111,7 @@ def test_operator_objects_can_be_left_out_and_the_exporter_too() -> None:
     assert {c["name"] for c in off.pod_spec("sessions")["containers"]} == {"valkey", "reloader"}
     # No exporter password file: the files the server and the reloader read, nothing else.
     assert set(off.config_files("sessions")) == {
-        "valkey.conf", "users.acl", "ca-bundle.crt", "probe-password", "reloader-password"
+        "valkey.conf", "users.acl", "ca-bundle.crt", "probe-password", "reloader-password", "probe.sh", "reloader.sh"
     }  # fmt: skip
     assert "user metrics" not in off.users_acl("sessions")
 

@@ -340,7 +340,7 @@ def test_thresholds_are_validated(change: dict[str, Any], message: str) -> None:
         AlertThresholds(**change)
 
 
-def test_every_alert_links_its_runbook_in_the_readme() -> None:
+def test_every_alert_links_its_runbook_anchor() -> None:
     for rule in rule_groups(AlertThresholds(), RUNBOOK + "#")[1]["rules"]:
         assert rule["annotations"]["runbook_url"] == f"{RUNBOOK}#alert-{rule['alert'].lower()}"
         assert runbook_anchor(rule["alert"]) == f"alert-{rule['alert'].lower()}"

@@ -35,7 +35,7 @@ from .pod_scripts import SCRIPTS
 
 
 def server_settings(
-    s: Instance,
+    instance: Instance,
     upstream: valkey_conf.Upstream | None = None,
     tls: valkey_conf.TlsFiles | None = None,
     *,
@@ -45,22 +45,22 @@ def server_settings(
 ) -> valkey_conf.ServerSettings:
     """What valkey.conf says for an instance; the paths are the pod's unless given."""
     return valkey_conf.ServerSettings(
-        port=s.port,
-        maxmemory=server_maxmemory_bytes(s),
-        maxmemory_policy=s.maxmemory_policy,
-        repl_backlog_size=backlog_bytes(s),
+        port=instance.port,
+        maxmemory=server_maxmemory_bytes(instance),
+        maxmemory_policy=instance.maxmemory_policy,
+        repl_backlog_size=backlog_bytes(instance),
         data_dir=data_dir,
         acl_file=acl_file,
         upstream=upstream,
         tls=tls,
-        persistence=s.persistence,
-        aof_rewrite_min_size=aof_rewrite_min_bytes(s),
+        persistence=instance.persistence,
+        aof_rewrite_min_size=aof_rewrite_min_bytes(instance),
         masterauth_file=masterauth_file,
     )
 
 
 def render_files(
-    s: Instance,
+    instance: Instance,
     passwords: acl.Passwords,
     upstream: valkey_conf.Upstream | None,
     ca_bundle: str | None,
@@ -69,7 +69,7 @@ def render_files(
     """Secret keys -> file contents. ``ca_bundle`` set means TLS."""
     tls = valkey_conf.TlsFiles(TLS_CERT_FILE, TLS_KEY_FILE, CA_FILE) if ca_bundle else None
     files = {
-        CONFIG_KEY: valkey_conf.render_valkey_conf(server_settings(s, upstream, tls)),
+        CONFIG_KEY: valkey_conf.render_valkey_conf(server_settings(instance, upstream, tls)),
         PROBE_PASSWORD_KEY: passwords.probe,
         RELOADER_PASSWORD_KEY: passwords.reloader,
         **SCRIPTS,
@@ -80,7 +80,9 @@ def render_files(
         files[MASTERAUTH_CONFIG_KEY] = valkey_conf.render_masterauth_conf(upstream)
         files[MASTERAUTH_KEY] = upstream.password
     if passwords.metrics:
-        files[EXPORTER_PASSWORD_KEY] = exporter.password_file(s.port, passwords.metrics[0], tls=ca_bundle is not None)
+        files[EXPORTER_PASSWORD_KEY] = exporter.password_file(
+            instance.port, passwords.metrics[0], tls=ca_bundle is not None
+        )
     files[ACL_KEY] = acl.render_acl(acl.server_users(passwords, denied_commands))
     if ca_bundle:
         files[CA_KEY] = ca_bundle

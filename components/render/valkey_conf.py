@@ -68,41 +68,41 @@ def quote(value: str) -> str:
     return f'"{escaped}"'
 
 
-def render_valkey_conf(s: ServerSettings) -> str:
+def render_valkey_conf(settings: ServerSettings) -> str:
     lines = [
         "# Rendered by the valkey Pulumi program; edit the stack config, not this file.",
-        *_listeners(s),
+        *_listeners(settings),
         "bind * -::*",
         "protected-mode yes",
         "daemonize no",
         'logfile ""',
-        f"dir {quote(s.data_dir)}",
-        f"aclfile {quote(s.acl_file)}",
+        f"dir {quote(settings.data_dir)}",
+        f"aclfile {quote(settings.acl_file)}",
         "",
         "# Memory: the container limit leaves room above maxmemory for forks and buffers.",
-        f"maxmemory {s.maxmemory}",
-        f"maxmemory-policy {s.maxmemory_policy}",
+        f"maxmemory {settings.maxmemory}",
+        f"maxmemory-policy {settings.maxmemory_policy}",
         "",
-        *_persistence(s.persistence, s.aof_rewrite_min_size),
+        *_persistence(settings.persistence, settings.aof_rewrite_min_size),
         "",
         "# Replication: diskless full sync without the 5 s default wait, and a backlog sized",
         "# for the cross-region outage the stack config tolerates, kept while no replica is connected.",
         "repl-diskless-sync yes",
         "repl-diskless-sync-delay 0",
-        f"repl-backlog-size {s.repl_backlog_size}",
+        f"repl-backlog-size {settings.repl_backlog_size}",
         "repl-backlog-ttl 0",
         "replica-read-only yes",
         "replica-serve-stale-data yes",
     ]
-    if s.upstream is not None:
-        u = s.upstream
+    if settings.upstream is not None:
+        upstream = settings.upstream
         lines += [
             "",
             "# This node is a replica: it follows the primary region and refuses writes.",
-            f"replicaof {u.host} {u.port}",
-            f"masteruser {quote(u.username)}",
+            f"replicaof {upstream.host} {upstream.port}",
+            f"masteruser {quote(upstream.username)}",
             "# Its password (masterauth) is in its own file. Last: no line of this file overrides it.",
-            f"include {quote(s.masterauth_file)}",
+            f"include {quote(settings.masterauth_file)}",
         ]
     return "\n".join(lines) + "\n"
 
@@ -128,16 +128,16 @@ def _persistence(enabled: bool, rewrite_min_size: int | None) -> list[str]:
     ]
 
 
-def _listeners(s: ServerSettings) -> list[str]:
-    if s.tls is None:
-        return [f"port {s.port}"]
+def _listeners(settings: ServerSettings) -> list[str]:
+    if settings.tls is None:
+        return [f"port {settings.port}"]
     return [
         "# TLS only: the plaintext port is closed; replicas verify their primary against the CA.",
         "port 0",
-        f"tls-port {s.port}",
-        f"tls-cert-file {quote(s.tls.cert)}",
-        f"tls-key-file {quote(s.tls.key)}",
-        f"tls-ca-cert-file {quote(s.tls.ca)}",
+        f"tls-port {settings.port}",
+        f"tls-cert-file {quote(settings.tls.cert)}",
+        f"tls-key-file {quote(settings.tls.key)}",
+        f"tls-ca-cert-file {quote(settings.tls.ca)}",
         "tls-auth-clients no",
         "tls-replication yes",
     ]

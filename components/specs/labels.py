@@ -8,6 +8,8 @@ pack (policy/) keys on.
 from __future__ import annotations
 
 PART_OF = "valkey"
+APP_NAME = "valkey"
+"""The ``app.kubernetes.io/name`` of every Valkey pod: what the ServiceMonitor selects Services by."""
 NAME_LABEL = "app.kubernetes.io/name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 """Also the ``instance`` label of every scraped series."""
@@ -25,17 +27,17 @@ PSS_LABELS = {
 
 def selector_labels(instance: str) -> dict[str, str]:
     """Pod selector labels: never change them, a StatefulSet's selector is immutable."""
-    return {NAME_LABEL: "valkey", INSTANCE_LABEL: instance}
+    return {NAME_LABEL: APP_NAME, INSTANCE_LABEL: instance}
+
+
+def stack_labels() -> dict[str, str]:
+    """Labels of every object this program creates."""
+    return {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": "pulumi"}
 
 
 def instance_labels(instance: str, component: str = "server") -> dict[str, str]:
     """Labels for objects of one instance. ``selector_labels`` is the stable subset."""
-    return {
-        **selector_labels(instance),
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/managed-by": "pulumi",
-    }
+    return {**selector_labels(instance), "app.kubernetes.io/component": component, **stack_labels()}
 
 
 def role_labels(dr: bool, role: str) -> dict[str, str]:

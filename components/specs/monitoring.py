@@ -14,7 +14,7 @@ from typing import Any
 from ..config.models import StackConfig
 from ..render.alerts import JOB, rule_groups
 from .exporter import PORT_NAME
-from .labels import DR_LABEL, INSTANCE_LABEL, NAME_LABEL, POLICY_POD_LABEL
+from .labels import APP_NAME, DR_LABEL, INSTANCE_LABEL, NAME_LABEL, POLICY_POD_LABEL
 
 API_VERSION = "monitoring.coreos.com/v1"
 
@@ -59,7 +59,7 @@ def monitoring_args(cfg: StackConfig) -> MonitoringArgs:
     return MonitoringArgs(
         namespace=cfg.namespace,
         region=cfg.region or "",
-        selector={NAME_LABEL: "valkey"},
+        selector={NAME_LABEL: APP_NAME},
         rule_groups=rule_groups(monitoring.thresholds, monitoring.runbook_url),
         labels=monitoring.labels,
         scrape_interval_seconds=int(monitoring.scrape_interval.total_seconds()),

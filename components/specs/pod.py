@@ -17,6 +17,9 @@ from ..sizing import mebibytes
 from . import exporter
 from .security_context import restricted
 
+VALKEY_PORT_NAME = "valkey"
+"""The container port's name: every Service targets it by this name, not by number."""
+
 # The official image's valkey user (alpine variant): uid 999, gid 1000.
 VALKEY_UID = 999
 VALKEY_GID = 1000
@@ -61,11 +64,11 @@ def rollout_timeout_seconds(replicas: int) -> int:
     return replicas * per_pod + 60
 
 
-def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k8s.core.v1.PodTemplateSpecArgs:
-    tls = s.tls_secret is not None
-    limits = {"memory": mebibytes(s.memory_bytes)}
-    if s.cpu_limit is not None:
-        limits["cpu"] = s.cpu_limit
+def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k8s.core.v1.PodTemplateSpecArgs:
+    tls = settings.tls_secret is not None
+    limits = {"memory": mebibytes(settings.memory_bytes)}
+    if settings.cpu_limit is not None:
+        limits["cpu"] = settings.cpu_limit
 
     def exec_probe(mode: str, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
         # probe.sh (render/scripts/) passes only on the expected reply; it reads its parameters
@@ -82,14 +85,14 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
         mounts.append(k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True))
     server = k8s.core.v1.ContainerArgs(
         name="valkey",
-        image=s.image,
+        image=settings.image,
         image_pull_policy="IfNotPresent",
         # `command` replaces the image's entrypoint script: what runs is exactly this line.
         command=["valkey-server", CONFIG_FILE],
-        env=_env(pod_scripts.probe_env(s.port, tls)),
-        ports=[k8s.core.v1.ContainerPortArgs(name="valkey", container_port=s.port, protocol="TCP")],
+        env=_env(pod_scripts.probe_env(settings.port, tls)),
+        ports=[k8s.core.v1.ContainerPortArgs(name=VALKEY_PORT_NAME, container_port=settings.port, protocol="TCP")],
         resources=k8s.core.v1.ResourceRequirementsArgs(
-            requests={"cpu": s.cpu_request, "memory": mebibytes(s.memory_bytes)}, limits=limits
+            requests={"cpu": settings.cpu_request, "memory": mebibytes(settings.memory_bytes)}, limits=limits
         ),
         security_context=restricted(VALKEY_UID, VALKEY_GID),
         volume_mounts=[*mounts, k8s.core.v1.VolumeMountArgs(name=DATA_CLAIM, mount_path=DATA_DIR)],
@@ -103,11 +106,11 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
     )
     reloader = k8s.core.v1.ContainerArgs(
         name="reloader",
-        image=s.image,
+        image=settings.image,
         image_pull_policy="IfNotPresent",
         # reloader.sh (render/scripts/): applies changed passwords and certificates without a restart.
         command=pod_scripts.RELOADER_COMMAND,
-        env=_env(pod_scripts.reloader_env(s.port, tls, s.metrics_exporter)),
+        env=_env(pod_scripts.reloader_env(settings.port, tls, settings.metrics_exporter)),
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}
         ),
@@ -116,23 +119,27 @@ def pod_template(s: PodSettings, annotations: pulumi.Input[dict[str, str]]) -> k
     )
     volumes = [
         k8s.core.v1.VolumeArgs(
-            name="config", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=s.config_secret, default_mode=0o440)
+            name="config",
+            secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=settings.config_secret, default_mode=0o440),
         )
     ]
     if tls:
         volumes.append(
             k8s.core.v1.VolumeArgs(
-                name="tls", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=s.tls_secret, default_mode=0o440)
+                name="tls",
+                secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=settings.tls_secret, default_mode=0o440),
             )
         )
-    if not s.persistence:
+    if not settings.persistence:
         volumes.append(k8s.core.v1.VolumeArgs(name=DATA_CLAIM, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()))
     containers = [server, reloader]
-    if s.metrics_exporter:
-        containers.append(exporter.container(s.port, tls=tls))
-        volumes.append(exporter.volume(s.config_secret, tls=tls))
+    if settings.metrics_exporter:
+        containers.append(exporter.container(settings.port, tls=tls))
+        volumes.append(exporter.volume(settings.config_secret, tls=tls))
     return k8s.core.v1.PodTemplateSpecArgs(
-        metadata=k8s.meta.v1.ObjectMetaArgs(labels={**s.labels, **(s.pod_labels or {})}, annotations=annotations),
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            labels={**settings.labels, **(settings.pod_labels or {})}, annotations=annotations
+        ),
         spec=k8s.core.v1.PodSpecArgs(
             automount_service_account_token=False,
             enable_service_links=False,

@@ -7,8 +7,7 @@ import pulumi_kubernetes as k8s
 
 from ..config.models import METRICS_PORT
 from .exporter import PORT_NAME as METRICS_PORT_NAME
-
-VALKEY_PORT_NAME = "valkey"
+from .pod import VALKEY_PORT_NAME
 
 
 def valkey_port(port: int) -> k8s.core.v1.ServicePortArgs:
