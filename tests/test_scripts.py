@@ -38,7 +38,7 @@ from typing import Any
 
 import pytest
 import valkey
-from harness import render_both, stack_file_config
+from harness import Rendered, stack_file_config
 from pki import make_ca, make_server_cert
 from replies import config_value, info
 from valkey_process import BUILDS, VALKEY_CLI, Server, every_build, free_port, stop_process, wait_for
@@ -579,16 +579,43 @@ def test_the_checksum_follows_valkey_conf_and_reloader_sh_never_masterauth() -> 
     assert restart_checksum(render_files(sessions(), passwords(), moved, None, [])) != restart_checksum(files)
 
 
-def test_the_pods_run_the_shipped_scripts_with_their_environment() -> None:
-    _, rendered = render_both()
-    secret = rendered.objects("Secret")["sessions-config"]["stringData"]
-    assert {k: secret[k] for k in pod_scripts.SCRIPTS} == pod_scripts.SCRIPTS
-    containers = {
-        c["name"]: c for c in rendered.objects("StatefulSet")["sessions"]["spec"]["template"]["spec"]["containers"]
-    }
-    env = {name: {e["name"]: e["value"] for e in c.get("env", [])} for name, c in containers.items()}
-    assert env["valkey"] == pod_scripts.probe_env(6379, tls=True)
-    assert env["reloader"] == pod_scripts.reloader_env(6379, tls=True, metrics_exporter=True)
-    assert containers["reloader"]["command"] == ["sh", "/etc/valkey/reloader.sh"]
+def test_the_pods_run_the_shipped_scripts_with_their_environment(regions: tuple[Rendered, Rendered]) -> None:
+    """Region 2's sessions (a TLS replica with the exporter): the scripts' parameters point at what
+    the pod really has: files mounted from the Secrets that hold them, its own port, its users."""
+    _, rendered = regions
+    files = rendered.config_files("sessions")
+    assert {k: files[k] for k in pod_scripts.SCRIPTS} == pod_scripts.SCRIPTS
+    spec = rendered.pod_spec("sessions")
+    secrets = {v["name"]: v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+    tls_keys = {"tls.crt", "tls.key"}
+
+    def mounted(container: dict[str, Any], path: str) -> bool:
+        """``path`` is a file of a Secret volume mounted in ``container``."""
+        for mount in container["volumeMounts"]:
+            directory, name = os.path.split(path)
+            if directory == mount["mountPath"] and mount["name"] in secrets:
+                secret = secrets[mount["name"]]
+                return name in (files if secret == "sessions-config" else tls_keys)
+        return False
+
+    valkey = rendered.container("sessions", "valkey")
+    reloader = rendered.container("sessions", "reloader")
+    port = str(valkey["ports"][0]["containerPort"])
+    for container, script, files_named in (
+        (valkey, "probe.sh", ("PROBE_PASSWORD_FILE", "VALKEY_CA_FILE")),
+        (reloader, "reloader.sh", ("RELOADER_PASSWORD_FILE", "ACL_FILE", "MASTERAUTH_FILE", "VALKEY_CA_FILE",
+                                   "TLS_CERT_FILE", "TLS_KEY_FILE")),
+    ):  # fmt: skip
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert (env["VALKEY_PORT"], env["VALKEY_TLS"]) == (port, "yes")
+        unmounted = [name for name in files_named if not mounted(container, env[name])]
+        assert unmounted == [], (script, unmounted)
+        assert mounted(container, f"/etc/valkey/{script}")
+    probe_user = {e["name"]: e["value"] for e in valkey["env"]}["PROBE_USER"]
+    assert rendered.acl_line("sessions", probe_user).endswith("-@all +ping")
+    exporter_port = rendered.container("sessions", "exporter")["ports"][0]["containerPort"]
+    reload_url = {e["name"]: e["value"] for e in reloader["env"]}["EXPORTER_RELOAD_URL"]
+    assert reload_url == f"http://127.0.0.1:{exporter_port}/-/reload"
+    assert reloader["command"] == ["sh", "/etc/valkey/reloader.sh"]
     for kind, mode in (("startup", "alive"), ("liveness", "alive"), ("readiness", "ready")):
-        assert containers["valkey"][f"{kind}Probe"]["exec"]["command"] == ["sh", "/etc/valkey/probe.sh", mode]
+        assert valkey[f"{kind}Probe"]["exec"]["command"] == ["sh", "/etc/valkey/probe.sh", mode]
