@@ -695,3 +695,14 @@ def test_pack_reads_the_config_secret_through_its_secret_envelope(
     [diagnostic] = analyze(analyzer, "region1", config, mutated(config, aof_off))
     assert diagnostic.policyName == "valkey-dr-primary-aof"
     assert "valkey.conf says appendonly no" in diagnostic.message
+
+
+def test_the_pack_keys_on_the_labels_and_annotation_the_program_writes(regions: tuple[Rendered, Rendered]) -> None:
+    """The pack runs on its own (its own requirements), so it names the DR and role labels and the
+    external-dns annotation itself: they must be the ones the rendered objects carry."""
+    dr = _load("dr")
+    r1, _ = regions
+    statefulset = r1.statefulset("sessions")
+    assert statefulset["metadata"]["labels"][dr.DR_LABEL] == "true"
+    assert statefulset["metadata"]["labels"][dr.ROLE_LABEL] == "primary"
+    assert dr.EXTERNAL_DNS_HOSTNAME in r1.manifest("Service", "sessions-external")["metadata"]["annotations"]
