@@ -13,6 +13,7 @@ from typing import Annotated
 
 import pytest
 from harness import ROOT
+from markdown_anchors import FENCE, anchors, github_anchor
 from pydantic import AfterValidator, BaseModel
 
 from components.config.models import StackConfig
@@ -21,32 +22,13 @@ from offline import docs
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
-FENCE = re.compile(r"^```.*?^```", flags=re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"(`+).+?\1", flags=re.DOTALL)
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", flags=re.MULTILINE)
 
 
 def prose(markdown: str) -> str:
     """The text without code blocks and code spans, where brackets are not links."""
     return CODE_SPAN.sub("", FENCE.sub("", markdown))
-
-
-def github_anchor(heading: str) -> str:
-    """The id GitHub gives a heading: lowercase, punctuation but - and _ dropped, spaces to -."""
-    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-
-
-def anchors(page: Path) -> set[str]:
-    """Every heading's anchor; a repeated heading gets -1, -2, ... as on GitHub."""
-    seen: dict[str, int] = {}
-    found = set()
-    for heading in HEADING.findall(FENCE.sub("", page.read_text())):
-        anchor = github_anchor(heading)
-        count = seen.get(anchor, 0)
-        seen[anchor] = count + 1
-        found.add(anchor if count == 0 else f"{anchor}-{count}")
-    return found
 
 
 def relative_links(page: Path) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 import pytest
 from harness import ROOT, Rendered, render
+from markdown_anchors import anchors
 
 from components.render.acl import EXPORTER_USER, password_hash
 from components.render.alerts import ALERTS
@@ -129,13 +130,7 @@ def test_bad_thresholds_are_refused(key: str, thresholds: dict[str, Any]) -> Non
         render("region1", {"monitoring": {"thresholds": thresholds}})
 
 
-def github_anchor(heading: str) -> str:
-    """The id GitHub gives a Markdown heading: lowercase, punctuation dropped, spaces to dashes."""
-    return re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-")
-
-
 def test_every_alert_has_a_runbook_heading_in_the_alerts_page() -> None:
-    headings = re.findall(r"^#+ (.+)$", (ROOT / "docs" / "alerts.md").read_text(), flags=re.MULTILINE)
-    anchors = {github_anchor(h) for h in headings}
+    found = anchors(ROOT / "docs" / "alerts.md")
     for alert in ALERTS:
-        assert f"alert-{alert.lower()}" in anchors, alert
+        assert f"alert-{alert.lower()}" in found, alert
