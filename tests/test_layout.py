@@ -131,3 +131,26 @@ def test_the_package_docstring_maps_every_module() -> None:
             if not indent:
                 package = ""
     assert listed == {module_name(p) for p in modules()}
+
+
+def reads_pulumi_config(path: Path) -> list[str]:
+    """Where ``path`` reads stack configuration: ``pulumi.Config``, or the runtime's config store."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and ast.unparse(node) in ("pulumi.Config", "pulumi.runtime.config"):
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pulumi"):
+            names = {a.name for a in node.names}
+            if (node.module == "pulumi.runtime" and "config" in names) or "Config" in names:
+                found.append(f"line {node.lineno}: from {node.module} import {', '.join(sorted(names))}")
+    return found
+
+
+def test_only_the_loader_reads_pulumi_config(tmp_path: Path) -> None:
+    """Everything else gets validated settings: a component that read a key itself would bypass the
+    checks and the one RunError."""
+    readers = {module_name(p) for p in modules() if reads_pulumi_config(p)}
+    assert readers == {"config.loader"}
+    probe = tmp_path / "probe.py"
+    probe.write_text("import pulumi\nport = pulumi.Config('valkey').get_int('port')\n")
+    assert reads_pulumi_config(probe) == ["line 2: pulumi.Config"]
