@@ -51,7 +51,7 @@ async def main() -> dict[str, Any]:
     if cfg.monitoring.enabled and cfg.monitoring.prometheus_operator:
         # One ServiceMonitor and one PrometheusRule per stack: the rules aggregate over instances.
         Monitoring("valkey", monitoring_args(cfg), opts)
-    return stack_outputs(cfg, dict(servers), dict(credentials))
+    return stack_outputs(cfg, servers, credentials)
 
 
 pulumi.run(main)

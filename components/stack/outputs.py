@@ -6,6 +6,7 @@ breaks every StackReference that reads it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import pulumi
@@ -39,7 +40,7 @@ class Login(Protocol):
     def replication_password(self) -> pulumi.Output[str]: ...
 
 
-def stack_outputs(cfg: StackConfig, servers: dict[str, Served], credentials: dict[str, Login]) -> dict[str, Any]:
+def stack_outputs(cfg: StackConfig, servers: Mapping[str, Served], credentials: Mapping[str, Login]) -> dict[str, Any]:
     """Plain outputs, plus the replication credentials as one secret map (a map holding one
     secret is secret as a whole, so they are kept apart from the readable per-instance map)."""
     instances = {
