@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import valkey
-from harness import Rendered, render
+from harness import NO_TLS, Rendered, render
 from replies import info
 from valkey_process import BUILDS, VALKEY_CLI, every_build, free_port, localized, stop_process, wait_for
 
 KEYS = 100_000
 
 
-# These builds have no TLS: region 1 rendered with TLS off (the probes then call valkey-cli without it).
-NO_TLS = {"tls": {"enabled": False}}
+# These builds have no TLS: region 1 rendered with TLS off (the probes then call valkey-cli without it),
+# harness.NO_TLS.
 
 
 @functools.cache

@@ -40,7 +40,7 @@ from components.render.acl import EXPORTER_USER
 
 pytestmark = needs.root
 
-NO_TLS = {"tls": {"enabled": False}}
+NO_TLS = harness.NO_TLS
 INSTANCE = "sessions"
 LOCAL_ADDR = "redis://127.0.0.1:6379"
 RELOADER_APPLIED = "reloader: applied changed files"
