@@ -19,9 +19,11 @@ sizing.py          backlog, maxmemory, memory limit, volume size, AOF rewrite si
 render/            files, rendered from validated settings; never imports Pulumi
   paths.py         where each file lives in the pod, and its config Secret key
   acl.py           the ACL file: every user and what it may do
-  valkey_conf.py   valkey.conf
+  valkey_conf.py   valkey.conf (a group member's static part; start.sh adds its role)
+  sentinel_conf.py a group's Sentinel config, the two parts sentinel.sh puts its identity between
   exporter.py      the metrics exporter's flags and password file
-  pod_scripts.py   the shell scripts the pods run (scripts/probe.sh, scripts/reloader.sh), read as files
+  pod_scripts.py   the shell scripts the pods run (scripts/*.sh: probes, reloader, a group's start,
+                   Sentinel and label updater), read as files, and their environments
   files.py         the config Secret's contents, and what needs a restart
   alerts.py        Prometheus recording rules and alerts
 specs/             pulumi_kubernetes arguments built from settings; never creates a resource
@@ -29,7 +31,10 @@ specs/             pulumi_kubernetes arguments built from settings; never create
   security_context.py  the restricted container security context
   pod.py           the pod template: containers, probes, reloader sidecar, volumes
   exporter.py      the metrics sidecar's container and volume
-  services.py      headless, client and external (LoadBalancer) Services
+  sentinel.py      a group's Sentinel sidecar and the pod's writable volumes
+  labeler.py       a group's role-label updater sidecar, its token volume and Role rules
+  rbac.py          the label updater's Role reference and subjects
+  services.py      headless, client, external (LoadBalancer), and a group's read and Sentinel Services
   disruption_budget.py  the PodDisruptionBudget
   statefulset.py   the StatefulSet, its claim template, the claim-size patch
   certificate.py   TLS sources, DNS names, the cert-manager Certificate

@@ -31,6 +31,8 @@ class CredentialsArgs:
     client_namespaces: list[str] = field(default_factory=list)
     """Further namespaces that get a copy of the client Secret: a Pod can only mount a Secret of
     its own namespace."""
+    group: bool = False
+    """A Sentinel group (replicas > 1): also the Sentinels' passwords and the label updater's."""
 
 
 @dataclass
@@ -57,6 +59,12 @@ class Credentials(pulumi.ComponentResource):
     probe_password: pulumi.Output[str]
     reloader_password: pulumi.Output[str]
     admin_password: pulumi.Output[str]
+    sentinel_password: pulumi.Output[str] | None
+    """The nodes' user the Sentinels log in as; a group's only."""
+    sentinel_client_password: pulumi.Output[str] | None
+    """The Sentinels' own password, for their peers and Sentinel-aware clients; a group's only."""
+    labeler_password: pulumi.Output[str] | None
+    """The label updater's user; a group's only."""
     secret_name: pulumi.Output[str]
     secret_key: str
     secret_namespaces: list[str]
@@ -101,6 +109,9 @@ class Credentials(pulumi.ComponentResource):
         self.probe_password = password(names.password("probe"))
         self.reloader_password = password(names.password("reloader"))
         self.admin_password = password(names.password("admin"))
+        self.sentinel_password = password(names.password("sentinel")) if args.group else None
+        self.sentinel_client_password = password(names.password("sentinel-client")) if args.group else None
+        self.labeler_password = password(names.password("labeler")) if args.group else None
         self.secret_key = args.secret_key
 
         def secret(

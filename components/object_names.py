@@ -16,7 +16,9 @@ EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
 DATA_CLAIM = "data"
 """The StatefulSet's volumeClaimTemplate; the claim of pod N is ``data-<instance>-<N>``."""
 ROTATING_USERS = ("client", "replication", "metrics")
-FIXED_PASSWORDS = ("probe", "reloader", "admin")
+MAX_PODS = 7
+"""The largest group (config.models.MAX_REPLICAS): names of every pod it may have are reserved."""
+FIXED_PASSWORDS = ("probe", "reloader", "admin", "sentinel", "sentinel-client", "labeler")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,21 @@ class InstanceNames:
     @property
     def external_service(self) -> str:
         return f"{self.instance}-external"
+
+    @property
+    def read_service(self) -> str:
+        """A group's Service over every Ready member, primary and replicas."""
+        return f"{self.instance}-read"
+
+    @property
+    def sentinel_service(self) -> str:
+        """A group's Service over its Sentinels."""
+        return f"{self.instance}-sentinel"
+
+    @property
+    def labeler(self) -> str:
+        """A group's ServiceAccount, Role and RoleBinding of the role-label updater."""
+        return f"{self.instance}-labeler"
 
     @property
     def certificate(self) -> str:
@@ -76,10 +93,9 @@ class InstanceNames:
     def admin_secret_resource(self) -> str:
         return f"{self.instance}-admin"
 
-    @property
-    def claim_patch_resource(self) -> str:
-        """The PersistentVolumeClaimPatch that grows pod 0's volume."""
-        return f"{self.instance}-data-0"
+    def claim_patch_resource(self, ordinal: int = 0) -> str:
+        """The PersistentVolumeClaimPatch that grows pod N's volume."""
+        return f"{self.instance}-data-{ordinal}"
 
     def kubernetes_objects(self, namespace: str, client_namespaces: list[str]) -> set[tuple[str, str, str]]:
         """(kind, namespace, name) of everything that may exist for the instance, created by this
@@ -89,14 +105,19 @@ class InstanceNames:
             ("Service", namespace, self.statefulset),
             ("Service", namespace, self.headless_service),
             ("Service", namespace, self.external_service),
+            ("Service", namespace, self.read_service),
+            ("Service", namespace, self.sentinel_service),
+            ("ServiceAccount", namespace, self.labeler),
+            ("Role", namespace, self.labeler),
+            ("RoleBinding", namespace, self.labeler),
             ("PodDisruptionBudget", namespace, self.statefulset),
             ("NetworkPolicy", namespace, self.statefulset),
             ("Certificate", namespace, self.certificate),
             ("Secret", namespace, self.certificate),
             ("Secret", namespace, self.config_secret),
             ("Secret", namespace, self.admin_secret),
-            ("Pod", namespace, self.pod(0)),
-            ("PersistentVolumeClaim", namespace, self.claim(0)),
+            *(("Pod", namespace, self.pod(n)) for n in range(MAX_PODS)),
+            *(("PersistentVolumeClaim", namespace, self.claim(n)) for n in range(MAX_PODS)),
         }
         objects |= {("Secret", ns, self.client_secret) for ns in {namespace, *client_namespaces}}
         return objects
@@ -114,8 +135,13 @@ class InstanceNames:
             ("Service", self.statefulset),
             ("Service", self.headless_service),
             ("Service", self.external_service),
+            ("Service", self.read_service),
+            ("Service", self.sentinel_service),
+            ("ServiceAccount", self.labeler),
+            ("Role", self.labeler),
+            ("RoleBinding", self.labeler),
             ("Certificate", self.certificate),
-            ("PersistentVolumeClaimPatch", self.claim_patch_resource),
+            *(("PersistentVolumeClaimPatch", self.claim_patch_resource(n)) for n in range(MAX_PODS)),
             ("ValkeyServer", self.instance),
             ("Credentials", self.instance),
         }

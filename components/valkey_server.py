@@ -12,17 +12,17 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .config.models import Instance
+from .config.models import Failover, Instance, Scheduling
 from .credentials import Credentials
 from .object_names import EXTERNAL_DNS_HOSTNAME, InstanceNames
-from .render import acl, valkey_conf
-from .render.files import render_files, restart_checksum
+from .render import acl, pod_scripts, valkey_conf
+from .render.files import Group, render_files, restart_checksum
 from .sizing import memory_limit_bytes, storage_bytes
-from .specs import certificate, services
+from .specs import certificate, rbac, services
 from .specs.disruption_budget import disruption_budget_spec
-from .specs.labels import instance_labels, role_labels, scrape_labels, selector_labels
+from .specs.labels import instance_labels, primary_selector, role_labels, scrape_labels, selector_labels
 from .specs.network_policy import NetworkPolicyRules, network_policy_spec
-from .specs.pod import PodSettings, pod_template, rollout_timeout_seconds
+from .specs.pod import GroupSettings, PodSettings, pod_template, rollout_timeout_seconds
 from .specs.statefulset import CLAIM_SIZE_FIELD, claim_size_patch, data_claim_template, statefulset_spec
 
 CONFIG_CHECKSUM = "checksum/config"
@@ -66,11 +66,17 @@ class ValkeyServerArgs:
     """Pulumi protect on the StatefulSet: deleting or replacing it fails instead."""
     metrics_exporter: bool = False
     """A redis_exporter sidecar logged in as its own user, and a metrics port on the headless Service."""
+    failover: Failover = field(default_factory=Failover)
+    """A group's (settings.replicas > 1) failure detection and fencing."""
+    scheduling: Scheduling = field(default_factory=Scheduling)
+    """How a group's pods spread over nodes and zones."""
 
 
 class ValkeyServer(pulumi.ComponentResource):
-    """A StatefulSet of one Valkey pod with its config Secret, Services, PodDisruptionBudget,
-    and optionally its certificate and NetworkPolicy. Names come from ``object_names.InstanceNames``.
+    """A StatefulSet of one Valkey pod, or of a Sentinel group (``settings.replicas`` > 1), with its
+    config Secret, Services, PodDisruptionBudget, and optionally its certificate and NetworkPolicy.
+    A group adds a read Service, a Sentinel Service and its label updater's RBAC. Names come from
+    ``object_names.InstanceNames``.
     """
 
     host: str
@@ -97,6 +103,15 @@ class ValkeyServer(pulumi.ComponentResource):
         self.external_host = args.external.host if args.external else None
         self.tls = args.tls is not None
         self.host = f"{name}.{args.namespace}.svc.{args.cluster_domain}"
+        self.group = settings.replicas > 1
+        self.read_host = (
+            f"{self._names.read_service}.{args.namespace}.svc.{args.cluster_domain}" if self.group else None
+        )
+        self.sentinel_host = (
+            f"{self._names.sentinel_service}.{args.namespace}.svc.{args.cluster_domain}" if self.group else None
+        )
+        # A group's client and external Services follow its primary's run-time label.
+        self._primary = primary_selector(name) if self.group else self._selector
 
         files = self._config_files()
         config_secret = k8s.core.v1.Secret(
@@ -114,12 +129,14 @@ class ValkeyServer(pulumi.ComponentResource):
             self._names.headless_service,
             services.headless_spec(self._selector, settings.port, metrics=args.metrics_exporter),
         )
-        serving += [headless, self._service(name, services.client_spec(self._selector, settings.port))]
+        serving += [headless, self._service(name, services.client_spec(self._primary, settings.port))]
+        if self.group:
+            serving += self._group_objects()
         serving.append(
             k8s.policy.v1.PodDisruptionBudget(
                 name,
                 metadata=self._metadata(name),
-                spec=disruption_budget_spec(self._selector, args.block_voluntary_eviction),
+                spec=disruption_budget_spec(self._selector, args.block_voluntary_eviction, group=self.group),
                 opts=self._child,
             )
         )
@@ -142,7 +159,7 @@ class ValkeyServer(pulumi.ComponentResource):
             self._service(
                 self._names.external_service,
                 services.external_spec(
-                    self._selector, settings.port, external.load_balancer_class, external.source_ranges
+                    self._primary, settings.port, external.load_balancer_class, external.source_ranges
                 ),
                 annotations={**external.annotations, EXTERNAL_DNS_HOSTNAME: external.host},
                 # After the pods: its await for a load-balancer address (slow, or failing in the
@@ -152,8 +169,50 @@ class ValkeyServer(pulumi.ComponentResource):
         if settings.persistence and settings.storage.size is not None:
             # Only a size the stack file states: the default follows maxmemory, and lowering
             # maxmemory must not ask Kubernetes to shrink a volume (it refuses, every time).
-            self._grow_claim(int(settings.storage.size))
+            for ordinal in range(settings.replicas):
+                self._grow_claim(ordinal, int(settings.storage.size))
         self.register_outputs({"host": self.host, "port": self.port, "role": self.role})
+
+    def _group_objects(self) -> list[pulumi.Resource]:
+        """A group's read and Sentinel Services, and the label updater's RBAC."""
+        args = self._args
+        names = self._names
+        pods = [names.pod(n) for n in range(args.settings.replicas)]
+        account = k8s.core.v1.ServiceAccount(
+            names.labeler,
+            metadata=self._metadata(names.labeler),
+            # Its token is projected into the label updater only (specs/labeler.py).
+            automount_service_account_token=False,
+            opts=self._child,
+        )
+        role = k8s.rbac.v1.Role(
+            names.labeler, metadata=self._metadata(names.labeler), rules=rbac.role_rules(pods), opts=self._child
+        )
+        binding = k8s.rbac.v1.RoleBinding(
+            names.labeler,
+            metadata=self._metadata(names.labeler),
+            role_ref=rbac.role_ref(names.labeler),
+            subjects=rbac.subjects(names.labeler, args.namespace),
+            opts=self._child,
+        )
+        return [
+            account,
+            role,
+            binding,
+            self._service(names.read_service, services.client_spec(self._selector, args.settings.port)),
+            self._service(names.sentinel_service, services.sentinel_spec(self._selector, args.failover.sentinel_port)),
+        ]
+
+    def _group_env(self) -> pod_scripts.GroupEnv:
+        args = self._args
+        return pod_scripts.GroupEnv(
+            pods=[self._names.pod(n) for n in range(args.settings.replicas)],
+            domain=f"{self._names.headless_service}.{args.namespace}.svc.{args.cluster_domain}",
+            master_name=self._names.instance,
+            sentinel_port=args.failover.sentinel_port,
+            down_after_seconds=int(args.failover.down_after.total_seconds()),
+            failover_timeout_seconds=int(args.failover.timeout.total_seconds()),
+        )
 
     def _metadata(
         self, object_name: str, extra_labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
@@ -179,6 +238,9 @@ class ValkeyServer(pulumi.ComponentResource):
                 reloader=values["reloader"],
                 admin=values["admin"],
                 metrics=tuple(values["metrics"]) if args.metrics_exporter else (),
+                sentinel=values["sentinel"],
+                labeler=values["labeler"],
+                sentinel_client=values["sentinel_client"],
             )
             return render_files(
                 args.settings,
@@ -186,6 +248,7 @@ class ValkeyServer(pulumi.ComponentResource):
                 upstream=values["upstream"],
                 ca_bundle=args.tls.ca_bundle if args.tls else None,
                 denied_commands=args.denied_commands,
+                group=Group(master_name=self._names.instance, failover=args.failover) if self.group else None,
             )
 
         files = pulumi.Output.all(
@@ -196,6 +259,11 @@ class ValkeyServer(pulumi.ComponentResource):
             admin=creds.admin_password,
             metrics=creds.metrics.accepted,
             upstream=args.upstream if args.upstream is not None else no_upstream,
+            sentinel=creds.sentinel_password if creds.sentinel_password is not None else no_upstream,
+            labeler=creds.labeler_password if creds.labeler_password is not None else no_upstream,
+            sentinel_client=creds.sentinel_client_password
+            if creds.sentinel_client_password is not None
+            else no_upstream,
         ).apply(render)
         return pulumi.Output.secret(files)
 
@@ -245,11 +313,20 @@ class ValkeyServer(pulumi.ComponentResource):
             metrics_exporter=args.metrics_exporter,
             # For the scrape (specs/monitoring.py): replicated or not, and the eviction policy.
             pod_labels=scrape_labels(settings.dr, settings.maxmemory_policy) if args.metrics_exporter else None,
+            group=GroupSettings(
+                env=self._group_env(),
+                selector=self._selector,
+                node_spread=args.scheduling.node_spread,
+                zone_spread=args.scheduling.zone_spread,
+                service_account=self._names.labeler,
+            )
+            if self.group
+            else None,
         )
         claim = None
         if settings.persistence:
             claim = data_claim_template(self._labels, storage_bytes(settings), settings.storage.storage_class)
-        rollout = f"{rollout_timeout_seconds(replicas=1)}s"
+        rollout = f"{rollout_timeout_seconds(replicas=settings.replicas)}s"
         return k8s.apps.v1.StatefulSet(
             self._names.statefulset,
             metadata=self._metadata(self._names.statefulset, role_labels(settings.dr, self.role)),
@@ -258,6 +335,7 @@ class ValkeyServer(pulumi.ComponentResource):
                 selector=self._selector,
                 template=pod_template(pod, checksum),
                 claim=claim,
+                replicas=settings.replicas,
             ),
             opts=self._child.merge(
                 pulumi.ResourceOptions(
@@ -271,11 +349,11 @@ class ValkeyServer(pulumi.ComponentResource):
             ),
         )
 
-    def _grow_claim(self, size_bytes: int) -> k8s.core.v1.PersistentVolumeClaimPatch:
-        """Pod 0's claim, kept at ``storage.size``; after the StatefulSet is Ready, so it exists."""
-        metadata, spec = claim_size_patch(self._names.claim(0), self._args.namespace, size_bytes)
+    def _grow_claim(self, ordinal: int, size_bytes: int) -> k8s.core.v1.PersistentVolumeClaimPatch:
+        """Pod N's claim, kept at ``storage.size``; after the StatefulSet is Ready, so it exists."""
+        metadata, spec = claim_size_patch(self._names.claim(ordinal), self._args.namespace, size_bytes)
         return k8s.core.v1.PersistentVolumeClaimPatch(
-            self._names.claim_patch_resource,
+            self._names.claim_patch_resource(ordinal),
             metadata=metadata,
             spec=spec,
             # Deleting the patch only lets go of the field; the claim and its data stay (a required

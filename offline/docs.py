@@ -144,6 +144,8 @@ def _bounds(check: Callable[..., Any]) -> str:
         return f"{_number(given['minimum'])}{unit}–{_number(given['maximum'])}{unit}"
     if owner == "text_without_control":
         return f"one line of at most {given['max_length']} characters"
+    if owner == "_group_size":
+        return "odd"
     raise ValueError(f"offline/docs.py cannot describe the validator {check.__qualname__}: add it there")
 
 

@@ -73,6 +73,28 @@ EvictionPolicy = Literal[
 ]
 
 
+MAX_REPLICAS = 7
+"""Sentinel groups beyond seven pods only add votes to count; read capacity is not what they are for."""
+
+
+def _group_size(value: int) -> int:
+    if value % 2 == 0:
+        raise PydanticCustomError(
+            "replicas",
+            "an odd number: 1 (a single pod, no failover) or a group of 3, 5 or 7. A group of {value} "
+            "needs {majority} of its {value} Sentinels to agree on a failover, as many as a group of "
+            "{more} does, and survives the loss of fewer pods ({lost}) than that one ({more_lost})",
+            {
+                "value": value,
+                "majority": value // 2 + 1,
+                "more": value + 1,
+                "lost": value // 2 - 1,
+                "more_lost": value // 2,
+            },
+        )
+    return value
+
+
 def _no_nul(value: str) -> str:
     if "\0" in value:
         raise PydanticCustomError("text", "expected text without NUL characters")
@@ -114,7 +136,11 @@ class Replication(ConfigModel):
 
 
 class Instance(ConfigModel):
-    """One Valkey instance: a StatefulSet with one pod per region."""
+    """One Valkey instance: a StatefulSet in each region, of one pod or of a Sentinel group."""
+
+    replicas: Annotated[Integer, within(1, MAX_REPLICAS), AfterValidator(_group_size)] = 1
+    """Valkey pods in this region. 1: a single pod, no failover. 3, 5 or 7: a group with a Sentinel
+    in every pod that fails over on its own when the primary is lost (docs/design.md)."""
 
     maxmemory: Annotated[Size, size_within(MIB, MAX_MAXMEMORY)] = ByteSize(2 * GIB)
     """Dataset memory limit (Valkey ``maxmemory``). The seed's ``2gb`` in valkey.conf units is 2GiB."""
@@ -137,6 +163,38 @@ class Instance(ConfigModel):
     """The replication backlog's sizing."""
     external_host: Hostname | None = None
     """DNS name region 2 uses to reach this primary; default <instance>.<region>.<externalDomain>."""
+
+
+Spread = Literal["required", "preferred", "none"]
+
+
+class Scheduling(ConfigModel):
+    """Where the pods of a group (replicas > 1) may run; a single pod's template carries none of it."""
+
+    node_spread: Spread = "required"
+    """Pods of one group on different nodes (pod anti-affinity on kubernetes.io/hostname).
+    required: a pod stays Pending rather than share a node; preferred: shares one if it must."""
+    zone_spread: Spread = "preferred"
+    """Pods of one group across zones (a topology spread constraint on topology.kubernetes.io/zone,
+    maxSkew 1). required: a pod stays Pending rather than skew the spread (DoNotSchedule);
+    preferred: ScheduleAnyway, for clusters with fewer zones than pods."""
+
+
+class Failover(ConfigModel):
+    """How the Sentinels of a group (replicas > 1) detect a lost primary and replace it."""
+
+    down_after: Annotated[Duration, duration_within(1, 60)] = timedelta(seconds=5)
+    """How long the primary may not answer a Sentinel before it counts as down (Sentinel's
+    down-after-milliseconds). Shorter fails over sooner, and on shorter stalls (a slow fork)."""
+    timeout: Annotated[Duration, duration_within(10, 3600)] = timedelta(seconds=30)
+    """Sentinel's failover-timeout: how long one failover attempt may take, the wait before
+    another Sentinel retries it, and the time after which Sentinels re-point stray replicas."""
+    max_replica_lag: Annotated[Duration, duration_within(1, 60)] = timedelta(seconds=10)
+    """A group's primary refuses writes when no replica has acknowledged the stream for this
+    long (min-replicas-to-write 1, min-replicas-max-lag): a primary cut off from its group stops
+    taking writes it would lose when the group fails over without it."""
+    sentinel_port: Annotated[Integer, within(1024, 65535)] = 26379
+    """The Sentinels' port in every pod of a group."""
 
 
 class ExternalService(ConfigModel):
@@ -222,8 +280,13 @@ class StackConfig(ConfigModel):
     """The other region's addresses (its nodes' egress and its load balancers). Only they may
     reach the external Services and, with networkPolicy, replicate; replicas connect to them."""
     block_voluntary_eviction: bool = True
-    """PodDisruptionBudget minAvailable 1: a node drain waits until a person moves the pod. false:
-    maxUnavailable 1, drains evict the pod (seconds of downtime while it restarts elsewhere)."""
+    """Single pods (replicas 1): PodDisruptionBudget minAvailable 1, a node drain waits until a
+    person moves the pod. false: maxUnavailable 1, drains evict it (seconds of downtime while it
+    restarts elsewhere). Groups always have maxUnavailable 1: a drain takes one pod at a time."""
+    scheduling: Scheduling = Scheduling()
+    """How the pods of a group spread over nodes and zones."""
+    failover: Failover = Failover()
+    """Failure detection and fencing of groups (replicas > 1)."""
     protect: bool = True
     """Pulumi `protect` on the namespace and StatefulSets: a `pulumi destroy`, a replacing change or
     removing an instance fails instead of deleting them (and, with them, the data)."""

@@ -17,6 +17,8 @@ PROBE_USER = "probe"
 RELOADER_USER = "reloader"
 ADMIN_USER = "admin"
 EXPORTER_USER = "metrics"
+SENTINEL_USER = "sentinel"
+LABELER_USER = "labeler"
 
 ALL_KEYS_ALL_COMMANDS = "~* &* +@all"
 # The replication user's commands, measured on Valkey 8.1.8: PSYNC is the sync itself (without
@@ -25,6 +27,21 @@ ALL_KEYS_ALL_COMMANDS = "~* &* +@all"
 # not needed: a replica's handshake PING is accepted even when it is refused.
 REPLICATION_RULES = "-@all +psync +replconf"
 PROBE_RULES = "-@all +ping"
+# In a group, start.sh and sentinel.sh also ask the peers' ROLE with it (render/scripts/group.sh).
+GROUP_PROBE_RULES = PROBE_RULES + " +role"
+# What Sentinel sends a node, measured on Valkey 8.1.8 and 9.1.2 (tests/test_sentinel_real.py):
+# PING and INFO to watch it, PUBLISH/SUBSCRIBE on its hello channel to find the other Sentinels,
+# and a failover's reconfiguration as one MULTI/EXEC of SLAVEOF, CONFIG REWRITE and CLIENT KILL
+# (a refused command inside it makes the whole reconfiguration silently not happen). 9.1's
+# SENTINEL FAILOVER ... COORDINATED sends FAILOVER and CLIENT PAUSE/UNPAUSE: granted on 8.1 too,
+# where they exist and Sentinel never sends them, because one ACL file serves both versions
+# during an upgrade. CLIENT SETNAME names its connections; SCRIPT KILL ends a busy script.
+SENTINEL_RULES = (
+    "-@all +ping +info +subscribe +publish +slaveof +multi +exec +config|rewrite +client|kill "
+    "+client|setname +script|kill +failover +client|pause +client|unpause &__sentinel__:hello"
+)
+# The label updater only needs to know the role (render/scripts/labeler.sh).
+LABELER_RULES = "-@all +role"
 # Applies changed credentials and renewed certificates without a restart: ACL LOAD re-reads the
 # ACL file, CONFIG SET masterauth / tls-cert-file takes the new values.
 RELOADER_RULES = "-@all +acl|load +config|set"
@@ -60,6 +77,12 @@ class Passwords:
     admin: str
     metrics: tuple[str, ...] = ()
     """The metrics exporter's user; none without the exporter sidecar."""
+    sentinel: str | None = None
+    """The Sentinels' user on the nodes; only in a group (replicas > 1)."""
+    labeler: str | None = None
+    """The label updater's user; only in a group."""
+    sentinel_client: str | None = None
+    """Not a node's user: the Sentinels' own password; only in a group."""
 
 
 def server_users(passwords: Passwords, denied_commands: Sequence[str] = ()) -> list[AclUser]:
@@ -69,7 +92,7 @@ def server_users(passwords: Passwords, denied_commands: Sequence[str] = ()) -> l
         # Applications keep the seed's `AUTH <password>`: that authenticates the default user.
         AclUser(DEFAULT_USER, passwords.client, ALL_KEYS_ALL_COMMANDS + denied),
         AclUser(REPLICATION_USER, passwords.replication, REPLICATION_RULES),
-        AclUser(PROBE_USER, (passwords.probe,), PROBE_RULES),
+        AclUser(PROBE_USER, (passwords.probe,), GROUP_PROBE_RULES if passwords.sentinel else PROBE_RULES),
         AclUser(RELOADER_USER, (passwords.reloader,), RELOADER_RULES),
         # Operators (promotion, break-glass); its password is in a Secret, never in the pod.
         AclUser(ADMIN_USER, (passwords.admin,), ALL_KEYS_ALL_COMMANDS),
@@ -77,6 +100,10 @@ def server_users(passwords: Passwords, denied_commands: Sequence[str] = ()) -> l
     if passwords.metrics:
         # The exporter logs in with the current password; the ACL also accepts the previous one.
         users.append(AclUser(EXPORTER_USER, passwords.metrics, EXPORTER_RULES))
+    if passwords.sentinel:
+        users.append(AclUser(SENTINEL_USER, (passwords.sentinel,), SENTINEL_RULES))
+    if passwords.labeler:
+        users.append(AclUser(LABELER_USER, (passwords.labeler,), LABELER_RULES))
     return users
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from ..config.models import Instance
+from ..config.models import Failover, Instance
 from ..sizing import aof_rewrite_min_bytes, backlog_bytes, server_maxmemory_bytes
-from . import acl, exporter, valkey_conf
+from . import acl, exporter, sentinel_conf, valkey_conf
 from .paths import (
     ACL_FILE,
     ACL_KEY,
@@ -21,6 +22,7 @@ from .paths import (
     CONFIG_KEY,
     DATA_DIR,
     EXPORTER_PASSWORD_KEY,
+    LABELER_PASSWORD_KEY,
     MASTERAUTH_CONFIG_FILE,
     MASTERAUTH_CONFIG_KEY,
     MASTERAUTH_KEY,
@@ -28,10 +30,24 @@ from .paths import (
     PROBE_SCRIPT_KEY,
     RELOADER_PASSWORD_KEY,
     RELOADER_SCRIPT_KEY,
+    SENTINEL_CLIENT_PASSWORD_KEY,
+    SENTINEL_CONFIG_KEY,
+    SENTINEL_DIR,
+    SENTINEL_MASTER_CONFIG_KEY,
+    SOCKET_FILE,
     TLS_CERT_FILE,
     TLS_KEY_FILE,
 )
-from .pod_scripts import SCRIPTS
+from .pod_scripts import GROUP_SCRIPT_KEYS, GROUP_SCRIPTS, SCRIPTS
+
+
+@dataclass(frozen=True)
+class Group:
+    """What a group's (replicas > 1) files depend on besides the instance."""
+
+    master_name: str
+    """The name its Sentinels monitor it under."""
+    failover: Failover
 
 
 def server_settings(
@@ -42,8 +58,17 @@ def server_settings(
     data_dir: str = DATA_DIR,
     acl_file: str = ACL_FILE,
     masterauth_file: str = MASTERAUTH_CONFIG_FILE,
+    group: Group | None = None,
+    socket: str = SOCKET_FILE,
 ) -> valkey_conf.ServerSettings:
     """What valkey.conf says for an instance; the paths are the pod's unless given."""
+    member = None
+    if group is not None:
+        member = valkey_conf.GroupMember(
+            replication_user=acl.REPLICATION_USER,
+            max_replica_lag_seconds=int(group.failover.max_replica_lag.total_seconds()),
+            socket=socket,
+        )
     return valkey_conf.ServerSettings(
         port=instance.port,
         maxmemory=server_maxmemory_bytes(instance),
@@ -56,6 +81,24 @@ def server_settings(
         persistence=instance.persistence,
         aof_rewrite_min_size=aof_rewrite_min_bytes(instance),
         masterauth_file=masterauth_file,
+        group=member,
+    )
+
+
+def sentinel_settings(
+    group: Group, passwords: acl.Passwords, tls: valkey_conf.TlsFiles | None, *, data_dir: str = SENTINEL_DIR
+) -> sentinel_conf.SentinelSettings:
+    if passwords.sentinel is None or passwords.sentinel_client is None:
+        raise ValueError("a group needs the Sentinels' passwords")
+    return sentinel_conf.SentinelSettings(
+        port=group.failover.sentinel_port,
+        master_name=group.master_name,
+        down_after_ms=int(group.failover.down_after.total_seconds() * 1000),
+        failover_timeout_ms=int(group.failover.timeout.total_seconds() * 1000),
+        password=passwords.sentinel_client,
+        node_password=passwords.sentinel,
+        data_dir=data_dir,
+        tls=tls,
     )
 
 
@@ -65,11 +108,13 @@ def render_files(
     upstream: valkey_conf.Upstream | None,
     ca_bundle: str | None,
     denied_commands: Sequence[str],
+    *,
+    group: Group | None = None,
 ) -> dict[str, str]:
-    """Secret keys -> file contents. ``ca_bundle`` set means TLS."""
+    """Secret keys -> file contents. ``ca_bundle`` set means TLS; ``group`` a Sentinel group."""
     tls = valkey_conf.TlsFiles(TLS_CERT_FILE, TLS_KEY_FILE, CA_FILE) if ca_bundle else None
     files = {
-        CONFIG_KEY: valkey_conf.render_valkey_conf(server_settings(instance, upstream, tls)),
+        CONFIG_KEY: valkey_conf.render_valkey_conf(server_settings(instance, upstream, tls, group=group)),
         PROBE_PASSWORD_KEY: passwords.probe,
         RELOADER_PASSWORD_KEY: passwords.reloader,
         **SCRIPTS,
@@ -79,6 +124,8 @@ def render_files(
         # for the server's start, the raw password for the reloader's CONFIG SET.
         files[MASTERAUTH_CONFIG_KEY] = valkey_conf.render_masterauth_conf(upstream)
         files[MASTERAUTH_KEY] = upstream.password
+    if group is not None:
+        files |= _group_files(group, passwords, tls)
     if passwords.metrics:
         files[EXPORTER_PASSWORD_KEY] = exporter.password_file(
             instance.port, passwords.metrics[0], tls=ca_bundle is not None
@@ -89,10 +136,35 @@ def render_files(
     return files
 
 
-RESTART_KEYS = (CONFIG_KEY, RELOADER_PASSWORD_KEY, RELOADER_SCRIPT_KEY)
+def _group_files(group: Group, passwords: acl.Passwords, tls: valkey_conf.TlsFiles | None) -> dict[str, str]:
+    """A group member's Sentinel config, scripts and passwords. Every member, the primary too, has
+    a masterauth: Sentinel may make any of them a replica of another member at run time."""
+    sentinel = sentinel_settings(group, passwords, tls)
+    local = valkey_conf.Upstream(host="", port=0, username=acl.REPLICATION_USER, password=passwords.replication[0])
+    return {
+        MASTERAUTH_CONFIG_KEY: valkey_conf.render_masterauth_conf(local),
+        MASTERAUTH_KEY: local.password,
+        SENTINEL_CONFIG_KEY: sentinel_conf.render_sentinel_conf(sentinel),
+        SENTINEL_MASTER_CONFIG_KEY: sentinel_conf.render_sentinel_master_conf(sentinel),
+        SENTINEL_CLIENT_PASSWORD_KEY: sentinel.password,
+        LABELER_PASSWORD_KEY: passwords.labeler or "",
+        **GROUP_SCRIPTS,
+    }
+
+
+RESTART_KEYS = (
+    CONFIG_KEY,
+    RELOADER_PASSWORD_KEY,
+    RELOADER_SCRIPT_KEY,
+    SENTINEL_CONFIG_KEY,
+    SENTINEL_MASTER_CONFIG_KEY,
+    *GROUP_SCRIPT_KEYS,
+)
 """What a running pod cannot take live: valkey.conf (read at start only; it holds no password), the
-reloader's own password (it logs in with it to apply everything else) and reloader.sh (a running
-loop never re-reads itself)."""
+reloader's own password (it logs in with it to apply everything else), reloader.sh (a running
+loop never re-reads itself); in a group, the Sentinel's config and the scripts that start the
+server and the Sentinel, read at start only, and the label updater's loop. A single pod has none
+of the group's keys, so its checksum is what it was before groups existed."""
 LIVE_KEYS = {
     ACL_KEY: "the reloader's ACL LOAD",
     MASTERAUTH_KEY: "the reloader's CONFIG SET masterauth",
@@ -101,11 +173,13 @@ LIVE_KEYS = {
     PROBE_PASSWORD_KEY: "read at each probe; the server takes the new one with ACL LOAD",
     PROBE_SCRIPT_KEY: "read by the kubelet at each probe",
     EXPORTER_PASSWORD_KEY: "the exporter's reload, which the reloader calls",
+    SENTINEL_CLIENT_PASSWORD_KEY: "read by start.sh and sentinel.sh at each start; never rotated",
+    LABELER_PASSWORD_KEY: "read by the label updater at each ROLE; the server takes it with ACL LOAD",
 }
 """Keys taken without a restart, and how. A key in neither is a test failure (tests/test_scripts.py)."""
 
 
 def restart_checksum(files: dict[str, str]) -> str:
     """Hash of the ``RESTART_KEYS`` of an instance's config files: its change rolls the pod."""
-    restart_relevant = {key: files[key] for key in RESTART_KEYS}
+    restart_relevant = {key: files[key] for key in RESTART_KEYS if key in files}
     return hashlib.sha256(json.dumps(restart_relevant, sort_keys=True).encode()).hexdigest()

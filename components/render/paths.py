@@ -29,6 +29,28 @@ RELOADER_SCRIPT = f"{CONFIG_DIR}/reloader.sh"
 TLS_CERT_FILE = f"{TLS_DIR}/tls.crt"
 TLS_KEY_FILE = f"{TLS_DIR}/tls.key"
 
+# A group member's (replicas > 1) writable files, rewritten at each container start.
+RUN_DIR = "/run/valkey"
+"""An emptyDir of the Valkey container: the server's config file as start.sh wrote it (Sentinel's
+CONFIG REWRITE edits it) and the unix socket the label updater asks ROLE on."""
+RUNTIME_CONFIG_FILE = f"{RUN_DIR}/valkey.conf"
+SOCKET_FILE = f"{RUN_DIR}/valkey.sock"
+SENTINEL_DIR = "/run/sentinel"
+"""An emptyDir of the Sentinel container: its config file, which Sentinel rewrites as it learns."""
+SENTINEL_RUNTIME_CONFIG_FILE = f"{SENTINEL_DIR}/sentinel.conf"
+SENTINEL_CONFIG_FILE = f"{CONFIG_DIR}/sentinel.conf"
+"""The rendered global part of the Sentinel's config (ports, TLS, hostnames, its users)."""
+SENTINEL_MASTER_CONFIG_FILE = f"{CONFIG_DIR}/sentinel-master.conf"
+"""The rendered part about the monitored group: how to log in to the nodes, timeouts."""
+SENTINEL_CLIENT_PASSWORD_FILE = f"{CONFIG_DIR}/sentinel-client-password"
+"""The Sentinels' own password, with which start.sh and sentinel.sh ask them for the primary."""
+LABELER_PASSWORD_FILE = f"{CONFIG_DIR}/labeler-password"
+GROUP_SCRIPT = f"{CONFIG_DIR}/group.sh"
+START_SCRIPT = f"{CONFIG_DIR}/start.sh"
+LABELER_SCRIPT_KEY = "labeler.sh"
+"""Projected into the label updater's container only (specs/labeler.py)."""
+SENTINEL_SCRIPT = f"{CONFIG_DIR}/sentinel.sh"
+
 EXPORTER_DIR = "/etc/valkey-exporter"
 """The exporter sidecar's own projection of the config Secret: its password file and the CA bundle."""
 EXPORTER_PASSWORD_FILE = f"{EXPORTER_DIR}/password.json"
@@ -49,9 +71,27 @@ MASTERAUTH_CONFIG_KEY = secret_key(MASTERAUTH_CONFIG_FILE)
 MASTERAUTH_KEY = secret_key(MASTERAUTH_FILE)
 PROBE_SCRIPT_KEY = secret_key(PROBE_SCRIPT)
 RELOADER_SCRIPT_KEY = secret_key(RELOADER_SCRIPT)
+SENTINEL_CONFIG_KEY = secret_key(SENTINEL_CONFIG_FILE)
+SENTINEL_MASTER_CONFIG_KEY = secret_key(SENTINEL_MASTER_CONFIG_FILE)
+SENTINEL_CLIENT_PASSWORD_KEY = secret_key(SENTINEL_CLIENT_PASSWORD_FILE)
+LABELER_PASSWORD_KEY = secret_key(LABELER_PASSWORD_FILE)
+GROUP_SCRIPT_KEY = secret_key(GROUP_SCRIPT)
+START_SCRIPT_KEY = secret_key(START_SCRIPT)
+SENTINEL_SCRIPT_KEY = secret_key(SENTINEL_SCRIPT)
 EXPORTER_PASSWORD_KEY = "exporter-password.json"
 """Projected as ``EXPORTER_PASSWORD_FILE`` into the exporter sidecar only."""
 
-PUBLIC_KEYS = frozenset({CONFIG_KEY, CA_KEY, PROBE_SCRIPT_KEY, RELOADER_SCRIPT_KEY})
+PUBLIC_KEYS = frozenset(
+    {
+        CONFIG_KEY,
+        CA_KEY,
+        PROBE_SCRIPT_KEY,
+        RELOADER_SCRIPT_KEY,
+        GROUP_SCRIPT_KEY,
+        START_SCRIPT_KEY,
+        SENTINEL_SCRIPT_KEY,
+        LABELER_SCRIPT_KEY,
+    }
+)
 """Keys of the config Secret that hold no secret: a review (the offline render) shows them whole.
 Every other key is a password or holds one, except ``ACL_KEY``, whose password hashes alone are."""

@@ -8,13 +8,17 @@ container (and the probe's mode an argument); nothing is formatted into a script
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 
-from .acl import PROBE_USER, RELOADER_USER
+from .acl import DEFAULT_USER, PROBE_USER, RELOADER_USER
 from .exporter import RELOAD_URL
 from .paths import (
     ACL_FILE,
     CA_FILE,
+    CONFIG_FILE,
+    GROUP_SCRIPT_KEY,
+    MASTERAUTH_CONFIG_FILE,
     MASTERAUTH_FILE,
     PROBE_PASSWORD_FILE,
     PROBE_SCRIPT,
@@ -22,6 +26,15 @@ from .paths import (
     RELOADER_PASSWORD_FILE,
     RELOADER_SCRIPT,
     RELOADER_SCRIPT_KEY,
+    RUNTIME_CONFIG_FILE,
+    SENTINEL_CLIENT_PASSWORD_FILE,
+    SENTINEL_CONFIG_FILE,
+    SENTINEL_MASTER_CONFIG_FILE,
+    SENTINEL_RUNTIME_CONFIG_FILE,
+    SENTINEL_SCRIPT,
+    SENTINEL_SCRIPT_KEY,
+    START_SCRIPT,
+    START_SCRIPT_KEY,
     TLS_CERT_FILE,
     TLS_KEY_FILE,
 )
@@ -33,7 +46,14 @@ def _read(key: str) -> str:
 
 
 SCRIPTS = {key: _read(key) for key in (PROBE_SCRIPT_KEY, RELOADER_SCRIPT_KEY)}
-"""Config Secret key -> script."""
+"""Config Secret key -> script, in every pod."""
+GROUP_SCRIPT_KEYS = (GROUP_SCRIPT_KEY, START_SCRIPT_KEY, SENTINEL_SCRIPT_KEY)
+GROUP_SCRIPTS = {key: _read(key) for key in GROUP_SCRIPT_KEYS}
+"""Config Secret key -> script, in a group's pods only."""
+START_COMMAND = ["sh", START_SCRIPT]
+SENTINEL_COMMAND = ["sh", SENTINEL_SCRIPT]
+SENTINEL_CLIENT_USER = DEFAULT_USER
+"""The Sentinels' user start.sh and sentinel.sh ask for the primary with (requirepass)."""
 
 READY, ALIVE = "ready", "alive"
 """probe.sh's modes: ``ready`` passes on PONG only; ``alive`` also on LOADING (a server loading its
@@ -78,3 +98,55 @@ def reloader_env(port: int, tls: bool, metrics_exporter: bool) -> dict[str, str]
     if metrics_exporter:
         env["EXPORTER_RELOAD_URL"] = RELOAD_URL
     return env
+
+
+@dataclass(frozen=True)
+class GroupEnv:
+    """What group.sh needs to find the group's primary."""
+
+    pods: list[str]
+    """The group's pod names, in ordinal order."""
+    domain: str
+    """<headless-service>.<namespace>.svc.<cluster-domain>."""
+    master_name: str
+    sentinel_port: int
+    down_after_seconds: int
+    failover_timeout_seconds: int
+
+
+def _group_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
+    return {
+        **_connection(port, tls),
+        "GROUP_PODS": " ".join(group.pods),
+        "GROUP_DOMAIN": group.domain,
+        "SENTINEL_PORT": str(group.sentinel_port),
+        "MASTER_NAME": group.master_name,
+        "QUORUM": str(len(group.pods) // 2 + 1),
+        "PROBE_USER": PROBE_USER,
+        "PROBE_PASSWORD_FILE": PROBE_PASSWORD_FILE,
+        "SENTINEL_CLIENT_USER": SENTINEL_CLIENT_USER,
+        "SENTINEL_CLIENT_PASSWORD_FILE": SENTINEL_CLIENT_PASSWORD_FILE,
+    }
+
+
+def start_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
+    """A group member's Valkey container: what start.sh (and probe.sh) read; POD_NAME comes from
+    the downward API. It waits for a failover at most one detection and one failover attempt."""
+    wait = group.down_after_seconds + group.failover_timeout_seconds
+    return {
+        **_group_env(port, tls, group),
+        "CONFIG_FILE": CONFIG_FILE,
+        "MASTERAUTH_CONFIG_FILE": MASTERAUTH_CONFIG_FILE,
+        "RUNTIME_CONFIG_FILE": RUNTIME_CONFIG_FILE,
+        "FAILOVER_WAIT_SECONDS": str(wait),
+    }
+
+
+def sentinel_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
+    """A group member's Sentinel container: what sentinel.sh reads."""
+    return {
+        **_group_env(port, tls, group),
+        "SENTINEL_CONFIG_FILE": SENTINEL_CONFIG_FILE,
+        "SENTINEL_MASTER_CONFIG_FILE": SENTINEL_MASTER_CONFIG_FILE,
+        "SENTINEL_RUNTIME_CONFIG_FILE": SENTINEL_RUNTIME_CONFIG_FILE,
+    }

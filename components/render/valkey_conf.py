@@ -39,6 +39,21 @@ class TlsFiles:
 
 
 @dataclass(frozen=True)
+class GroupMember:
+    """A member of a group (replicas > 1): start.sh writes its role and name at each start, into a
+    file that includes this one first (render/scripts/start.sh)."""
+
+    replication_user: str
+    """Every member may become a replica at run time (Sentinel), so each logs in as this user."""
+    max_replica_lag_seconds: int
+    """A primary refuses writes once no replica has acknowledged the stream for this long."""
+    socket: str
+    """The unix socket the label updater asks ROLE on (plaintext, inside the pod only)."""
+    replica_priority: int = 100
+    """0: Sentinel never promotes this node."""
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """Everything valkey.conf depends on, already validated."""
 
@@ -58,6 +73,8 @@ class ServerSettings:
     """``auto-aof-rewrite-min-size``; None keeps Valkey's 64mb."""
     masterauth_file: str = MASTERAUTH_CONFIG_FILE
     """Where a replica's ``render_masterauth_conf`` file is (the pod's unless given)."""
+    group: GroupMember | None = None
+    """Set in a group; its members never carry ``upstream``: start.sh decides the role."""
 
 
 def quote(value: str) -> str:
@@ -94,6 +111,10 @@ def render_valkey_conf(settings: ServerSettings) -> str:
         "replica-read-only yes",
         "replica-serve-stale-data yes",
     ]
+    if settings.group is not None:
+        if settings.upstream is not None:
+            raise ValueError("a group member's upstream is decided at its start, not rendered")
+        lines += ["", *_group(settings.group)]
     if settings.upstream is not None:
         upstream = settings.upstream
         lines += [
@@ -110,6 +131,22 @@ def render_valkey_conf(settings: ServerSettings) -> str:
 def render_masterauth_conf(upstream: Upstream) -> str:
     """The file a replica's valkey.conf includes: the upstream replication user's password."""
     return f"masterauth {quote(upstream.password)}\n"
+
+
+def _group(group: GroupMember) -> list[str]:
+    return [
+        "# A group member: start.sh includes this file, then adds replica-announce-ip, replicaof",
+        "# (unless it starts as the primary) and the masterauth include.",
+        f"masteruser {quote(group.replication_user)}",
+        f"replica-priority {group.replica_priority}",
+        "# Cut off from every replica for longer than this, the primary refuses writes: those the",
+        "# group would lose when it fails over without it.",
+        "min-replicas-to-write 1",
+        f"min-replicas-max-lag {group.max_replica_lag_seconds}",
+        "# Inside the pod only, plaintext even with TLS: the label updater asks ROLE here.",
+        f"unixsocket {quote(group.socket)}",
+        "unixsocketperm 700",
+    ]
 
 
 def _persistence(enabled: bool, rewrite_min_size: int | None) -> list[str]:

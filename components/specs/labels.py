@@ -16,6 +16,11 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 DR_LABEL = "valkey.io/dr"
 """On the pod (for the scrape) and on the StatefulSet and config Secret (for the policy pack)."""
 ROLE_LABEL = "valkey.io/role"
+"""The stack's role for the instance (primary or replica region), on the StatefulSet and Secret."""
+NODE_ROLE_LABEL = "valkey.io/node-role"
+"""A group member's role now: primary, replica or unknown. Set at run time by the pod's label
+updater (specs/labeler.py), never in the pod template: Pulumi would reset it at every rollout."""
+PRIMARY = "primary"
 POLICY_POD_LABEL = "valkey.io/maxmemory-policy"
 PSS_LABELS = {
     f"pod-security.kubernetes.io/{mode}{suffix}": value
@@ -28,6 +33,11 @@ PSS_LABELS = {
 def selector_labels(instance: str) -> dict[str, str]:
     """Pod selector labels: never change them, a StatefulSet's selector is immutable."""
     return {NAME_LABEL: APP_NAME, INSTANCE_LABEL: instance}
+
+
+def primary_selector(instance: str) -> dict[str, str]:
+    """The group member that is the primary now: what the client and external Services select."""
+    return {**selector_labels(instance), NODE_ROLE_LABEL: PRIMARY}
 
 
 def stack_labels() -> dict[str, str]:

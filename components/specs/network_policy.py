@@ -24,6 +24,15 @@ class NetworkPolicyRules:
     """A DR primary: the other region replicates from it."""
     upstream_port: int | None = None
     """On a replica: the port of the primary it connects to."""
+    sentinel_port: int | None = None
+    """A group's: its members reach each other's Valkey and Sentinel, clients the Sentinels too,
+    and the label updater the Kubernetes API."""
+
+
+API_SERVER_PORTS = (443, 6443)
+"""The API server behind the ``kubernetes`` Service: NetworkPolicy sees the address after the
+Service's translation, which is the cluster's own (a control plane's, often outside the pod
+network), so the label updater's egress is limited by port only."""
 
 
 def _namespace(name: str) -> k8s.meta.v1.LabelSelectorArgs:
@@ -34,7 +43,15 @@ def network_policy_spec(
     rules: NetworkPolicyRules, pod_labels: dict[str, str], port: int
 ) -> k8s.networking.v1.NetworkPolicySpecArgs:
     valkey_port = [k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")]
+    group_ports = list(valkey_port)
+    if rules.sentinel_port is not None:
+        group_ports.append(k8s.networking.v1.NetworkPolicyPortArgs(port=rules.sentinel_port, protocol="TCP"))
+    members = [
+        k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_labels))
+    ]
     ingress = []
+    if rules.sentinel_port is not None:
+        ingress.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=members, ports=group_ports))
     if rules.clients:
         ingress.append(
             k8s.networking.v1.NetworkPolicyIngressRuleArgs(
@@ -45,7 +62,8 @@ def network_policy_spec(
                     )
                     for c in rules.clients
                 ],
-                ports=valkey_port,
+                # Sentinel-aware clients ask a group's Sentinels for the primary.
+                ports=group_ports,
             )
         )
     if rules.accepts_replicas and rules.peer_cidrs:
@@ -76,6 +94,13 @@ def network_policy_spec(
             ]
         )
     ]
+    if rules.sentinel_port is not None:
+        egress += [
+            k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=members, ports=group_ports),
+            k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=p, protocol="TCP") for p in API_SERVER_PORTS]
+            ),
+        ]
     if rules.upstream_port is not None and rules.peer_cidrs:
         egress.append(
             k8s.networking.v1.NetworkPolicyEgressRuleArgs(

@@ -14,7 +14,7 @@ from ..object_names import DATA_CLAIM
 from ..render import pod_scripts
 from ..render.paths import CONFIG_DIR, CONFIG_FILE, DATA_DIR, TLS_DIR
 from ..sizing import mebibytes
-from . import exporter
+from . import exporter, labeler, sentinel
 from .security_context import restricted
 
 VALKEY_PORT_NAME = "valkey"
@@ -43,10 +43,73 @@ class PodSettings:
     """Add the redis_exporter sidecar (specs/exporter.py)."""
     pod_labels: dict[str, str] | None = None
     """Labels on the pod only (not the selector), e.g. for the scrape's relabelings."""
+    group: GroupSettings | None = None
+    """A Sentinel group (replicas > 1); None: a single pod that is what its valkey.conf says."""
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    """What a group member's pod adds: the Sentinel, the start script's role decision, spreading."""
+
+    env: pod_scripts.GroupEnv
+    selector: dict[str, str]
+    """The group's pods, for anti-affinity and topology spread."""
+    node_spread: str
+    """required | preferred | none (config.models.Scheduling)."""
+    zone_spread: str
+    service_account: str
+    """The label updater's ServiceAccount (specs/labeler.py)."""
 
 
 def _env(values: dict[str, str]) -> list[k8s.core.v1.EnvVarArgs]:
     return [k8s.core.v1.EnvVarArgs(name=name, value=value) for name, value in values.items()]
+
+
+def _group_env(values: dict[str, str]) -> list[k8s.core.v1.EnvVarArgs]:
+    """``values`` and POD_NAME, which the scripts of a group member build its DNS name from."""
+    pod_name = k8s.core.v1.EnvVarArgs(
+        name="POD_NAME",
+        value_from=k8s.core.v1.EnvVarSourceArgs(
+            field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="metadata.name")
+        ),
+    )
+    return [pod_name, *_env(values)]
+
+
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
+ZONE_TOPOLOGY = "topology.kubernetes.io/zone"
+
+
+def _affinity(group: GroupSettings) -> k8s.core.v1.AffinityArgs | None:
+    """Members on different nodes: a node's loss takes at most one of them."""
+    if group.node_spread == "none":
+        return None
+    term = k8s.core.v1.PodAffinityTermArgs(
+        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=group.selector), topology_key=HOSTNAME_TOPOLOGY
+    )
+    if group.node_spread == "required":
+        anti = k8s.core.v1.PodAntiAffinityArgs(required_during_scheduling_ignored_during_execution=[term])
+    else:
+        anti = k8s.core.v1.PodAntiAffinityArgs(
+            preferred_during_scheduling_ignored_during_execution=[
+                k8s.core.v1.WeightedPodAffinityTermArgs(weight=100, pod_affinity_term=term)
+            ]
+        )
+    return k8s.core.v1.AffinityArgs(pod_anti_affinity=anti)
+
+
+def _zone_spread(group: GroupSettings) -> list[k8s.core.v1.TopologySpreadConstraintArgs] | None:
+    """Members across zones, at most one more in any zone than in another."""
+    if group.zone_spread == "none":
+        return None
+    return [
+        k8s.core.v1.TopologySpreadConstraintArgs(
+            max_skew=1,
+            topology_key=ZONE_TOPOLOGY,
+            when_unsatisfiable="DoNotSchedule" if group.zone_spread == "required" else "ScheduleAnyway",
+            label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=group.selector),
+        )
+    ]
 
 
 TERMINATION_GRACE_SECONDS = 60
@@ -80,22 +143,32 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
             failure_threshold=failures,
         )
 
+    group = settings.group
     mounts = [k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True)]
     if tls:
         mounts.append(k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True))
+    if group is None:
+        # `command` replaces the image's entrypoint script: what runs is exactly this line.
+        command = ["valkey-server", CONFIG_FILE]
+        env = _env(pod_scripts.probe_env(settings.port, tls))
+        server_mounts = mounts
+    else:
+        # start.sh (render/scripts/) asks the group for this pod's role, then execs valkey-server.
+        command = pod_scripts.START_COMMAND
+        env = _group_env(pod_scripts.start_env(settings.port, tls, group.env))
+        server_mounts = [*mounts, sentinel.run_mount()]
     server = k8s.core.v1.ContainerArgs(
         name="valkey",
         image=settings.image,
         image_pull_policy="IfNotPresent",
-        # `command` replaces the image's entrypoint script: what runs is exactly this line.
-        command=["valkey-server", CONFIG_FILE],
-        env=_env(pod_scripts.probe_env(settings.port, tls)),
+        command=command,
+        env=env,
         ports=[k8s.core.v1.ContainerPortArgs(name=VALKEY_PORT_NAME, container_port=settings.port, protocol="TCP")],
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": settings.cpu_request, "memory": mebibytes(settings.memory_bytes)}, limits=limits
         ),
         security_context=restricted(VALKEY_UID, VALKEY_GID),
-        volume_mounts=[*mounts, k8s.core.v1.VolumeMountArgs(name=DATA_CLAIM, mount_path=DATA_DIR)],
+        volume_mounts=[*server_mounts, k8s.core.v1.VolumeMountArgs(name=DATA_CLAIM, mount_path=DATA_DIR)],
         # Up to 10 minutes to load a large AOF before liveness starts counting. A server loading
         # its dataset answers LOADING: alive, not ready; killing it would restart the load.
         startup_probe=exec_probe(pod_scripts.ALIVE, period=STARTUP_PERIOD_SECONDS, failures=STARTUP_FAILURES),
@@ -136,12 +209,23 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
     if settings.metrics_exporter:
         containers.append(exporter.container(settings.port, tls=tls))
         volumes.append(exporter.volume(settings.config_secret, tls=tls))
+    if group is not None:
+        sentinel_env = _group_env(pod_scripts.sentinel_env(settings.port, tls, group.env))
+        containers.append(
+            sentinel.container(
+                settings.image, uid=VALKEY_UID, gid=VALKEY_GID, env=sentinel_env, port=group.env.sentinel_port, tls=tls
+            )
+        )
+        containers.append(labeler.container(sentinel.RUN_VOLUME, VALKEY_UID, VALKEY_GID, group.env.domain))
+        volumes += [*sentinel.volumes(), *labeler.volumes(settings.config_secret)]
     return k8s.core.v1.PodTemplateSpecArgs(
         metadata=k8s.meta.v1.ObjectMetaArgs(
             labels={**settings.labels, **(settings.pod_labels or {})}, annotations=annotations
         ),
         spec=k8s.core.v1.PodSpecArgs(
+            # No token in any container but the label updater's, which mounts its own (labeler.py).
             automount_service_account_token=False,
+            service_account_name=group.service_account if group else None,
             enable_service_links=False,
             termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
             security_context=k8s.core.v1.PodSecurityContextArgs(
@@ -154,5 +238,7 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
             ),
             containers=containers,
             volumes=volumes,
+            affinity=_affinity(group) if group else None,
+            topology_spread_constraints=_zone_spread(group) if group else None,
         ),
     )

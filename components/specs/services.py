@@ -8,6 +8,7 @@ import pulumi_kubernetes as k8s
 from ..config.models import METRICS_PORT
 from .exporter import PORT_NAME as METRICS_PORT_NAME
 from .pod import VALKEY_PORT_NAME
+from .sentinel import PORT_NAME as SENTINEL_PORT_NAME
 
 
 def valkey_port(port: int) -> k8s.core.v1.ServicePortArgs:
@@ -45,4 +46,15 @@ def external_spec(
         load_balancer_source_ranges=source_ranges or None,
         selector=selector,
         ports=[valkey_port(port)],
+    )
+
+
+def sentinel_spec(selector: dict[str, str], port: int) -> k8s.core.v1.ServiceSpecArgs:
+    """A group's Sentinels, for Sentinel-aware clients. Also in pods that are not Ready: a Sentinel
+    answers while its pod's Valkey waits to rejoin, which is when clients ask."""
+    return k8s.core.v1.ServiceSpecArgs(
+        type="ClusterIP",
+        publish_not_ready_addresses=True,
+        selector=selector,
+        ports=[k8s.core.v1.ServicePortArgs(name=SENTINEL_PORT_NAME, port=port, target_port=SENTINEL_PORT_NAME)],
     )

@@ -32,10 +32,13 @@ def statefulset_spec(
     selector: dict[str, str],
     template: k8s.core.v1.PodTemplateSpecArgs,
     claim: k8s.core.v1.PersistentVolumeClaimArgs | None,
+    replicas: int = 1,
 ) -> k8s.apps.v1.StatefulSetSpecArgs:
+    """``podManagementPolicy`` stays OrderedReady (the default, never set): a change to it would
+    replace the StatefulSet. A new group's pods start one after the other, pod 0 first."""
     return k8s.apps.v1.StatefulSetSpecArgs(
         service_name=service_name,
-        replicas=1,
+        replicas=replicas,
         selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
         update_strategy=k8s.apps.v1.StatefulSetUpdateStrategyArgs(type="RollingUpdate"),
         # The data outlives the StatefulSet: deleting or replacing it keeps the volume.

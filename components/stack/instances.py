@@ -19,6 +19,7 @@ def credentials_args(cfg: StackConfig, name: str) -> CredentialsArgs:
         rotation=cfg.password_rotation,
         # Applications admitted by the NetworkPolicy can mount the password in their namespace.
         client_namespaces=[c.namespace for c in cfg.network_policy.clients],
+        group=cfg.instances[name].replicas > 1,
     )
 
 
@@ -49,6 +50,8 @@ def server_args(cfg: StackConfig, name: str, credentials: Credentials, primary: 
         block_voluntary_eviction=cfg.block_voluntary_eviction,
         protect=cfg.protect,
         metrics_exporter=cfg.monitoring.enabled,
+        failover=cfg.failover,
+        scheduling=cfg.scheduling,
     )
 
 
@@ -72,4 +75,5 @@ def _network_policy(cfg: StackConfig, name: str, accepts_replicas: bool, replica
         accepts_replicas=accepts_replicas,
         upstream_port=cfg.instances[name].port if replica else None,
         metrics_port=METRICS_PORT if cfg.monitoring.enabled else None,
+        sentinel_port=cfg.failover.sentinel_port if cfg.instances[name].replicas > 1 else None,
     )

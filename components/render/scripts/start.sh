@@ -1,0 +1,66 @@
+#!/bin/sh
+# The Valkey container of a group member: sh start.sh
+#
+# Decides this pod's role from the group (group.sh), writes the server's config file on the pod's
+# writable runtime volume and becomes valkey-server. The file is written anew at every start: what
+# Sentinel's CONFIG REWRITE put there last time (a role that may be stale now) is never read back.
+#
+#   include <the rendered valkey.conf>       every setting Pulumi renders, read-only
+#   replica-announce-ip <this pod's name>    the peers and Sentinels reach it by name, not by IP
+#   replicaof <primary> <port>               unless this pod is the primary
+#   include <masterauth.conf>                the replication password, last; every member needs it,
+#                                            the primary too: Sentinel may make it a replica
+#
+# When the Sentinels name this very pod as the primary, it was the primary before it stopped (a
+# crash, a kill, a restart too quick for the Sentinels to notice). Starting as the primary again
+# would give it a new replication ID (Valkey does not keep it across a restart with AOF): every
+# replica, the other region too, would copy the whole dataset from it, and lose what it had
+# received that this pod's AOF had not. So it waits for the Sentinels to promote a replica, for
+# at most FAILOVER_WAIT_SECONDS, and then joins as that one's replica; if none was promoted by
+# then (no replica could take over), it starts as the primary.
+#
+# Parameters, besides group.sh's, from the container's environment:
+#   CONFIG_FILE             the rendered valkey.conf (read-only)
+#   MASTERAUTH_CONFIG_FILE  the file with the masterauth line
+#   RUNTIME_CONFIG_FILE     where to write the server's config file (writable, the pod's own)
+#   FAILOVER_WAIT_SECONDS   how long to wait for the Sentinels to promote another pod
+
+: "${CONFIG_FILE:?}" "${MASTERAUTH_CONFIG_FILE:?}" "${RUNTIME_CONFIG_FILE:?}" "${FAILOVER_WAIT_SECONDS:?}"
+# shellcheck source=SCRIPTDIR/group.sh
+. "$(dirname "$0")/group.sh"
+
+find_primary
+if [ "$PRIMARY" = "$SELF" ] && [ "$PRIMARY_SOURCE" = sentinels ]; then
+  log "the Sentinels still name this pod: waiting up to ${FAILOVER_WAIT_SECONDS}s for them to promote a replica"
+  waited=0
+  while [ "$waited" -lt "$FAILOVER_WAIT_SECONDS" ]; do
+    sleep 1
+    waited=$((waited + 1))
+    if now="$(sentinel_primary)" && [ "$now" != "$SELF" ]; then
+      PRIMARY="$now"
+      log "the Sentinels promoted $PRIMARY after ${waited}s"
+      break
+    fi
+  done
+fi
+
+quote() {
+  printf '"%s"' "$(printf '%s' "$1" | sed 's/[\\"]/\\&/g')"
+}
+
+{
+  echo "# Written by start.sh at the container's start; Sentinel may rewrite it. Never read back."
+  echo "include $(quote "$CONFIG_FILE")"
+  echo "replica-announce-ip $(quote "$SELF")"
+  if [ "$PRIMARY" != "$SELF" ]; then
+    echo "replicaof $(quote "$PRIMARY") $VALKEY_PORT"
+  fi
+  echo "include $(quote "$MASTERAUTH_CONFIG_FILE")"
+} >"$RUNTIME_CONFIG_FILE.tmp"
+mv "$RUNTIME_CONFIG_FILE.tmp" "$RUNTIME_CONFIG_FILE"
+if [ "$PRIMARY" = "$SELF" ]; then
+  log "starting as the primary"
+else
+  log "starting as a replica of $PRIMARY"
+fi
+exec valkey-server "$RUNTIME_CONFIG_FILE"
