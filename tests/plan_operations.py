@@ -114,6 +114,8 @@ NEW_ENDPOINT = {"kubeconfig": "/etc/kube/region1-private-endpoint.yaml"}
 IMAGE_9 = {"image": "valkey/valkey:9.1.2-alpine"}
 NEW_CLIENTS = {"networkPolicy": {"clients": [{"namespace": "apps"}, {"namespace": "web"}]}}
 THIRD_REGION = {"peerCidrs": ["10.20.0.0/16", "10.30.0.0/16"]}
+GROUP = {"instances": instances("region1", _set("sessions", replicas=3))}
+GROUP_GROWN = {"instances": instances("region1", _set("sessions", replicas=3, storage={"size": "16Gi"}))}
 
 OPERATIONS = [
     Operation(
@@ -160,6 +162,8 @@ OPERATIONS = [
         lambda: region1(**REMOVED, **UNPROTECTED),
     ),
     Operation("a new API endpoint in the kubeconfig", "region1", region1, lambda: region1(**NEW_ENDPOINT)),
+    Operation("move a single pod to a group of 3 (replicas)", "region1", region1, lambda: region1(**GROUP)),
+    Operation("grow a group's volumes", "region1", lambda: region1(**GROUP), lambda: region1(**GROUP_GROWN)),
     Operation(
         "promote region 2",
         "region2",
