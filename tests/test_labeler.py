@@ -405,6 +405,41 @@ def test_a_server_not_started_yet_or_gone_is_unknown(setup: Setup, valkeys: Call
     assert labeler.process.poll() is None
 
 
+def test_a_loading_server_is_labelled_by_its_role(setup: Setup, valkeys: Callable[..., Server]) -> None:
+    """Measured: AUTH and ROLE answer while Valkey loads its dataset, PING answers LOADING. With
+    ``-@all +role`` the labeler cannot tell loading apart (it would need +ping); the readiness
+    probe keeps a loading pod out of the Service's endpoints meanwhile."""
+    server = valkeys()
+    pipe = server.client().pipeline(transaction=False)
+    for i in range(20_000):
+        pipe.set(f"session:{i}", "x" * 64)
+    pipe.execute()
+    server.client().save()
+    server.stop()
+    server.config.write_text(
+        server.config.read_text() + "key-load-delay 200\nloading-process-events-interval-bytes 1024\n"
+    )
+    with (setup.root / "loading.log").open("wb") as log:
+        loading = subprocess.Popen([str(BUILDS["9.1.2"]), str(server.config)], stdout=log, stderr=log)
+    try:
+        with valkey.Valkey(unix_socket_path=str(setup.socket), password=ADMIN) as admin:
+
+            def answers_loading() -> bool:
+                try:
+                    admin.ping()
+                except valkey.exceptions.BusyLoadingError:
+                    return True
+                return False
+
+            wait_for(lambda: setup.socket.exists() and answers_loading(), 5, "the server answering LOADING")
+            labeler = setup.start()
+            setup.wait_label("primary", 2, labeler)
+            assert answers_loading()
+            labeler.assert_lines(["labeler: started; role label is (none)", changed("(none)", "primary")])
+    finally:
+        stop_process(loading, timeout=20)
+
+
 # --- the Kubernetes API ---------------------------------------------------------------------------
 
 

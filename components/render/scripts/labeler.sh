@@ -8,6 +8,9 @@
 #             in LOCAL_DOMAIN): the DR region's head, the pod this region's clients must reach
 #   replica   the node replicates from a member of this group (a host ending in LOCAL_DOMAIN)
 #   unknown   no socket yet, no answer, or an error reply (the reason is logged, no secret in it)
+# ROLE answers while Valkey loads its dataset (8.1.8 and 9.1.2, measured): a loading node is
+# labelled by its role; its readiness probe (PING, which answers LOADING) keeps it out of the
+# Service's endpoints meanwhile. Telling loading apart would take +ping in the ACL user's rules.
 # When that differs from the label last applied, it PATCHes the pod (a JSON merge patch of that
 # one label); it also re-applies every REAPPLY_SECONDS, in case someone edited the label. A failed
 # PATCH is retried at the next period. At start it GETs the pod once to learn the current label.
