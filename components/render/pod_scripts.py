@@ -18,6 +18,7 @@ from .paths import (
     CA_FILE,
     CONFIG_FILE,
     GROUP_SCRIPT_KEY,
+    LABELER_SCRIPT_KEY,
     MASTERAUTH_CONFIG_FILE,
     MASTERAUTH_FILE,
     PROBE_PASSWORD_FILE,
@@ -47,7 +48,7 @@ def _read(key: str) -> str:
 
 SCRIPTS = {key: _read(key) for key in (PROBE_SCRIPT_KEY, RELOADER_SCRIPT_KEY)}
 """Config Secret key -> script, in every pod."""
-GROUP_SCRIPT_KEYS = (GROUP_SCRIPT_KEY, START_SCRIPT_KEY, SENTINEL_SCRIPT_KEY)
+GROUP_SCRIPT_KEYS = (GROUP_SCRIPT_KEY, START_SCRIPT_KEY, SENTINEL_SCRIPT_KEY, LABELER_SCRIPT_KEY)
 GROUP_SCRIPTS = {key: _read(key) for key in GROUP_SCRIPT_KEYS}
 """Config Secret key -> script, in a group's pods only."""
 START_COMMAND = ["sh", START_SCRIPT]

@@ -1,0 +1,192 @@
+"""Drills of a Sentinel group (instances.sessions.replicas: 3) on real processes: the pods the program
+renders, started by the pod runner as a StatefulSet of three pods with per-pod DNS names, a
+Kubernetes API the label updaters patch their pods through, and Services that follow the pods'
+current labels and readiness. Once per Valkey version (8.1.8 and 9.1.2).
+
+Applications write through the ``host`` endpoint, the client Service, exactly as they would: its
+name resolves to the pod labelled ``valkey.io/node-role=primary`` (a ClusterIP emulated by DNS;
+connections are not cut when an endpoint leaves, as with kube-proxy).
+
+Rendering differs from the stack files only by ``harness.NO_TLS`` and the group size.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import harness
+import needs
+import pytest
+import valkey
+from drills_support import CONNECTION_ERRORS, Report, admin, app, missing_keys
+from podrunner import PodRunner
+from podrunner.pod import Pod
+from replies import info
+from valkey_process import wait_for
+
+from components.specs.labels import NODE_ROLE_LABEL
+
+pytestmark = needs.root
+
+NAMESPACE = "databases"
+HOST = f"sessions.{NAMESPACE}.svc.cluster.local"
+WRITE_RATE = 5000.0
+IMAGES = {"8.1": "valkey/valkey:8.1.8-alpine", "9.1": "valkey/valkey:9.1.2-alpine"}
+
+
+def group_config(image: str) -> dict[str, object]:
+    return {**harness.NO_TLS, "image": image, "instances.sessions.replicas": 3}
+
+
+@pytest.fixture(scope="module")
+def report() -> Iterator[Report]:
+    r = Report()
+    yield r
+    print()
+    for line in r.lines():
+        print(line)
+
+
+@pytest.fixture
+def runner() -> Iterator[PodRunner]:
+    with PodRunner() as r:
+        yield r
+
+
+@dataclass
+class Outage:
+    started: float
+    ended: float | None = None
+
+
+@dataclass
+class ReconnectingWriter(threading.Thread):
+    """SETs ``<prefix>:<n>`` in pipelined batches at ``rate`` keys/s through the ``host`` endpoint
+    as an application with a retry loop would: on any error it resolves the name again and
+    reconnects. Only batches whose replies all arrived count as acknowledged."""
+
+    connect: Callable[[], valkey.Valkey]
+    prefix: str
+    rate: float = WRITE_RATE
+    batch: int = 10
+    acked: list[tuple[int, float]] = field(default_factory=list)
+    outages: list[Outage] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(name=f"writer-{self.prefix}", daemon=True)
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        client: valkey.Valkey | None = None
+        interval = self.batch / self.rate
+        due = time.monotonic()
+        seq = 0
+        while not self._stop_event.is_set():
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            elif now - due > 0.5:
+                due = now
+            due += interval
+            try:
+                if client is None:
+                    client = self.connect()
+                pipe = client.pipeline(transaction=False)
+                for n in range(seq, seq + self.batch):
+                    pipe.set(f"{self.prefix}:{n}", n)
+                pipe.execute()
+            except (*CONNECTION_ERRORS, valkey.ResponseError) as error:
+                if not self.outages or self.outages[-1].ended is not None:
+                    self.outages.append(Outage(time.monotonic()))
+                if len(self.errors) < 50:
+                    self.errors.append(type(error).__name__ + ": " + str(error)[:80])
+                if client is not None:
+                    client.close()
+                client = None
+                time.sleep(0.02)
+                continue
+            if self.outages and self.outages[-1].ended is None:
+                self.outages[-1].ended = time.monotonic()
+            self.acked.append((seq, time.monotonic()))
+            seq += self.batch
+        if client is not None:
+            client.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(10)
+
+    def keys(self) -> list[str]:
+        return [f"{self.prefix}:{n}" for first, _ in self.acked for n in range(first, first + self.batch)]
+
+    def longest_outage(self) -> float:
+        return max(((o.ended or time.monotonic()) - o.started for o in self.outages), default=0.0)
+
+
+def start_group(runner: PodRunner, rendered: harness.Rendered) -> list[Pod]:
+    pods = runner.start_statefulset(rendered, "sessions", region="region1")
+    wait_for(lambda: primary_pod(runner, pods) is not None, 30, "one pod labelled primary")
+    return pods
+
+
+def labels(runner: PodRunner, pod: Pod) -> dict[str, str]:
+    return runner.api_pod(pod)["metadata"].get("labels", {})
+
+
+def primary_pod(runner: PodRunner, pods: list[Pod]) -> Pod | None:
+    labelled = [p for p in pods if labels(runner, p).get(NODE_ROLE_LABEL) == "primary"]
+    return labelled[0] if len(labelled) == 1 else None
+
+
+def host_client(runner: PodRunner, rendered: harness.Rendered) -> valkey.Valkey:
+    addresses = runner.resolve(HOST, "region1")
+    if not addresses:
+        raise valkey.ConnectionError(f"{HOST} has no endpoint")
+    return app(rendered, "sessions", addresses[0])
+
+
+def node_role(rendered: harness.Rendered, pod: Pod) -> str:
+    with admin(rendered, "sessions", pod.address) as c:
+        return str(info(c, "replication")["role"])
+
+
+@pytest.mark.parametrize("version", sorted(IMAGES))
+def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
+    runner: PodRunner, version: str, report: Report
+) -> None:
+    rendered = harness.render("region1", group_config(IMAGES[version]))
+    pods = start_group(runner, rendered)
+    old = primary_pod(runner, pods)
+    assert old is not None and old.name == "sessions-0"
+    wait_for(lambda: all(node_role(rendered, p) == "slave" for p in pods if p is not old), 30, "two replicas")
+    writer = ReconnectingWriter(lambda: host_client(runner, rendered), f"kill-{version}")
+    writer.start()
+    try:
+        wait_for(lambda: len(writer.acked) > 1000, 20, "writes flowing")
+        killed_at = time.monotonic()
+        old.kill_container("valkey")
+        new = wait_for(
+            lambda: (p := primary_pod(runner, pods)) is not None and p is not old and p, 30, "a new primary labelled"
+        )
+        wait_for(lambda: writer.acked and writer.acked[-1][1] > killed_at + 0.5, 30, "writes succeed again")
+        time.sleep(2)
+    finally:
+        writer.stop()
+    recovered_s = next(t for _, t in writer.acked if t > killed_at + 0.2) - killed_at
+    wait_for(lambda: node_role(rendered, old) == "slave", 60, "the killed pod back as a replica")
+    with app(rendered, "sessions", new.address) as c:
+        lost = missing_keys(c, writer.keys())
+    report.add(
+        f"group-1-kill9-{version}",
+        keys_acked=len(writer.keys()),
+        keys_lost=len(lost),
+        writes_back_after_s=recovered_s,
+        longest_write_outage_s=writer.longest_outage(),
+        new_primary=new.name,
+    )
+    assert recovered_s < 10, writer.errors[:5]
+    assert len(lost) <= WRITE_RATE * 1.0
