@@ -86,6 +86,14 @@ class ValkeyServer(pulumi.ComponentResource):
     role: str
     """"primary" or "replica"."""
     tls: bool
+    replicas: int
+    read_host: str | None
+    """A group's Service over every Ready member; None for a single pod."""
+    sentinel_host: str | None
+    """A group's Sentinel Service; None for a single pod."""
+    sentinel_port: int | None
+    master_name: str | None
+    """The name a group's Sentinels know it by."""
     statefulset: k8s.apps.v1.StatefulSet
 
     def __init__(self, name: str, args: ValkeyServerArgs, opts: pulumi.ResourceOptions | None = None):
@@ -104,6 +112,9 @@ class ValkeyServer(pulumi.ComponentResource):
         self.tls = args.tls is not None
         self.host = f"{name}.{args.namespace}.svc.{args.cluster_domain}"
         self.group = settings.replicas > 1
+        self.replicas = settings.replicas
+        self.sentinel_port = args.failover.sentinel_port if self.group else None
+        self.master_name = name if self.group else None
         self.read_host = (
             f"{self._names.read_service}.{args.namespace}.svc.{args.cluster_domain}" if self.group else None
         )

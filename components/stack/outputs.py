@@ -27,6 +27,11 @@ class Served(Protocol):
     external_host: str | None
     role: str
     tls: bool
+    replicas: int
+    read_host: str | None
+    sentinel_host: str | None
+    sentinel_port: int | None
+    master_name: str | None
 
 
 class Login(Protocol):
@@ -50,6 +55,11 @@ def stack_outputs(cfg: StackConfig, servers: Mapping[str, Served], credentials: 
             "externalHost": servers[name].external_host,
             "role": servers[name].role,
             "tls": servers[name].tls,
+            "replicas": servers[name].replicas,
+            "readHost": servers[name].read_host,
+            "sentinelHost": servers[name].sentinel_host,
+            "sentinelPort": servers[name].sentinel_port,
+            "sentinelMasterName": servers[name].master_name,
             "dr": inst.dr,
             "secretName": credentials[name].secret_name,
             "secretKey": credentials[name].secret_key,
