@@ -75,6 +75,26 @@ def test_deployment_uses_region1_host_port_and_secret(region1: Rendered) -> None
     }
 
 
+def test_a_group_hands_the_app_its_read_and_sentinel_endpoints(region1: Rendered) -> None:
+    single = {e["name"] for e in consumer_container(run_consumer({"organization/valkey/region1": region1}))["env"]}
+    assert not {n for n in single if "SENTINEL" in n or "READ" in n}
+    grouped = render("region1", {"instances.sessions.replicas": 3})
+    sessions = grouped.exports["instances"]["sessions"]
+    env = {
+        e["name"]: e.get("value")
+        for e in consumer_container(run_consumer({"organization/valkey/region1": grouped}))["env"]
+    }
+    assert env["VALKEY_HOST"] == sessions["host"]
+    assert env["VALKEY_READ_HOST"] == sessions["readHost"] == "sessions-read.databases.svc.cluster.local"
+    assert env["VALKEY_SENTINEL_HOST"] == sessions["sentinelHost"]
+    assert (env["VALKEY_SENTINEL_PORT"], env["VALKEY_SENTINEL_MASTER"]) == ("26379", "sessions")
+
+
+def consumer_container(consumer: Rendered) -> dict[str, Any]:
+    [container] = consumer_deployment(consumer)["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
 def test_tls_is_verified_against_the_exported_ca(region1: Rendered) -> None:
     assert region1.exports["instances"]["sessions"]["tls"] is True
     consumer = run_consumer({"organization/valkey/region1": region1})

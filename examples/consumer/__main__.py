@@ -105,6 +105,18 @@ async def main() -> dict[str, Any]:
         capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
         seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
     )
+    # A Sentinel group (replicas > 1) also has a read endpoint over every member, and Sentinels
+    # for clients that ask them for the primary themselves. `host` alone is enough for writes.
+    group_env = [
+        k8s.core.v1.EnvVarArgs(name=name, value=str(int(value)) if isinstance(value, float) else str(value))
+        for name, value in (
+            ("VALKEY_READ_HOST", valkey.get("readHost")),
+            ("VALKEY_SENTINEL_HOST", valkey.get("sentinelHost")),
+            ("VALKEY_SENTINEL_PORT", valkey.get("sentinelPort")),
+            ("VALKEY_SENTINEL_MASTER", valkey.get("sentinelMasterName")),
+        )
+        if value is not None
+    ]
     app = k8s.core.v1.ContainerArgs(
         name="app",
         image=config.get("image") or DEFAULT_IMAGE,
@@ -121,6 +133,7 @@ async def main() -> dict[str, Any]:
                     )
                 ),
             ),
+            *group_env,
         ],
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}
