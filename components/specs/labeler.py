@@ -16,7 +16,7 @@ from ..render.paths import LABELER_PASSWORD_KEY, LABELER_SCRIPT_KEY, RUN_DIR, SO
 from .labels import NODE_ROLE_LABEL
 from .security_context import restricted
 
-IMAGE = "curlimages/curl:8.17.0"
+IMAGE = "curlimages/curl:8.22.0"
 """The curl project's image: busybox sh and curl. It speaks RESP through curl's telnet:// on the
 unix socket, and PATCHes the pod over HTTPS."""
 DIR = "/etc/valkey-labeler"
