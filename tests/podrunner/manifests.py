@@ -15,7 +15,9 @@ Manifest = dict[str, Any]
 
 
 def container(name: str = "main", command: str = IDLE, image: str = VALKEY_IMAGE, **extra: Any) -> Manifest:
-    return {"name": name, "image": image, "command": ["sh", "-c", command], **extra}
+    """A container with the pod's ``work`` emptyDir at /work (and whatever ``extra`` says)."""
+    mounts = [{"name": "work", "mountPath": "/work"}, *extra.pop("volumeMounts", [])]
+    return {"name": name, "image": image, "command": ["sh", "-c", command], "volumeMounts": mounts, **extra}
 
 
 def statefulset(

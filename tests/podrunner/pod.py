@@ -197,6 +197,7 @@ class Pod:
             }
         self._register()
         self._update_ready()
+        self.runner.republish()  # a new pod object: names of Services publishing not-ready addresses
         self._prepare_volumes()
         for plan in self.plan.init_containers:
             proc = self._launch(plan)
