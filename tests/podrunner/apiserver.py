@@ -24,6 +24,10 @@ Where it differs, on purpose:
 - Server-side apply (``application/apply-patch+yaml``) is not emulated: 415, like an unknown type.
 - One namespaced Role per ServiceAccount, bound in the ServiceAccount's own namespace; no
   ClusterRoles, groups, impersonation, list/watch, dry-run, fieldManager or managedFields.
+
+The pod runner (cluster.py) runs one per region on the address of the ``kubernetes`` Service, puts
+every pod it starts here (``put_pod``/``delete_pod``/``set_status``), registers each pod's projected
+token (``add_token``/``remove_token``) and follows label changes through ``on_change``.
 """
 
 from __future__ import annotations
@@ -215,8 +219,9 @@ class ApiServer:
     ``put_pod`` and ``pod`` are the tests' side door (no authentication, no log entry);
     ``requests`` is the log of what clients sent, in order."""
 
-    def __init__(self, tls: tuple[Path, Path] | None = None, host: str = "127.0.0.1"):
+    def __init__(self, tls: tuple[Path, Path] | None = None, host: str = "127.0.0.1", port: int = 0):
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[str, str], None]] = []
         self._pods: dict[tuple[str, str], dict[str, Any]] = {}
         self._tokens: dict[str, ServiceAccount] = {}
         self._requests: list[Request] = []
@@ -226,7 +231,7 @@ class ApiServer:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(certfile=str(tls[1]), keyfile=str(tls[0]))
         self.scheme = "http" if context is None else "https"
-        self._server = _Server((host, 0), _handler_class(self), context)
+        self._server = _Server((host, port), _handler_class(self), context)
         # shutdown() waits for the serving loop's next poll: a short one keeps each test's teardown short.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="apiserver", daemon=True
@@ -254,6 +259,29 @@ class ApiServer:
     def add_token(self, token: str, account: ServiceAccount) -> None:
         with self._lock:
             self._tokens[token] = account
+
+    def remove_token(self, token: str) -> None:
+        """A bound token dies with its pod: later requests with it get 401."""
+        with self._lock:
+            self._tokens.pop(token, None)
+
+    def on_change(self, listener: Callable[[str, str], None]) -> None:
+        """Call ``listener(namespace, name)`` after a client's PATCH changed a pod (from the request's
+        thread, after the reply's state is stored): how the runner's endpoints follow labels."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._pods.pop((namespace, name), None)
+
+    def set_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Replace a pod's status as the kubelet's status manager does (a new resourceVersion)."""
+        with self._lock:
+            pod = self._pods.get((namespace, name))
+            if pod is not None and pod.get("status") != status:
+                pod["status"] = copy.deepcopy(status)
+                pod["metadata"]["resourceVersion"] = self._next_version()
 
     def put_pod(self, pod: dict[str, Any]) -> dict[str, Any]:
         """Store (or replace) a pod as a controller would, with a new resourceVersion; returns it."""
@@ -313,12 +341,17 @@ class ApiServer:
                 return copy.deepcopy(current)
             patched = _apply(current, headers.get("content-type", ""), body)
             _check(current, patched, name)
-            if patched != current:
+            changed = patched != current
+            if changed:
                 patched["metadata"]["resourceVersion"] = self._next_version()
                 self._pods[(namespace, name)] = patched
             # A patch leaving resourceVersion out (or null) is unconditional; the stored one stays.
             patched["metadata"]["resourceVersion"] = self._pods[(namespace, name)]["metadata"]["resourceVersion"]
-            return copy.deepcopy(patched)
+            listeners = list(self._listeners) if changed else []
+            result = copy.deepcopy(patched)
+        for listener in listeners:  # before the reply: a client that has its answer sees the effect
+            listener(namespace, name)
+        return result
 
     @staticmethod
     def _authorize(account: ServiceAccount, verb: str, namespace: str, name: str) -> None:

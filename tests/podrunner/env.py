@@ -20,6 +20,7 @@ def pod_fields(
     host_ip: str,
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
+    service_account: str = "default",
 ) -> dict[str, str]:
     """Values for ``fieldRef.fieldPath``; keyed paths (labels['x']) are looked up separately."""
     fields = {
@@ -30,7 +31,7 @@ def pod_fields(
         "status.podIPs": pod_ip,
         "status.hostIP": host_ip,
         "spec.nodeName": "podrunner",
-        "spec.serviceAccountName": "default",
+        "spec.serviceAccountName": service_account,
     }
     fields.update({f"metadata.labels['{k}']": v for k, v in labels.items()})
     fields.update({f"metadata.annotations['{k}']": v for k, v in annotations.items()})
@@ -38,11 +39,18 @@ def pod_fields(
 
 
 def resolve_env(
-    container: ContainerPlan, store: ObjectStore, namespace: str, fields: Mapping[str, str]
+    container: ContainerPlan,
+    store: ObjectStore,
+    namespace: str,
+    fields: Mapping[str, str],
+    service_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """envFrom first (later sources win), then env in order. A ``value`` may reference variables
-    defined before it with $(VAR); values from Secrets, ConfigMaps and fields are taken verbatim.
+    defined before it with $(VAR), and the service variables; values from Secrets, ConfigMaps and
+    fields are taken verbatim. Service variables (``KUBERNETES_SERVICE_HOST``...) come last, where
+    the container does not define them (kubelet_pods.go makeEnvironmentVariables).
     A missing non-optional Secret/ConfigMap or key fails like the kubelet's CreateContainerConfigError."""
+    service_env = service_env or {}
     where = f"container {container.name!r}"
     env: dict[str, str] = {}
     for source in container.raw.get("envFrom") or []:
@@ -63,12 +71,12 @@ def resolve_env(
         name = entry["name"]
         source = entry.get("valueFrom")
         if source is None:
-            env[name] = expand(str(entry.get("value") or ""), env)
+            env[name] = expand(str(entry.get("value") or ""), env, service_env)
             continue
         value = _value_from(source, store, namespace, fields, f"{where} env {name}")
         if value is not None:
             env[name] = value
-    return env
+    return {**env, **{k: v for k, v in service_env.items() if k not in env}}
 
 
 def _value_from(

@@ -4,7 +4,11 @@ body kept. 200-399 passes (3xx: the kubelet logs a warning), anything else fails
 
 from __future__ import annotations
 
+import ctypes
 import http.client
+import os
+import socket
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -25,24 +29,76 @@ class HttpOutcome:
     timed_out: bool = False
 
 
-def http_get(host: str, action: HttpGet, timeout: float) -> HttpOutcome:
+CLONE_NEWNET = 0x40000000
+
+
+def socket_in_netns(netns_path: str) -> socket.socket:
+    """A TCP socket created inside a network namespace (by a short-lived thread that joins it: setns
+    applies to the calling thread only); it stays in that namespace for its lifetime."""
+    made: list[socket.socket | BaseException] = []
+
+    def enter() -> None:
+        try:
+            fd = os.open(netns_path, os.O_RDONLY)
+            try:
+                if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns {netns_path}")
+                made.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            finally:
+                os.close(fd)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            made.append(exc)
+
+    thread = threading.Thread(target=enter, name="netns-socket")
+    thread.start()
+    thread.join()
+    if isinstance(made[0], BaseException):
+        raise made[0]
+    return made[0]
+
+
+class _NetnsConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, timeout: float, netns: str):
+        super().__init__(host, port, timeout=timeout)
+        self.netns = netns
+
+    def connect(self) -> None:
+        sock = socket_in_netns(self.netns)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect((self.host, self.port))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def http_get(host: str, action: HttpGet, timeout: float, netns: str | None = None) -> HttpOutcome:
+    """``netns``: send from inside that network namespace (to the pod IP, through its loopback):
+    how the runner reaches an isolated pod as the kubelet on its node still would."""
     deadline = time.monotonic() + timeout
     port, path = action.port, action.path
     for _ in range(MAX_REDIRECTS + 1):
-        outcome, redirect = _exchange(host, port, path, deadline)
+        outcome, redirect = _exchange(host, port, path, deadline, netns)
         if redirect is None:
             return outcome
         port, path = redirect
     return HttpOutcome(False, f"Get http://{host}:{port}{path}: stopped after {MAX_REDIRECTS} redirects", None)
 
 
-def _exchange(host: str, port: int, path: str, deadline: float) -> tuple[HttpOutcome, tuple[int, str] | None]:
+def _exchange(
+    host: str, port: int, path: str, deadline: float, netns: str | None = None
+) -> tuple[HttpOutcome, tuple[int, str] | None]:
     """One request: its outcome, and (port, path) when it is a redirect the kubelet follows."""
     url = f"http://{host}:{port}{path}"
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return HttpOutcome(False, f"Get {url}: context deadline exceeded", None, timed_out=True), None
-    conn = http.client.HTTPConnection(host, port, timeout=remaining)
+    conn = (
+        _NetnsConnection(host, port, remaining, netns)
+        if netns
+        else http.client.HTTPConnection(host, port, timeout=remaining)
+    )
     try:
         conn.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close"})
         response = conn.getresponse()

@@ -17,6 +17,9 @@ Stand-ins:
   differences of 1.45 a test may meet (``/-/reload`` is missing: 1.45 answers it with the index page)
   are the test's to state. The real image is ``scratch`` (no shell, no /etc/passwd); the stand-in has
   the host's /usr, so ``exec`` into it finds tools the real container does not have.
+- ``curlimages/curl:<tag>``, only for ``CURL_TAGS``: the host's /usr/bin/curl (Debian 12: 7.88.1)
+  and /bin/sh, as uid 100 ``curl_user`` (see _curl). Options curl gained after the host's version
+  are missing: a test using one must say so.
 """
 
 from __future__ import annotations
@@ -187,7 +190,57 @@ def _redis_exporter(reference: str, tag: str) -> Image:
     )
 
 
-_REPOSITORIES = {"valkey/valkey": _valkey, "oliver006/redis_exporter": _redis_exporter}
+CURL_TAGS = ("8.22.0",)
+"""curlimages/curl tags stood in for: 8.22.0 is the newest release tag found pinned in public
+manifests (curl/curl-container pushes one tag per curl release, named after it)."""
+HOST_CURL = "/usr/bin/curl"
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+CURL_UID, CURL_GID = 100, 101
+"""curl/curl-container create_base_image.sh: ``addgroup -S curl_group; adduser -S curl_user -G
+curl_group`` on alpine (first free system ids: uid 100, gid 101), then ``USER curl_user``."""
+CURL_ENTRYPOINT = """#!/bin/sh
+# curl/curl-container etc/entrypoint.sh: a first argument that is an option or no command runs curl.
+set -e
+if [ "${1#-}" != "${1}" ] || [ -z "$(command -v "${1}")" ]; then
+  set -- curl "$@"
+fi
+exec "$@"
+"""
+
+
+@functools.cache
+def host_curl_version() -> str:
+    out = subprocess.run([HOST_CURL, "--version"], capture_output=True, text=True, check=False)
+    match = re.match(r"curl (\S+)", out.stdout)
+    return match.group(1) if match else ""
+
+
+def _curl(reference: str, tag: str) -> Image:
+    """``curlimages/curl:<tag>``: alpine with busybox and curl, ``USER curl_user`` (100:101), WORKDIR
+    /home/curl_user, ``CURL_CA_BUNDLE=/cacert.pem``, ENTRYPOINT /entrypoint.sh, CMD curl. Here: the
+    host's curl (Debian's, see host_curl_version(): older than the tag, so options newer than it are
+    missing) in /usr/bin as in the image, dash for busybox sh, the host's CA bundle as /cacert.pem."""
+    if tag not in CURL_TAGS:
+        raise UnsupportedPodFeature("image", f"{reference}: only tags {list(CURL_TAGS)} are stood in for")
+    if not os.access(HOST_CURL, os.X_OK) or not host_curl_version():
+        raise UnsupportedPodFeature("image", f"{reference}: the host has no {HOST_CURL} (apt-get install curl)")
+    return Image(
+        reference=reference,
+        workdir="/home/curl_user",
+        env=(("PATH", DEFAULT_PATH), ("CURL_CA_BUNDLE", "/cacert.pem")),
+        binaries={"/cacert.pem": HOST_CA_BUNDLE} if os.path.exists(HOST_CA_BUNDLE) else {},
+        files={
+            "/etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n"
+            f"curl_user:x:{CURL_UID}:{CURL_GID}:Linux User,,,:/home/curl_user:/sbin/nologin\n",
+            "/etc/group": f"root:x:0:root\nnobody:x:65534:\ncurl_group:x:{CURL_GID}:curl_user\n",
+        },
+        executables={"/entrypoint.sh": CURL_ENTRYPOINT},
+        dirs=(ImageDir("/home/curl_user", CURL_UID, CURL_GID, 0o755), ImageDir("/tmp", 0, 0, 0o1777)),
+        user=(CURL_UID, CURL_GID),
+    )
+
+
+_REPOSITORIES = {"valkey/valkey": _valkey, "oliver006/redis_exporter": _redis_exporter, "curlimages/curl": _curl}
 
 
 def resolve_image(reference: str) -> Image:

@@ -102,6 +102,8 @@ class PodNetwork:
         self.address = bridge.allocate()
         self.netns = f"{NETNS_PREFIX}{os.getpid()}-{bridge.name}-{PodNetwork._count}"
         host_if = f"pv{secrets.token_hex(6)}"
+        self.host_if = host_if
+        self.isolated = False
         ip("netns", "add", self.netns)
         try:
             ip("link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
@@ -117,6 +119,17 @@ class PodNetwork:
     @property
     def path(self) -> str:
         return f"/run/netns/{self.netns}"
+
+    def isolate(self) -> None:
+        """The bridge side of the veth down: eth0 loses its carrier, its routes and address stay, so
+        nothing it sends arrives and nothing reaches it (a partition: no RST, no ICMP, timeouts);
+        loopback inside the namespace keeps working."""
+        ip("link", "set", self.host_if, "down")
+        self.isolated = True
+
+    def rejoin(self) -> None:
+        ip("link", "set", self.host_if, "up")
+        self.isolated = False
 
     def close(self) -> None:
         # Deleting the namespace destroys the veth pair with it.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import shutil
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -11,18 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .apiserver import ServiceAccount
+from .cluster import Cluster, service_account
 from .container import ContainerProcess, ExecResult
 from .env import container_argv, pod_fields, resolve_env
 from .errors import PodStartError, UnsupportedPodFeature
 from .httpprobe import http_get
+from .kubelet import Backoff, ContainerState
 from .names import Entry
 from .network import PodNetwork
 from .objects import HasManifests, ObjectStore, as_int
 from .podspec import ContainerPlan, PodPlan, plan_pod
 from .volumes import (
+    Projection,
     prepare_claim,
     prepare_empty_dir,
     projected_files,
+    projected_volume_files,
     sub_path_source,
     update_projected,
     write_projected,
@@ -33,6 +41,8 @@ if TYPE_CHECKING:
 
 EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
 ETC_FILES = ("hosts", "hostname", "resolv.conf")
+TICK = 0.05
+"""How often a container's worker looks at its process (the kubelet's PLEG relists every second)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,15 @@ class ProbeResult:
 
 class Pod:
     """A started pod. Its directory, network namespace and IP live until delete(); claims (PVC
-    directories) until delete() too; container processes between start and stop/kill9."""
+    directories) until delete() too; container processes between start and stop/kill9.
+
+    Between start() and stop()/kill9()/delete() the pod is supervised as by a kubelet with
+    restartPolicy Always: a container whose process exits (kill_container(), a crash, a clean exit)
+    is started again in the same pod (same network namespace, volumes and emptyDirs; a fresh root
+    filesystem) after the kubelet's crash-loop back-off (kubelet.py), and counted (restart_count()).
+    Each container's readiness probe runs in the background at its periodSeconds; the pod is Ready
+    when every container is. The pod's Service names follow readiness and the pod object's current
+    labels in the region's API server (``labels``), which clients may PATCH."""
 
     def __init__(self, runner: PodRunner, store: ObjectStore, plan: PodPlan, region: str, publish: bool):
         self.runner = runner
@@ -60,7 +78,20 @@ class Pod:
         self.key = f"{region}/{plan.namespace}/{plan.name}"
         self.dir = runner.workdir / region / plan.namespace / plan.name
         self.claims = self._claims()
-        self._names = self._names_to_publish()  # refuses untranslatable Services before anything starts
+        self._check_services()  # refuses untranslatable Services before anything starts
+        self._account = self._service_account()  # refuses RBAC it cannot emulate, likewise
+        self._lock = threading.RLock()
+        self._supervised = False
+        self._states: dict[str, ContainerState] = {}
+        self._workers: dict[str, threading.Thread] = {}
+        self._stop_workers = threading.Event()
+        self._ready = False
+        self.ready_at: float | None = None
+        """When (time.monotonic()) the pod became Ready; None while it is not Ready."""
+        self._token: str | None = None
+        self._cluster: Cluster | None = None
+        self.errors: list[str] = []
+        """What went wrong in the pod's background workers (a test may assert it is empty)."""
         policies = store.of_kind("NetworkPolicy", plan.namespace)
         self.not_enforced = [
             f"NetworkPolicy {n['metadata']['name']}"
@@ -100,6 +131,34 @@ class Pod:
     def fqdn(self) -> str:
         return f"{self.name}.{self.plan.subdomain}.{self.namespace}.svc.{self.runner.names.cluster_domain}"
 
+    @property
+    def ordinal(self) -> int:
+        return self.plan.ordinal
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The pod object's labels now: the template's plus the controller's when it was created,
+        then whatever clients PATCHed. Gone with the pod object (restart() recreates it)."""
+        if self._cluster is not None:
+            obj = self._cluster.api.pod(self.namespace, self.name)
+            if obj is not None:
+                return dict(obj["metadata"].get("labels") or {})
+        return dict(self.plan.labels)
+
+    @property
+    def ready(self) -> bool:
+        """The pod's Ready condition as the background prober (or wait_ready) last found it."""
+        return self._ready
+
+    @property
+    def token(self) -> str | None:
+        """The service account token projected into this pod (None: it mounts none)."""
+        return self._token
+
+    @property
+    def isolated(self) -> bool:
+        return self.network is not None and self.network.isolated
+
     def log_path(self, container: str | None = None) -> Path:
         return self.dir / "logs" / f"{container or self.plan.containers[0].name}.log"
 
@@ -121,18 +180,24 @@ class Pod:
             raise RuntimeError(f"pod {self.key} was deleted")
         if self.processes and any(p.running for p in self.processes.values()):
             raise RuntimeError(f"pod {self.key} is already running")
+        self._cluster = self.runner.cluster(self.region)
         if self.network is None:
             self.network = PodNetwork(self.runner.bridge)
             (self.dir / "etc").mkdir(parents=True, exist_ok=True)
             (self.dir / "logs").mkdir(exist_ok=True)
             (self.dir / "etc" / "hostname").write_text(f"{self.name}\n")
             (self.dir / "etc" / "resolv.conf").write_text(self.runner.names.resolv_conf(self.namespace))
-            if self.publish:
-                for e in self._names:
-                    self.runner.names.publish(e.name, self.address, e.region, self.key)
             self.runner.refresh_hosts()
         self.uid = str(uuid.uuid4())
-        self.processes = {}
+        with self._lock:
+            self.processes = {}
+            self._states = {
+                c.name: ContainerState(Backoff(self.runner.backoff_initial, self.runner.backoff_max))
+                for c in self.plan.containers
+            }
+        self._register()
+        self._update_ready()
+        self.runner.republish()  # a new pod object: names of Services publishing not-ready addresses
         self._prepare_volumes()
         for plan in self.plan.init_containers:
             proc = self._launch(plan)
@@ -145,25 +210,89 @@ class Pod:
                 )
             if code != 0:
                 raise PodStartError(f"{self.key}: init container {plan.name} exited {code}\n{self._tail(plan.name)}")
-        for plan in self.plan.containers:
-            self.processes[plan.name] = self._launch(plan)
+        with self._lock:
+            for plan in self.plan.containers:
+                proc = self._launch(plan)
+                self.processes[plan.name] = proc
+                self._states[plan.name].on_start(proc.started_at, plan)
+            self._supervised = True
+        self._ensure_workers()
+
+    def _unsupervise(self) -> dict[str, ContainerProcess]:
+        with self._lock:
+            self._supervised = False
+            return dict(self.processes)
 
     def stop(self, grace: float | None = None) -> dict[str, int]:
         """SIGTERM every container, SIGKILL what is left after the grace period (default: the pod's
-        terminationGracePeriodSeconds). Returns exit codes."""
+        terminationGracePeriodSeconds). Returns exit codes. Nothing restarts them (start() does);
+        the pod object stays in the API server, not Ready."""
         grace = float(self.plan.grace_seconds if grace is None else grace)
-        for proc in self.processes.values():
+        processes = self._unsupervise()
+        for proc in processes.values():
             proc.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         codes = {}
-        for name, proc in self.processes.items():
+        for name, proc in processes.items():
             code = proc.wait(max(0.0, deadline - time.monotonic()))
             codes[name] = proc.kill() if code is None else code
+        self._all_unready()
         return codes
 
     def kill9(self) -> dict[str, int]:
-        """SIGKILL every container (as an OOM kill or a node crash would); nothing restarts it."""
-        return {name: proc.kill() for name, proc in self.processes.items()}
+        """SIGKILL every container at once, as a node crash would: the kubelet goes down with them, so
+        nothing restarts them (start() or restart() does). To crash one container and have the
+        kubelet restart it, use kill_container()."""
+        codes = {name: proc.kill() for name, proc in self._unsupervise().items()}
+        self._all_unready()
+        return codes
+
+    def kill_container(self, container: str | None = None, signal: int = 9, timeout: float = 10.0) -> int | None:
+        """Send ``signal`` (default SIGKILL: a crash or an OOM kill) to one container's PID 1 and wait up
+        to ``timeout`` for it to exit; returns its exit status (128+signal), None if it still runs.
+        The kubelet then starts it again after its back-off (kubelet.py; restart_count() counts)."""
+        proc = self._process(container)
+        proc.signal(signal)
+        return proc.wait(timeout)
+
+    def restart_count(self, container: str | None = None) -> int:
+        """How often the kubelet restarted this container since the pod was (re)created."""
+        return self._states[self._plan(container).name].restarts
+
+    def wait_running(self, container: str | None = None, restarts: int | None = None, timeout: float = 30.0) -> None:
+        """Wait until the container runs (again) and, with ``restarts``, has been restarted at least that
+        often. Does not wait for Ready (wait_ready does)."""
+        name = self._plan(container).name
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = self.processes.get(name)
+            count = self._states[name].restarts if name in self._states else 0
+            if proc is not None and proc.running and (restarts is None or count >= restarts):
+                return
+            if time.monotonic() >= deadline:
+                state = self._states.get(name)
+                wait = 0.0
+                if state is not None and state.finished_at is not None:
+                    wait = state.backoff.remaining(state.finished_at, time.monotonic())
+                raise TimeoutError(
+                    f"{self.key}: container {name} not running with {restarts} restarts after {timeout}s "
+                    f"(restarts {count}, back-off left {wait:.1f}s, supervised {self._supervised})"
+                )
+            time.sleep(TICK)
+
+    def isolate(self) -> None:
+        """Cut the pod off the network: no other pod, proxy, the API server or the tests reach it, and it
+        reaches none of them (packets are dropped: connections time out). ``exec`` and loopback inside
+        the pod keep working, and so do its probes: exec probes run inside it, httpGet probes are then
+        sent from inside its network namespace (the kubelet on its node still reaches it)."""
+        if self.network is None:
+            raise RuntimeError(f"pod {self.key} has no network")
+        self.network.isolate()
+
+    def rejoin(self) -> None:
+        if self.network is None:
+            raise RuntimeError(f"pod {self.key} has no network")
+        self.network.rejoin()
 
     def restart(
         self,
@@ -172,18 +301,18 @@ class Pod:
         wait_ready: float | None = 30.0,
     ) -> None:
         """Delete and recreate the pod as the StatefulSet controller would: same name, IP and claims;
-        fresh emptyDirs and projected files; init containers run again. ``objects`` replaces the
-        manifests (e.g. a re-rendered config Secret)."""
+        fresh emptyDirs and projected files (a new token); init containers run again; the pod object is
+        created anew with the template's labels. ``objects`` replaces the manifests (e.g. a
+        re-rendered config Secret)."""
         self.stop(grace)
+        self._unregister()  # the pod object is deleted, with the labels clients set
         if objects is not None:
-            self.store = ObjectStore(objects)
-            self.plan = plan_pod(self.store, self.plan.statefulset, self.plan.ordinal, self.namespace)
+            store = ObjectStore(objects)
+            plan = plan_pod(store, self.plan.statefulset, self.plan.ordinal, self.namespace)
+            self.store, self.plan = store, plan
             self.claims = self._claims()
-            self.runner.names.unpublish(self.key)
-            self._names = self._names_to_publish()
-            for e in self._names if self.publish else []:
-                self.runner.names.publish(e.name, self.address, e.region, self.key)
-            self.runner.refresh_hosts()
+            self._check_services()
+            self._account = self._service_account()
         self.start()
         if wait_ready:
             self.wait_ready(wait_ready)
@@ -197,8 +326,15 @@ class Pod:
 
     def teardown(self) -> None:
         """Kill processes, remove the network and the pod directory; claims stay."""
-        for proc in self.processes.values():
+        processes = self._unsupervise()
+        self._stop_workers.set()
+        for proc in processes.values():
             proc.kill()
+        for worker in self._workers.values():
+            if worker is not threading.current_thread():
+                worker.join(10.0)
+        self._unregister()
+        self._ready = False
         self.runner.names.unpublish(self.key)
         if self.network is not None:
             self.network.close()
@@ -228,7 +364,8 @@ class Pod:
         if probe.http_get is not None:
             if not proc.running:
                 return ProbeResult(kind, False, f"container {plan.name} is not running", None)
-            outcome = http_get(self.address, probe.http_get, probe.timeout)
+            netns = self.network.path if self.network is not None and self.network.isolated else None
+            outcome = http_get(self.address, probe.http_get, probe.timeout, netns)
             return ProbeResult(
                 kind, outcome.success, outcome.output, None, outcome.timed_out, http_status=outcome.status
             )
@@ -238,15 +375,20 @@ class Pod:
 
     def wait_ready(self, timeout: float = 30.0, interval: float = 0.1, container: str | None = None) -> None:
         """Poll as the kubelet's prober does, faster: after initialDelaySeconds, the startup probe until
-        it passes, then the readiness probe until successThreshold passes in a row. Fails at once if
-        the container exits. ``container`` None: every container, in order (the pod's Ready condition);
-        ``timeout`` covers them all."""
+        it passes, then the readiness probe until successThreshold passes in a row; the container then
+        counts as Ready (the background prober takes over). Fails at once if the container exits
+        while waiting (the kubelet will restart it); a container already exited when the wait starts
+        is first waited for to run again. ``container`` None: every container, in order (the pod's
+        Ready condition); ``timeout`` covers them all."""
         deadline = time.monotonic() + timeout
         for plan in [self._plan(container)] if container else self.plan.containers:
             self._wait_container_ready(plan, deadline, timeout, interval)
 
     def _wait_container_ready(self, plan: ContainerPlan, deadline: float, timeout: float, interval: float) -> None:
         proc = self._process(plan.name)
+        if not proc.running and self._supervised:
+            self.wait_running(plan.name, timeout=max(0.0, deadline - time.monotonic()))
+            proc = self._process(plan.name)
         last: ProbeResult | None = None
         successes = 0
         for kind in ("startup", "readiness"):
@@ -266,12 +408,20 @@ class Pod:
                 successes = successes + 1 if last.success else 0
                 if successes >= needed:
                     break
+                if proc is not self.processes.get(plan.name):
+                    raise PodStartError(f"{self.key}: container {plan.name} was restarted while waiting for {kind}")
                 if time.monotonic() >= deadline:
                     raise TimeoutError(
                         f"{self.key}: {kind} probe not passing after {timeout}s; last output "
                         f"{last.output!r}\n{self._tail(plan.name)}"
                     )
                 time.sleep(interval)
+        with self._lock:
+            state = self._states.get(plan.name)
+            if state is not None and self.processes.get(plan.name) is proc:
+                state.started = True
+                state.successes, state.failures = max(state.successes, successes), 0
+        self._set_container_ready(plan.name, True, proc)
 
     # ----- mounted Secrets and ConfigMaps ----------------------------------------------------------
     def update_volumes(self, objects: HasManifests | Iterable[Mapping[str, Any]]) -> dict[str, bool]:
@@ -328,18 +478,18 @@ class Pod:
     def _tail(self, container: str, lines: int = 20) -> str:
         return "\n".join(self.logs(container).splitlines()[-lines:])
 
-    def _names_to_publish(self) -> list[Entry]:
-        """The pod's own DNS name and those of the Services selecting it (LoadBalancer hostnames
-        published by external-dns are global; cluster names are visible in the pod's region only)."""
-        domain = self.runner.names.cluster_domain
-        entries = []
-        if self.plan.subdomain:
-            entries.append(Entry(self.fqdn, "", self.region, self.key))
+    def _check_services(self) -> None:
+        """Refuse Services that could select this pod (their selector does not contradict its template
+        labels: a label a client PATCHes may complete it) and would translate ports."""
+        if not self.publish:
+            return
         ports = {name: port for c in self.plan.containers for name, port in c.ports.items()}
         for svc in self.store.of_kind("Service", self.namespace):
             spec = svc.get("spec") or {}
             selector = spec.get("selector") or {}
-            if not selector or any(self.plan.labels.get(k) != v for k, v in selector.items()):
+            if not selector or spec.get("clusterIP") == "None":
+                continue  # a headless Service's ports translate nothing: clients dial the pod IPs
+            if any(k in self.plan.labels and self.plan.labels[k] != v for k, v in selector.items()):
                 continue
             name = svc["metadata"]["name"]
             for i, p in enumerate(spec.get("ports") or []):
@@ -352,11 +502,223 @@ class Pod:
                         f"maps {port} to {target!r}: port "
                         "translation is not emulated (publish=False, then runner.proxy())",
                     )
+
+    def published_entries(self) -> list[Entry]:
+        """The names this pod is an endpoint of now, as the endpoints controller, CoreDNS and
+        external-dns would publish them: every Service whose selector matches the pod object's current
+        labels, if the pod is Ready or the Service has publishNotReadyAddresses; its per-pod name
+        ``<pod>.<serviceName>.<ns>.svc.<domain>`` when ``serviceName`` is such a headless Service;
+        LoadBalancer hostnames (external-dns) in every region, cluster names in the pod's region only.
+        A ClusterIP Service name resolves straight to its endpoints' pod IPs (no virtual IP): as with
+        kube-proxy, connections made before an endpoint left are not cut."""
+        if not self.publish or self.network is None or self.deleted:
+            return []
+        domain = self.runner.names.cluster_domain
+        labels = self.labels
+        entries = []
+        for svc in self.store.of_kind("Service", self.namespace):
+            spec = svc.get("spec") or {}
+            selector = spec.get("selector") or {}
+            if not selector or any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            if not (self._ready or spec.get("publishNotReadyAddresses")):
+                continue
+            name = svc["metadata"]["name"]
+            if name == self.plan.subdomain and spec.get("clusterIP") == "None":
+                entries.append(Entry(self.fqdn, "", self.region, self.key))
             entries.append(Entry(f"{name}.{self.namespace}.svc.{domain}", "", self.region, self.key))
             if spec.get("type") == "LoadBalancer":
                 hosts = (svc["metadata"].get("annotations") or {}).get(EXTERNAL_DNS_HOSTNAME, "")
                 entries += [Entry(h.strip(), "", None, self.key) for h in hosts.split(",") if h.strip()]
         return entries
+
+    # ----- the API server's view ----------------------------------------------------------------------
+    def _token_sources(self) -> list[Mapping[str, Any]]:
+        return [
+            s["serviceAccountToken"]
+            for v in self.plan.volumes.values()
+            if v.kind == "projected"
+            for s in v.source.get("sources") or []
+            if s.get("serviceAccountToken") is not None
+        ]
+
+    def _service_account(self) -> ServiceAccount | None:
+        if not self._token_sources():
+            return None
+        return service_account(self.store, self.namespace, self.plan.service_account)
+
+    def _register(self) -> None:
+        """Create the pod object (the template's labels) and, if a volume projects one, a new token."""
+        cluster = self._cluster
+        assert cluster is not None
+        if self._token is not None:
+            cluster.api.remove_token(self._token)
+        self._token = None
+        if self._account is not None:
+            self._token = secrets.token_urlsafe(32)
+            if all(str(t.get("audience") or "") in cluster.audiences for t in self._token_sources()):
+                cluster.api.add_token(self._token, self._account)
+        cluster.api.put_pod(self._api_object())
+
+    def _unregister(self) -> None:
+        if self._cluster is not None:
+            if self._token is not None:
+                self._cluster.api.remove_token(self._token)
+            self._cluster.api.delete_pod(self.namespace, self.name)
+
+    def _api_object(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "uid": self.uid,
+                "labels": dict(self.plan.template_labels or self.plan.labels),
+                "annotations": dict(self.plan.annotations),
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "StatefulSet",
+                        "name": self.plan.statefulset,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": {
+                "hostname": self.name,
+                "subdomain": self.plan.subdomain,
+                "serviceAccountName": self.plan.service_account,
+                "nodeName": "podrunner",
+                "containers": [{"name": c.name, "image": c.image.reference} for c in self.plan.containers],
+            },
+            "status": self._status(),
+        }
+
+    def _status(self) -> dict[str, Any]:
+        ready = "True" if self._ready else "False"
+        return {
+            "phase": "Running",
+            "podIP": self.network.address if self.network else "",
+            "hostIP": self.runner.bridge.gateway,
+            "conditions": [{"type": "Ready", "status": ready}, {"type": "ContainersReady", "status": ready}],
+            "containerStatuses": [
+                {"name": n, "ready": s.ready, "started": s.started, "restartCount": s.restarts}
+                for n, s in self._states.items()
+            ],
+        }
+
+    def _publish_status(self) -> None:
+        if self._cluster is not None and not self.deleted:
+            self._cluster.api.set_status(self.namespace, self.name, self._status())
+
+    # ----- the kubelet's workers --------------------------------------------------------------------
+    def _ensure_workers(self) -> None:
+        for plan in self.plan.containers:
+            worker = self._workers.get(plan.name)
+            if worker is None or not worker.is_alive():
+                worker = threading.Thread(
+                    target=self._work, args=(plan.name,), name=f"kubelet {self.key}/{plan.name}", daemon=True
+                )
+                self._workers[plan.name] = worker
+                worker.start()
+
+    def _work(self, name: str) -> None:
+        while not self._stop_workers.wait(TICK):
+            try:
+                self._step(name)
+            except Exception as exc:  # noqa: BLE001 - a worker must not die silently; tests read pod.errors
+                self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    def _step(self, name: str) -> None:
+        plan = next((c for c in self.plan.containers if c.name == name), None)
+        state = self._states.get(name)
+        proc = self.processes.get(name)
+        if plan is None or state is None or proc is None:
+            return
+        now = time.monotonic()
+        if not proc.running:
+            if state.finished_at is None:
+                state.finished_at, state.last_exit_code = now, proc.exit_code
+            self._set_container_ready(name, False, proc)
+            if self._supervised and not state.backoff.in_backoff_since(state.finished_at, now):
+                self._restart_container(plan, proc, state)
+            return
+        if now >= state.next_probe:
+            self._probe_step(plan, proc, state, now)
+
+    def _restart_container(self, plan: ContainerPlan, old: ContainerProcess, state: ContainerState) -> None:
+        with self._lock:
+            if not self._supervised or self.deleted or self.processes.get(plan.name) is not old:
+                return
+            assert state.finished_at is not None
+            state.backoff.next(state.finished_at, time.monotonic())
+            try:
+                proc = self._launch(plan)
+            except (PodStartError, OSError, RuntimeError) as exc:
+                state.finished_at = time.monotonic()  # a failed start backs off like a crash
+                with contextlib.suppress(OSError), open(self.log_path(plan.name), "a") as log:
+                    log.write(f"podrunner: restart failed: {exc}\n")
+                return
+            self.processes[plan.name] = proc
+            state.restarts += 1
+            state.on_start(proc.started_at, plan)
+        self._publish_status()
+
+    def _probe_step(self, plan: ContainerPlan, proc: ContainerProcess, state: ContainerState, now: float) -> None:
+        scale = self.runner.probe_period_scale
+        startup, readiness = plan.probes.get("startup"), plan.probes.get("readiness")
+        if not state.started:
+            assert startup is not None
+            if self._probe_ok("startup", plan.name):
+                state.started = True
+                delay = readiness.initial_delay if readiness is not None else 0.0
+                state.next_probe = max(time.monotonic(), proc.started_at + delay)
+            else:  # failureThreshold would make the kubelet kill it: not emulated (no liveness either)
+                state.next_probe = now + startup.period * scale
+            return
+        if readiness is None:
+            self._set_container_ready(plan.name, True, proc)
+            state.next_probe = now + 1.0
+            return
+        ok = self._probe_ok("readiness", plan.name)
+        state.successes, state.failures = (state.successes + 1, 0) if ok else (0, state.failures + 1)
+        if ok and state.successes >= readiness.success_threshold:
+            self._set_container_ready(plan.name, True, proc)
+        elif not ok and state.failures >= readiness.failure_threshold:
+            self._set_container_ready(plan.name, False, proc)
+        state.next_probe = now + readiness.period * scale
+
+    def _probe_ok(self, kind: str, container: str) -> bool:
+        try:
+            return self.probe(kind, container).success
+        except RuntimeError:  # the container exited meanwhile
+            return False
+
+    def _set_container_ready(self, name: str, ready: bool, proc: ContainerProcess) -> None:
+        with self._lock:
+            state = self._states.get(name)
+            if state is None or state.ready == ready or (ready and self.processes.get(name) is not proc):
+                return
+            state.ready = ready
+        self._update_ready()
+
+    def _all_unready(self) -> None:
+        with self._lock:
+            for state in self._states.values():
+                state.ready = False
+        self._update_ready()
+
+    def _update_ready(self) -> None:
+        with self._lock:
+            ready = bool(self._states) and all(s.ready for s in self._states.values()) and not self.deleted
+            changed, self._ready = ready != self._ready, ready
+            if changed:
+                self.ready_at = time.monotonic() if ready else None
+        self._publish_status()
+        if changed:
+            self.runner.republish()
 
     def hosts_file(self) -> str:
         return self.runner.names.hosts_file(
@@ -370,9 +732,12 @@ class Pod:
 
     def write_hosts(self) -> None:
         path = self.dir / "etc" / "hosts"
+        content = self.hosts_file()
+        if path.exists() and path.read_text() == content:
+            return
         # In place: the file is bind-mounted into running containers by inode.
         with open(path, "r+" if path.exists() else "w") as f:
-            f.write(self.hosts_file())
+            f.write(content)
             f.truncate()
 
     def _prepare_volumes(self) -> None:
@@ -385,6 +750,11 @@ class Pod:
                 prepare_claim(self.claims[v.name], self.plan.fs_group, self.plan.fs_group_policy)
             elif v.kind == "emptyDir":
                 prepare_empty_dir(volumes / v.name, self.plan.fs_group)
+            elif v.kind == "projected":
+                assert self._cluster is not None
+                ctx = Projection(self._token, self._cluster.ca, self._fields(), self.plan.fs_user, self.plan.fs_group)
+                projection = projected_volume_files(v, self.store, self.namespace, ctx)
+                write_projected(volumes / v.name, projection, self.plan.fs_group, ctx.owners)
             else:
                 files = projected_files(v, self.store, self.namespace)
                 write_projected(volumes / v.name, files or {}, self.plan.fs_group)
@@ -392,17 +762,21 @@ class Pod:
     def _volume_dir(self, name: str) -> Path:
         return self.claims[name] if name in self.claims else self.dir / "volumes" / name
 
-    def _launch(self, plan: ContainerPlan) -> ContainerProcess:
-        fields = pod_fields(
+    def _fields(self) -> dict[str, str]:
+        return pod_fields(
             name=self.name,
             namespace=self.namespace,
             uid=self.uid,
             pod_ip=self.address,
             host_ip=self.runner.bridge.gateway,
-            labels=self.plan.labels,
+            labels=self.labels,
             annotations=self.plan.annotations,
+            service_account=self.plan.service_account,
         )
-        env = resolve_env(plan, self.store, self.namespace, fields)
+
+    def _launch(self, plan: ContainerPlan) -> ContainerProcess:
+        service_env = self._cluster.service_env() if self._cluster is not None else {}
+        env = resolve_env(plan, self.store, self.namespace, self._fields(), service_env)
         argv = container_argv(plan, env)
         passwd = {
             int(f[2]): f[5]
@@ -417,8 +791,8 @@ class Pod:
             source = self._volume_dir(m.volume)
             if m.sub_path:
                 source = sub_path_source(source, m.sub_path, create=volume.kind in ("emptyDir", "claim"))
-            # Secret and ConfigMap volumes are always mounted read-only.
-            read_only = m.read_only or volume.kind in ("secret", "configMap")
+            # Secret, ConfigMap and projected volumes are always mounted read-only.
+            read_only = m.read_only or volume.kind in ("secret", "configMap", "projected")
             binds.append({"source": str(source), "target": m.path, "read_only": read_only})
         cdir = self.dir / "containers" / plan.name
         shutil.rmtree(cdir, ignore_errors=True)

@@ -8,6 +8,7 @@ UnsupportedPodFeature naming the field, so a new manifest feature cannot slip th
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from collections.abc import Mapping
@@ -35,10 +36,9 @@ NOT_ENFORCED = "accepted, not enforced (no cgroups/seccomp here)"
 
 STATEFULSET = _keys("apiVersion kind metadata spec", {"status": "written by the API server"})
 STS_SPEC = _keys(
-    "serviceName replicas selector template volumeClaimTemplates ordinals",
+    "serviceName replicas selector template volumeClaimTemplates ordinals podManagementPolicy",
     {
-        "updateStrategy": "rollouts are driven by the test (restart())",
-        "podManagementPolicy": "pods are started by the test, one by one",
+        "updateStrategy": "rollouts are driven by the test (Pod.restart(), PodRunner.rolling_restart())",
         "persistentVolumeClaimRetentionPolicy": "PVC dirs are kept until Pod.delete()",
         "minReadySeconds": "rollout pacing",
         "revisionHistoryLimit": "rollout history",
@@ -47,7 +47,7 @@ STS_SPEC = _keys(
 POD_META = _keys("labels annotations", {"name": "set by the StatefulSet controller", "namespace": "the StatefulSet's"})
 POD_SPEC = _keys(
     "containers initContainers volumes securityContext terminationGracePeriodSeconds "
-    "automountServiceAccountToken enableServiceLinks hostAliases",
+    "automountServiceAccountToken enableServiceLinks hostAliases serviceAccountName",
     {
         "affinity": SCHEDULING,
         "nodeSelector": SCHEDULING,
@@ -55,7 +55,6 @@ POD_SPEC = _keys(
         "topologySpreadConstraints": SCHEDULING,
         "priorityClassName": SCHEDULING,
         "schedulerName": SCHEDULING,
-        "serviceAccountName": "no API server; no token is mounted (automountServiceAccountToken must be false)",
         "imagePullSecrets": "images are stand-ins, nothing is pulled",
     },
     {
@@ -101,11 +100,23 @@ KEY_REF = _keys("name key optional")
 FIELD_REF = _keys("fieldPath apiVersion")
 ENV_FROM = _keys("prefix secretRef configMapRef")
 SOURCE_REF = _keys("name optional")
-VOLUME = _keys("name secret configMap emptyDir")
+VOLUME = _keys("name secret configMap emptyDir projected")
 SECRET_VOLUME = _keys("secretName items defaultMode optional")
 CONFIG_MAP_VOLUME = _keys("name items defaultMode optional")
 EMPTY_DIR = _keys("medium", {"sizeLimit": "size " + NOT_ENFORCED})
 ITEM = _keys("key path mode")
+PROJECTED = _keys("sources defaultMode")
+PROJECTION = _keys("serviceAccountToken configMap secret downwardAPI")
+SA_TOKEN = _keys("path expirationSeconds audience")
+PROJECTED_SOURCE = _keys("name items optional")
+DOWNWARD_API = _keys("items")
+DOWNWARD_ITEM = _keys("path fieldRef mode")
+# Downward API files the runner writes; labels/annotations would have to follow PATCHes (not emulated).
+DOWNWARD_FIELDS = ("metadata.name", "metadata.namespace", "metadata.uid")
+KUBE_ROOT_CA = "kube-root-ca.crt"
+"""The ConfigMap the root CA publisher puts in every namespace (key ca.crt): the runner's CA for its region."""
+TOKEN_MIN_SECONDS = 600  # API validation of serviceAccountToken.expirationSeconds: at least 10 minutes
+TOKEN_MAX_SECONDS = 2**32
 HOST_ALIAS = _keys("ip hostnames")
 CLAIM = _keys("apiVersion kind metadata spec")
 CLAIM_META = _keys("name labels annotations")
@@ -210,7 +221,7 @@ class ContainerPlan:
 class VolumePlan:
     name: str
     kind: str
-    """secret | configMap | emptyDir | claim"""
+    """secret | configMap | emptyDir | claim | projected"""
     source: Manifest
 
 
@@ -233,6 +244,15 @@ class PodPlan:
     host_aliases: tuple[tuple[str, tuple[str, ...]], ...]
     ignored: tuple[str, ...]
     """Fields accepted without effect, with the reason (for reports)."""
+    service_account: str = "default"
+    fs_user: int | None = None
+    """The kubelet's FsUser (pkg/volume/util FsUserFrom): the runAsUser every container sets explicitly
+    (pod or container securityContext) when they all agree, else None. Owner of projected token files."""
+    replicas: int = 1
+    first_ordinal: int = 0
+    pod_management_policy: str = "OrderedReady"
+    template_labels: Mapping[str, str] = field(default_factory=dict)
+    """The labels the pod object gets when it is created: the template's plus the controller's."""
 
 
 class _Checker:
@@ -282,7 +302,18 @@ def plan_pod(store: ObjectStore, statefulset: str, ordinal: int, namespace: str 
     if set(spec.get("selector") or {}) - {"matchLabels"} or any(labels.get(k) != v for k, v in selector.items()):
         raise UnsupportedPodFeature("spec.selector", "must be matchLabels that the template's labels satisfy")
     name = f"{statefulset}-{ordinal}"
-    labels.update({"statefulset.kubernetes.io/pod-name": name, "apps.kubernetes.io/pod-index": str(ordinal)})
+    # What the StatefulSet controller adds (pkg/controller/statefulset/stateful_set_utils.go:
+    # StatefulSetPodNameLabel, PodIndexLabel, ControllerRevisionHashLabelKey).
+    labels.update(
+        {
+            "statefulset.kubernetes.io/pod-name": name,
+            "apps.kubernetes.io/pod-index": str(ordinal),
+            "controller-revision-hash": revision_hash(statefulset, template),
+        }
+    )
+    policy_name = str(spec.get("podManagementPolicy") or "OrderedReady")
+    if policy_name not in ("OrderedReady", "Parallel"):
+        raise UnsupportedPodFeature("spec.podManagementPolicy", f"{policy_name!r} not emulated")
 
     path = "spec.template.spec"
     pod = check(template["spec"], POD_SPEC, path)
@@ -323,6 +354,16 @@ def plan_pod(store: ObjectStore, statefulset: str, ordinal: int, namespace: str 
     names = [c.name for c in init_containers + main]
     if len(set(names)) != len(names):
         raise UnsupportedPodFeature(path, f"duplicate container names {names}")
+    account = str(pod.get("serviceAccountName") or "default")
+    if account != "default" and store.find("ServiceAccount", ns, account) is None:
+        # ServiceAccount admission refuses the pod: the StatefulSet controller records FailedCreate.
+        raise PodStartError(
+            f'StatefulSet {statefulset}: create Pod {name} failed: pods "{name}" is forbidden: '
+            f'error looking up service account {ns}/{account}: serviceaccount "{account}" not found'
+        )
+    explicit = {c.name: _explicit_uid(c.raw, pod_sc) for c in init_containers + main}
+    uids = set(explicit.values())
+    fs_user = next(iter(uids)) if len(uids) == 1 and None not in uids else None
     return PodPlan(
         statefulset=statefulset,
         ordinal=ordinal,
@@ -340,7 +381,34 @@ def plan_pod(store: ObjectStore, statefulset: str, ordinal: int, namespace: str 
         enable_service_links=enable_links,
         host_aliases=aliases,
         ignored=tuple(check.ignored),
+        service_account=account,
+        fs_user=fs_user,
+        replicas=replicas,
+        first_ordinal=start,
+        pod_management_policy=policy_name,
+        template_labels=dict(labels),
     )
+
+
+def _explicit_uid(container: Mapping[str, Any], pod_sc: Mapping[str, Any]) -> int | None:
+    """securitycontext.DetermineEffectiveRunAsUser: the container's runAsUser, else the pod's; None if neither."""
+    value = (container.get("securityContext") or {}).get("runAsUser")
+    value = pod_sc.get("runAsUser") if value is None else value
+    return None if value is None else as_int(value, "runAsUser")
+
+
+SAFE_ENCODE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def revision_hash(statefulset: str, template: Mapping[str, Any]) -> str:
+    """A ``controller-revision-hash`` value shaped like the controller's (``<name>-<SafeEncodeString(
+    fnv32a)>``, apimachinery util/rand.SafeEncodeString): stable for a template, different when it
+    changes. Not bit-identical: the controller hashes its ControllerRevision's patch bytes."""
+    digest = 0x811C9DC5
+    for byte in json.dumps(template, sort_keys=True, default=str).encode():
+        digest = ((digest ^ byte) * 0x01000193) & 0xFFFFFFFF
+    encoded = "".join(SAFE_ENCODE_ALPHABET[ord(c) % len(SAFE_ENCODE_ALPHABET)] for c in str(digest))
+    return f"{statefulset}-{encoded}"
 
 
 def _opt_int(obj: Mapping[str, Any], key: str, path: str) -> int | None:
@@ -363,11 +431,15 @@ def _plan_volumes(
     volumes: dict[str, VolumePlan] = {}
     for i, v in enumerate(check.items(pod.get("volumes"), VOLUME, f"{path}.volumes")):
         vpath = f"{path}.volumes[{i}]"
-        kinds = [k for k in ("secret", "configMap", "emptyDir") if v.get(k) is not None]
+        kinds = [k for k in ("secret", "configMap", "emptyDir", "projected") if v.get(k) is not None]
         if len(kinds) != 1:
-            raise UnsupportedPodFeature(vpath, "exactly one of secret, configMap, emptyDir is emulated")
+            raise UnsupportedPodFeature(vpath, "exactly one of secret, configMap, emptyDir, projected is emulated")
         kind = kinds[0]
         source = v[kind]
+        if kind == "projected":
+            _check_projected(check, source, f"{vpath}.projected")
+            volumes[v["name"]] = VolumePlan(v["name"], kind, dict(source))
+            continue
         keys = {"secret": SECRET_VOLUME, "configMap": CONFIG_MAP_VOLUME, "emptyDir": EMPTY_DIR}[kind]
         check(source, keys, f"{vpath}.{kind}")
         if kind == "emptyDir" and source.get("medium", "") not in ("", "Memory"):
@@ -386,6 +458,42 @@ def _plan_volumes(
         # The StatefulSet controller's volume wins over a template volume of the same name.
         volumes[meta["name"]] = VolumePlan(meta["name"], "claim", {"claimName": f"{meta['name']}-{pod_name}"})
     return volumes
+
+
+def _check_projected(check: _Checker, source: Any, path: str) -> None:
+    """A projected volume of serviceAccountToken, configMap (kube-root-ca.crt is the runner's CA),
+    secret and downwardAPI (name, namespace, uid) sources: what kube-api-access-* volumes hold."""
+    check(source, PROJECTED, path)
+    sources = source.get("sources") or []
+    if not isinstance(sources, list) or not sources:
+        raise UnsupportedPodFeature(f"{path}.sources", "expected a non-empty list")
+    for i, item in enumerate(sources):
+        spath = f"{path}.sources[{i}]"
+        check(item, PROJECTION, spath)
+        kinds = [k for k in ("serviceAccountToken", "configMap", "secret", "downwardAPI") if item.get(k) is not None]
+        if len(kinds) != 1:
+            raise UnsupportedPodFeature(spath, "exactly one of serviceAccountToken, configMap, secret, downwardAPI")
+        kind, body = kinds[0], item[kinds[0]]
+        if kind == "serviceAccountToken":
+            check(body, SA_TOKEN, f"{spath}.serviceAccountToken")
+            _relative_path(str(body.get("path", "")), f"{spath}.serviceAccountToken.path")
+            seconds = as_int(body.get("expirationSeconds", 3600), f"{spath}.serviceAccountToken.expirationSeconds")
+            if not TOKEN_MIN_SECONDS <= seconds <= TOKEN_MAX_SECONDS:
+                raise UnsupportedPodFeature(
+                    f"{spath}.serviceAccountToken.expirationSeconds",
+                    f"{seconds}: the API server refuses less than 10 minutes (and more than 2^32 s)",
+                )
+        elif kind == "downwardAPI":
+            for j, entry in enumerate(check.items(check(body, DOWNWARD_API, spath).get("items"), DOWNWARD_ITEM, spath)):
+                epath = f"{spath}.downwardAPI.items[{j}]"
+                _relative_path(str(entry.get("path", "")), f"{epath}.path")
+                field_path = check(entry.get("fieldRef"), FIELD_REF, f"{epath}.fieldRef").get("fieldPath")
+                if field_path not in DOWNWARD_FIELDS:
+                    raise UnsupportedPodFeature(f"{epath}.fieldRef.fieldPath", f"{field_path!r} not emulated")
+        else:
+            check(body, PROJECTED_SOURCE, f"{spath}.{kind}")
+            for j, entry in enumerate(check.items(body.get("items"), ITEM, f"{spath}.{kind}.items")):
+                _relative_path(str(entry.get("path", "")), f"{spath}.{kind}.items[{j}].path")
 
 
 def _relative_path(value: str, path: str) -> str:

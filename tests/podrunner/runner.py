@@ -7,15 +7,19 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .apiserver import ApiServer
+from .cluster import Cluster
+from .kubelet import BACKOFF_INITIAL, BACKOFF_MAX
 from .names import NameRegistry
 from .network import TMP_PREFIX, Bridge
-from .objects import HasManifests, ObjectStore
+from .objects import HasManifests, ObjectStore, as_int
 from .pod import Pod
-from .podspec import plan_pod
+from .podspec import PodPlan, plan_pod
 from .proxy import FaultProxy
 
 Objects = HasManifests | Iterable[Mapping[str, Any]]
@@ -26,14 +30,30 @@ class PodRunner:
     temp dir it created is removed, also when the test failed. Pods survive the runner's process
     only as long as it lives: their shims kill them when it exits (the lifeline pipe)."""
 
-    def __init__(self, cluster_domain: str = "cluster.local", init_timeout: float = 60.0):
+    def __init__(
+        self,
+        cluster_domain: str = "cluster.local",
+        init_timeout: float = 60.0,
+        *,
+        backoff_initial: float = BACKOFF_INITIAL,
+        backoff_max: float = BACKOFF_MAX,
+        probe_period_scale: float = 1.0,
+    ):
+        """``backoff_initial``/``backoff_max``: the kubelet's crash-loop back-off (10 s doubling to 300 s),
+        e.g. 0.2/2.0 in a test; they apply to pods started afterwards. ``probe_period_scale``
+        multiplies every probe's periodSeconds in the background prober (0.1: ten times faster)."""
         if os.geteuid() != 0:
             raise PermissionError("PodRunner needs root (namespaces, mounts, veth)")
         self.init_timeout = init_timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.probe_period_scale = probe_period_scale
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-"))
         self.names = NameRegistry(cluster_domain)
         self.pods: list[Pod] = []
         self.proxies: list[FaultProxy] = []
+        self.clusters: dict[str, Cluster] = {}
+        self._lock = threading.RLock()
         self._lifeline_read, self._lifeline_write = os.pipe()
         try:
             self.bridge = Bridge()
@@ -68,25 +88,101 @@ class PodRunner:
         a list of manifest dicts) in ``region``. Everything unsupported is refused before anything
         starts. ``publish`` registers the pod's DNS name and those of the Services selecting it."""
         store = ObjectStore(objects)
-        plan = plan_pod(store, statefulset, ordinal, namespace)
+        pod = self._new_pod(store, plan_pod(store, statefulset, ordinal, namespace), region, publish)
+        self._launch(pod)
+        if wait_ready:
+            pod.wait_ready(wait_ready)
+        return pod
+
+    def start_statefulset(
+        self,
+        objects: Objects,
+        name: str,
+        *,
+        region: str = "region1",
+        namespace: str | None = None,
+        wait_ready: float | None = 30.0,
+        publish: bool = True,
+    ) -> list[Pod]:
+        """Start every replica of a StatefulSet as its controller would: ordinals ``start`` ..
+        ``start + replicas - 1``, each with its own claims and per-pod name. OrderedReady (the default)
+        creates pod N+1 only once pod N is Ready (``wait_ready`` seconds per pod, required); Parallel
+        creates them all at once, then waits for all (``wait_ready`` None: not at all). Every pod is
+        planned, and anything unsupported refused, before the first one starts."""
+        store = ObjectStore(objects)
+        spec = store.statefulset(name, namespace)["spec"]
+        first = as_int((spec.get("ordinals") or {}).get("start", 0), "spec.ordinals.start")
+        replicas = as_int(spec.get("replicas", 1), "spec.replicas")
+        plans = [plan_pod(store, name, first + i, namespace) for i in range(replicas)]
+        pods = [self._new_pod(store, plan, region, publish) for plan in plans]
+        ordered = all(plan.pod_management_policy == "OrderedReady" for plan in plans)
+        if ordered and not wait_ready:
+            raise ValueError(f"StatefulSet {name} is OrderedReady: each pod must be Ready first (give wait_ready)")
+        for pod in pods:
+            self._launch(pod)
+            if ordered and wait_ready:
+                pod.wait_ready(wait_ready)
+        if not ordered and wait_ready:
+            for pod in pods:
+                pod.wait_ready(wait_ready)
+        return pods
+
+    def rolling_restart(
+        self,
+        pods: Sequence[Pod],
+        objects: Objects | None = None,
+        *,
+        grace: float | None = None,
+        wait_ready: float = 60.0,
+    ) -> list[Pod]:
+        """The StatefulSet controller's RollingUpdate: highest ordinal first, each pod deleted and
+        recreated (``objects``: the new revision's manifests, else the same ones, as ``kubectl rollout
+        restart``), then waited for until Ready before the next; before each step every pod must be
+        Ready. Returns the pods in the order they were restarted."""
+        ordered = sorted(pods, key=lambda p: p.ordinal, reverse=True)
+        for pod in ordered:
+            for other in pods:
+                if not other.ready:
+                    other.wait_ready(wait_ready)
+            pod.restart(grace, objects, wait_ready)
+        return ordered
+
+    def _new_pod(self, store: ObjectStore, plan: PodPlan, region: str, publish: bool) -> Pod:
         key = f"{region}/{plan.namespace}/{plan.name}"
         if any(p.key == key for p in self.pods):
             raise ValueError(f"pod {key} is already running in this runner")
-        pod = Pod(self, store, plan, region, publish)
-        self.pods.append(pod)
+        return Pod(self, store, plan, region, publish)
+
+    def _launch(self, pod: Pod) -> None:
+        with self._lock:
+            self.pods.append(pod)
         try:
             pod.start()
         except BaseException:
             pod.teardown()
             raise
-        if wait_ready:
-            pod.wait_ready(wait_ready)
-        return pod
 
     def forget(self, pod: Pod) -> None:
-        if pod in self.pods:
-            self.pods.remove(pod)
-        self.refresh_hosts()
+        with self._lock:
+            if pod in self.pods:
+                self.pods.remove(pod)
+        self.republish()
+
+    # ----- the API server -------------------------------------------------------------------------
+    def cluster(self, region: str) -> Cluster:
+        """The region's API server, CA and ``kubernetes`` Service, made for its first pod."""
+        with self._lock:
+            if region not in self.clusters:
+                address = self.bridge.add_local_address()
+                cluster = Cluster(region, address, self.workdir / region / "cluster", self.names.cluster_domain)
+                cluster.api.on_change(lambda namespace, name: self.republish())
+                self.names.publish(cluster.dns_name, address, region, f"cluster:{region}")
+                self.clusters[region] = cluster
+            return self.clusters[region]
+
+    def api(self, region: str = "region1") -> ApiServer:
+        """The region's API server: ``api.pod(ns, name)``, ``api.requests`` (what clients sent)..."""
+        return self.cluster(region).api
 
     def claim_path(self, region: str, namespace: str, claim: str) -> Path:
         """The directory standing in for PersistentVolumeClaim ``claim`` (e.g. data-sessions-0)."""
@@ -106,10 +202,23 @@ class PodRunner:
     def resolve(self, name: str, region: str) -> list[str]:
         return self.names.resolve(name, region)
 
+    def republish(self) -> None:
+        """Recompute every pod's published names (readiness, current labels) and rewrite /etc/hosts."""
+        with self._lock:
+            for pod in list(self.pods):
+                self.names.unpublish(pod.key)
+                with contextlib.suppress(RuntimeError):  # torn down meanwhile
+                    address = pod.address
+                    for e in pod.published_entries():
+                        self.names.publish(e.name, address, e.region, pod.key)
+            self.refresh_hosts()
+
     def refresh_hosts(self) -> None:
-        for pod in self.pods:
-            if pod.network is not None:
-                pod.write_hosts()
+        with self._lock:
+            for pod in list(self.pods):
+                if pod.network is not None:
+                    with contextlib.suppress(RuntimeError, FileNotFoundError):
+                        pod.write_hosts()
 
     # ----- proxies --------------------------------------------------------------------------------
     def proxy(self, target: Pod | tuple[str, int], *, port: int | None = None, latency: float = 0.0) -> FaultProxy:
@@ -127,6 +236,7 @@ class PodRunner:
         for action in [
             *(p.teardown for p in list(self.pods)),
             *(p.close for p in self.proxies),
+            *(c.close for c in self.clusters.values()),
             self.bridge.close,
             self._close_files,
         ]:
@@ -136,6 +246,7 @@ class PodRunner:
                 errors.append(exc)
         self.pods.clear()
         self.proxies.clear()
+        self.clusters.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
         if errors:
             raise RuntimeError(f"podrunner cleanup failed: {errors}")

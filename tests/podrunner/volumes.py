@@ -9,11 +9,12 @@ import stat
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import PodStartError
 from .objects import ObjectStore, as_int
-from .podspec import VolumePlan
+from .podspec import KUBE_ROOT_CA, VolumePlan
 
 RW_MASK = 0o660
 RO_MASK = 0o440
@@ -55,11 +56,72 @@ def projected_files(volume: VolumePlan, store: ObjectStore, namespace: str) -> d
     return files
 
 
+@dataclass(frozen=True)
+class Projection:
+    """What a projected volume's non-object sources need: the pod's token for the API server (None:
+    no API server for this pod), the region's CA (kube-root-ca.crt) and the pod's metadata fields."""
+
+    token: str | None
+    ca: bytes
+    fields: Mapping[str, str]
+    fs_user: int | None = None
+    fs_group: int | None = None
+    owners: dict[str, int] = field(default_factory=dict)
+    """Filled by projected_volume_files: path -> owner uid (the token file, when FsUser is known)."""
+
+
+def projected_volume_files(
+    volume: VolumePlan, store: ObjectStore, namespace: str, ctx: Projection
+) -> dict[str, tuple[bytes, int]]:
+    """The files of a ``projected`` volume, as pkg/volume/projected collectData builds them: every
+    source's payload merged (later sources win a path). The token file's mode is 0600 when the pod
+    has an FsUser or fsGroup (SetVolumeOwnership then adds g+r: 0640), else defaultMode."""
+    src = volume.source
+    default_mode = as_int(src.get("defaultMode", 0o644), f"volume {volume.name} defaultMode")
+    files: dict[str, tuple[bytes, int]] = {}
+    for source in src.get("sources") or []:
+        if source.get("serviceAccountToken") is not None:
+            if ctx.token is None:
+                raise PodStartError(f"volume {volume.name!r}: no token (the pod's region has no API server)")
+            mode = 0o600 if ctx.fs_user is not None or ctx.fs_group is not None else default_mode
+            path = source["serviceAccountToken"]["path"]
+            files[path] = (ctx.token.encode(), mode)
+            if ctx.fs_user is not None:
+                ctx.owners[path] = ctx.fs_user
+        elif source.get("downwardAPI") is not None:
+            for item in source["downwardAPI"].get("items") or []:
+                mode = as_int(item["mode"], "downwardAPI mode") if item.get("mode") is not None else default_mode
+                files[item["path"]] = (ctx.fields[item["fieldRef"]["fieldPath"]].encode(), mode)
+        else:
+            kind = "configMap" if source.get("configMap") is not None else "secret"
+            ref = source[kind]
+            if kind == "configMap" and ref["name"] == KUBE_ROOT_CA:
+                data: dict[str, bytes] | None = {"ca.crt": ctx.ca}
+            else:
+                data = store.source_data("ConfigMap" if kind == "configMap" else "Secret", namespace, ref["name"])
+            if data is None:
+                if ref.get("optional"):
+                    continue
+                raise PodStartError(f'volume {volume.name!r}: {kind.lower()} "{ref["name"]}" not found')
+            items = ref.get("items")
+            if not items:
+                files.update({key: (value, default_mode) for key, value in data.items()})
+                continue
+            for item in items:
+                if item["key"] not in data:
+                    if ref.get("optional"):
+                        continue
+                    raise PodStartError(f"volume {volume.name!r}: key {item['key']!r} not found in {ref['name']!r}")
+                mode = as_int(item["mode"], "item mode") if item.get("mode") is not None else default_mode
+                files[item["path"]] = (data[item["key"]], mode)
+    return files
+
+
 DATA_DIR_NAME = "..data"
 DATA_DIR_TMP_NAME = "..data_tmp"
 
 
-def _write_payload(root: Path, files: Mapping[str, tuple[bytes, int]]) -> Path:
+def _write_payload(root: Path, files: Mapping[str, tuple[bytes, int]], owners: Mapping[str, int] | None = None) -> Path:
     """A new timestamped dir (``..YYYY_MM_DD_HH_MM_SS.<random>``, as the kubelet's os.MkdirTemp) with the files."""
     stamp = Path(tempfile.mkdtemp(prefix=time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime()), dir=root))
     stamp.chmod(0o755)
@@ -68,6 +130,8 @@ def _write_payload(root: Path, files: Mapping[str, tuple[bytes, int]]) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
         target.chmod(mode)
+        if owners and rel in owners:
+            os.chown(target, owners[rel], -1)  # the AtomicWriter's FsUser
     return stamp
 
 
@@ -75,12 +139,14 @@ def _top_level(paths: Iterable[str]) -> set[str]:
     return {rel.split("/", 1)[0] for rel in paths}
 
 
-def write_projected(root: Path, files: Mapping[str, tuple[bytes, int]], fs_group: int | None) -> None:
+def write_projected(
+    root: Path, files: Mapping[str, tuple[bytes, int]], fs_group: int | None, owners: Mapping[str, int] | None = None
+) -> None:
     """The kubelet's AtomicWriter layout: files in a timestamped dir, ``..data`` pointing at it, and one
-    symlink per top-level name through ``..data``. Owned by root; fsGroup as group, g+r added."""
+    symlink per top-level name through ``..data``. Owned by root (or ``owners``); fsGroup as group, g+r added."""
     root.mkdir(parents=True)
     root.chmod(0o1777)  # the tmpfs the kubelet mounts for the volume
-    stamp = _write_payload(root, files)
+    stamp = _write_payload(root, files, owners)
     (root / DATA_DIR_NAME).symlink_to(stamp.name)
     for top in sorted(_top_level(files)):
         (root / top).symlink_to(f"{DATA_DIR_NAME}/{top}")
