@@ -14,6 +14,8 @@ from .object_names import InstanceNames
 from .render.acl import ADMIN_USER
 from .specs.labels import instance_labels
 
+SENTINEL_SECRET_KEY = "sentinel-password"
+"""A group's client Secret key with the Sentinels' application password."""
 PASSWORD_LENGTH = 32
 """Alphanumeric only (about 190 bits): safe in valkey.conf, URLs and shell without quoting."""
 
@@ -61,8 +63,10 @@ class Credentials(pulumi.ComponentResource):
     admin_password: pulumi.Output[str]
     sentinel_password: pulumi.Output[str] | None
     """The nodes' user the Sentinels log in as; a group's only."""
+    sentinel_peer_password: pulumi.Output[str] | None
+    """The Sentinels' peer user, for each other and the pod's scripts; a group's only."""
     sentinel_client_password: pulumi.Output[str] | None
-    """The Sentinels' own password, for their peers and Sentinel-aware clients; a group's only."""
+    """The Sentinels' application user, in the client Secret; a group's only."""
     labeler_password: pulumi.Output[str] | None
     """The label updater's user; a group's only."""
     secret_name: pulumi.Output[str]
@@ -110,6 +114,7 @@ class Credentials(pulumi.ComponentResource):
         self.reloader_password = password(names.password("reloader"))
         self.admin_password = password(names.password("admin"))
         self.sentinel_password = password(names.password("sentinel")) if args.group else None
+        self.sentinel_peer_password = password(names.password("sentinel-peer")) if args.group else None
         self.sentinel_client_password = password(names.password("sentinel-client")) if args.group else None
         self.labeler_password = password(names.password("labeler")) if args.group else None
         self.secret_key = args.secret_key
@@ -130,6 +135,9 @@ class Credentials(pulumi.ComponentResource):
             return created.metadata.apply(lambda m: m["name"])
 
         client_data: dict[str, pulumi.Input[str]] = {args.secret_key: self.client.current}
+        if self.sentinel_client_password is not None:
+            # Sentinel-aware applications log in to a group's Sentinels as user "client" with it.
+            client_data[SENTINEL_SECRET_KEY] = self.sentinel_client_password
         self.secret_name = secret(
             names.client_secret, names.client_secret_resource, "credentials", client_data, args.namespace
         )

@@ -251,6 +251,7 @@ class ValkeyServer(pulumi.ComponentResource):
                 metrics=tuple(values["metrics"]) if args.metrics_exporter else (),
                 sentinel=values["sentinel"],
                 labeler=values["labeler"],
+                sentinel_peer=values["sentinel_peer"],
                 sentinel_client=values["sentinel_client"],
             )
             return render_files(
@@ -272,6 +273,7 @@ class ValkeyServer(pulumi.ComponentResource):
             upstream=args.upstream if args.upstream is not None else no_upstream,
             sentinel=creds.sentinel_password if creds.sentinel_password is not None else no_upstream,
             labeler=creds.labeler_password if creds.labeler_password is not None else no_upstream,
+            sentinel_peer=creds.sentinel_peer_password if creds.sentinel_peer_password is not None else no_upstream,
             sentinel_client=creds.sentinel_client_password
             if creds.sentinel_client_password is not None
             else no_upstream,

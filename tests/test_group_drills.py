@@ -28,7 +28,8 @@ from podrunner.pod import Pod
 from replies import info
 from valkey_process import wait_for
 
-from components.render.paths import SENTINEL_CLIENT_PASSWORD_KEY
+from components.credentials import SENTINEL_SECRET_KEY
+from components.render.sentinel_conf import CLIENT_USER
 from components.specs.labels import NODE_ROLE_LABEL
 
 pytestmark = needs.root
@@ -142,9 +143,15 @@ def start_group(runner: PodRunner, rendered: harness.Rendered) -> list[Pod]:
 
 
 def sentinel(rendered: harness.Rendered, pod: Pod) -> valkey.Valkey:
-    password = rendered.config_files("sessions")[SENTINEL_CLIENT_PASSWORD_KEY]
+    """A Sentinel-aware application's login: user client, password from the client Secret."""
+    password = rendered.secret_data("sessions-credentials")[SENTINEL_SECRET_KEY]
     return valkey.Valkey(
-        host=pod.address, port=SENTINEL_PORT, password=password, socket_timeout=5, decode_responses=True
+        host=pod.address,
+        port=SENTINEL_PORT,
+        username=CLIENT_USER,
+        password=password,
+        socket_timeout=5,
+        decode_responses=True,
     )
 
 
@@ -198,6 +205,12 @@ def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
     old = primary_pod(pods)
     assert old is not None and old.name == "sessions-0"
     wait_for(lambda: all(node_role(rendered, p) == "slave" for p in pods if p is not old), 30, "two replicas")
+    with sentinel(rendered, old) as s:
+        # The application user reads where the primary is, and may change nothing.
+        assert s.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "sessions")[0] == old.fqdn
+        for command in (("FAILOVER", "sessions"), ("SET", "sessions", "quorum", "1"), ("RESET", "*")):
+            with pytest.raises(valkey.exceptions.NoPermissionError):
+                s.execute_command("SENTINEL", *command)
     writer = ReconnectingWriter(lambda: host_client(runner, rendered), f"kill-{version}")
     writer.start()
     try:

@@ -81,8 +81,10 @@ class Passwords:
     """The Sentinels' user on the nodes; only in a group (replicas > 1)."""
     labeler: str | None = None
     """The label updater's user; only in a group."""
+    sentinel_peer: str | None = None
+    """Not a node's user: the Sentinels' peer user (render/sentinel_conf.py); only in a group."""
     sentinel_client: str | None = None
-    """Not a node's user: the Sentinels' own password; only in a group."""
+    """Not a node's user: the Sentinels' user for applications; only in a group."""
 
 
 def server_users(passwords: Passwords, denied_commands: Sequence[str] = ()) -> list[AclUser]:

@@ -30,10 +30,11 @@ from .paths import (
     PROBE_SCRIPT_KEY,
     RELOADER_PASSWORD_KEY,
     RELOADER_SCRIPT_KEY,
-    SENTINEL_CLIENT_PASSWORD_KEY,
     SENTINEL_CONFIG_KEY,
     SENTINEL_DIR,
     SENTINEL_MASTER_CONFIG_KEY,
+    SENTINEL_PASSWORD_KEY,
+    SENTINEL_PEER_PASSWORD_KEY,
     SOCKET_FILE,
     TLS_CERT_FILE,
     TLS_KEY_FILE,
@@ -88,14 +89,15 @@ def server_settings(
 def sentinel_settings(
     group: Group, passwords: acl.Passwords, tls: valkey_conf.TlsFiles | None, *, data_dir: str = SENTINEL_DIR
 ) -> sentinel_conf.SentinelSettings:
-    if passwords.sentinel is None or passwords.sentinel_client is None:
+    if passwords.sentinel is None or passwords.sentinel_peer is None or passwords.sentinel_client is None:
         raise ValueError("a group needs the Sentinels' passwords")
     return sentinel_conf.SentinelSettings(
         port=group.failover.sentinel_port,
         master_name=group.master_name,
         down_after_ms=int(group.failover.down_after.total_seconds() * 1000),
         failover_timeout_ms=int(group.failover.timeout.total_seconds() * 1000),
-        password=passwords.sentinel_client,
+        peer_password=passwords.sentinel_peer,
+        client_password=passwords.sentinel_client,
         node_password=passwords.sentinel,
         data_dir=data_dir,
         tls=tls,
@@ -146,7 +148,8 @@ def _group_files(group: Group, passwords: acl.Passwords, tls: valkey_conf.TlsFil
         MASTERAUTH_KEY: local.password,
         SENTINEL_CONFIG_KEY: sentinel_conf.render_sentinel_conf(sentinel),
         SENTINEL_MASTER_CONFIG_KEY: sentinel_conf.render_sentinel_master_conf(sentinel),
-        SENTINEL_CLIENT_PASSWORD_KEY: sentinel.password,
+        SENTINEL_PEER_PASSWORD_KEY: sentinel.peer_password,
+        SENTINEL_PASSWORD_KEY: sentinel.node_password,
         LABELER_PASSWORD_KEY: passwords.labeler or "",
         **GROUP_SCRIPTS,
     }
@@ -173,7 +176,8 @@ LIVE_KEYS = {
     PROBE_PASSWORD_KEY: "read at each probe; the server takes the new one with ACL LOAD",
     PROBE_SCRIPT_KEY: "read by the kubelet at each probe",
     EXPORTER_PASSWORD_KEY: "the exporter's reload, which the reloader calls",
-    SENTINEL_CLIENT_PASSWORD_KEY: "read by start.sh and sentinel.sh at each start; never rotated",
+    SENTINEL_PEER_PASSWORD_KEY: "read by the pod's scripts at each use; never rotated (also in sentinel.conf)",
+    SENTINEL_PASSWORD_KEY: "read by prestop.sh at each use; never rotated (also in sentinel-master.conf)",
     LABELER_PASSWORD_KEY: "read by the label updater at each ROLE; the server takes it with ACL LOAD",
 }
 """Keys taken without a restart, and how. A key in neither is a test failure (tests/test_scripts.py)."""

@@ -42,8 +42,11 @@ SENTINEL_CONFIG_FILE = f"{CONFIG_DIR}/sentinel.conf"
 """The rendered global part of the Sentinel's config (ports, TLS, hostnames, its users)."""
 SENTINEL_MASTER_CONFIG_FILE = f"{CONFIG_DIR}/sentinel-master.conf"
 """The rendered part about the monitored group: how to log in to the nodes, timeouts."""
-SENTINEL_CLIENT_PASSWORD_FILE = f"{CONFIG_DIR}/sentinel-client-password"
-"""The Sentinels' own password, with which start.sh and sentinel.sh ask them for the primary."""
+SENTINEL_PEER_PASSWORD_FILE = f"{CONFIG_DIR}/sentinel-peer-password"
+"""The Sentinels' peer user's password: the Sentinels log in to each other with it, and the pod's
+scripts ask them for the primary (start.sh, sentinel.sh) or for a failover (prestop.sh)."""
+SENTINEL_PASSWORD_FILE = f"{CONFIG_DIR}/sentinel-password"
+"""The nodes' Sentinel user's password, raw: prestop.sh hands the primary over as that user."""
 LABELER_PASSWORD_FILE = f"{CONFIG_DIR}/labeler-password"
 GROUP_SCRIPT = f"{CONFIG_DIR}/group.sh"
 START_SCRIPT = f"{CONFIG_DIR}/start.sh"
@@ -73,7 +76,8 @@ PROBE_SCRIPT_KEY = secret_key(PROBE_SCRIPT)
 RELOADER_SCRIPT_KEY = secret_key(RELOADER_SCRIPT)
 SENTINEL_CONFIG_KEY = secret_key(SENTINEL_CONFIG_FILE)
 SENTINEL_MASTER_CONFIG_KEY = secret_key(SENTINEL_MASTER_CONFIG_FILE)
-SENTINEL_CLIENT_PASSWORD_KEY = secret_key(SENTINEL_CLIENT_PASSWORD_FILE)
+SENTINEL_PEER_PASSWORD_KEY = secret_key(SENTINEL_PEER_PASSWORD_FILE)
+SENTINEL_PASSWORD_KEY = secret_key(SENTINEL_PASSWORD_FILE)
 LABELER_PASSWORD_KEY = secret_key(LABELER_PASSWORD_FILE)
 GROUP_SCRIPT_KEY = secret_key(GROUP_SCRIPT)
 START_SCRIPT_KEY = secret_key(START_SCRIPT)

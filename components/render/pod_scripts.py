@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
-from .acl import DEFAULT_USER, PROBE_USER, RELOADER_USER
+from .acl import PROBE_USER, RELOADER_USER
 from .exporter import RELOAD_URL
 from .paths import (
     ACL_FILE,
@@ -28,9 +28,9 @@ from .paths import (
     RELOADER_SCRIPT,
     RELOADER_SCRIPT_KEY,
     RUNTIME_CONFIG_FILE,
-    SENTINEL_CLIENT_PASSWORD_FILE,
     SENTINEL_CONFIG_FILE,
     SENTINEL_MASTER_CONFIG_FILE,
+    SENTINEL_PEER_PASSWORD_FILE,
     SENTINEL_RUNTIME_CONFIG_FILE,
     SENTINEL_SCRIPT,
     SENTINEL_SCRIPT_KEY,
@@ -39,6 +39,7 @@ from .paths import (
     TLS_CERT_FILE,
     TLS_KEY_FILE,
 )
+from .sentinel_conf import PEER_USER
 
 
 def _read(key: str) -> str:
@@ -53,8 +54,8 @@ GROUP_SCRIPTS = {key: _read(key) for key in GROUP_SCRIPT_KEYS}
 """Config Secret key -> script, in a group's pods only."""
 START_COMMAND = ["sh", START_SCRIPT]
 SENTINEL_COMMAND = ["sh", SENTINEL_SCRIPT]
-SENTINEL_CLIENT_USER = DEFAULT_USER
-"""The Sentinels' user start.sh and sentinel.sh ask for the primary with (requirepass)."""
+SENTINEL_PEER_USER = PEER_USER
+"""The Sentinels' user the pod's scripts ask them with (render/sentinel_conf.py)."""
 
 READY, ALIVE = "ready", "alive"
 """probe.sh's modes: ``ready`` passes on PONG only; ``alive`` also on LOADING (a server loading its
@@ -125,8 +126,8 @@ def _group_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
         "QUORUM": str(len(group.pods) // 2 + 1),
         "PROBE_USER": PROBE_USER,
         "PROBE_PASSWORD_FILE": PROBE_PASSWORD_FILE,
-        "SENTINEL_CLIENT_USER": SENTINEL_CLIENT_USER,
-        "SENTINEL_CLIENT_PASSWORD_FILE": SENTINEL_CLIENT_PASSWORD_FILE,
+        "SENTINEL_PEER_USER": SENTINEL_PEER_USER,
+        "SENTINEL_PEER_PASSWORD_FILE": SENTINEL_PEER_PASSWORD_FILE,
     }
 
 

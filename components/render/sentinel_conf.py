@@ -10,8 +10,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .acl import SENTINEL_USER
+from .acl import SENTINEL_USER, password_hash
 from .valkey_conf import TlsFiles, quote
+
+PEER_USER = "peer"
+CLIENT_USER = "client"
+# Measured on Valkey 8.1.8 and 9.1.2 (tests/test_sentinel_real.py repeats it): a Sentinel sends its
+# peers PING, PUBLISH on the hello channel, CLIENT SETNAME and SENTINEL IS-MASTER-DOWN-BY-ADDR (its
+# vote: without it no failover happens). The pod's own scripts, logged in as the same user, ask
+# for the primary (start.sh, sentinel.sh) and start a planned failover (prestop.sh).
+PEER_RULES = (
+    "-@all +ping +publish +client|setname +sentinel|is-master-down-by-addr "
+    "+sentinel|get-master-addr-by-name +sentinel|failover &__sentinel__:hello"
+)
+# Applications (valkey-py's Sentinel asks SENTINEL MASTERS and SLAVES; others ask
+# GET-MASTER-ADDR-BY-NAME, REPLICAS, SENTINELS), and clients that listen for +switch-master.
+# Refused: FAILOVER, SET, REMOVE, MONITOR, RESET, CONFIG, ACL, INFO.
+CLIENT_RULES = (
+    "-@all +ping +sentinel|get-master-addr-by-name +sentinel|masters +sentinel|master +sentinel|slaves "
+    "+sentinel|replicas +sentinel|sentinels +subscribe &+switch-master"
+)
 
 
 @dataclass(frozen=True)
@@ -22,8 +40,10 @@ class SentinelSettings:
     master_name: str
     down_after_ms: int
     failover_timeout_ms: int
-    password: str
-    """The Sentinels' own password: their peers, start.sh and Sentinel-aware clients log in with it."""
+    peer_password: str
+    """The Sentinels' peer user: each other, and the pod's scripts."""
+    client_password: str
+    """The Sentinels' application user."""
     node_password: str
     """The nodes' Sentinel user's password."""
     data_dir: str
@@ -57,9 +77,12 @@ def render_sentinel_conf(settings: SentinelSettings) -> str:
         "sentinel announce-hostnames yes",
         "# Scripts cannot be set at run time (SENTINEL SET ... notification-script).",
         "sentinel deny-scripts-reconfig yes",
-        "# Its own password: peers, start.sh and Sentinel-aware clients log in with it.",
-        f"requirepass {quote(settings.password)}",
-        f"sentinel sentinel-pass {quote(settings.password)}",
+        "# Its users: no default user; peers (and this pod's scripts), and applications.",
+        "user default off",
+        f"user {PEER_USER} on #{password_hash(settings.peer_password)} resetchannels {PEER_RULES}",
+        f"user {CLIENT_USER} on #{password_hash(settings.client_password)} resetchannels {CLIENT_RULES}",
+        f"sentinel sentinel-user {PEER_USER}",
+        f"sentinel sentinel-pass {quote(settings.peer_password)}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -18,13 +18,13 @@
 #   VALKEY_CA_FILE           the CA bundle (with VALKEY_TLS=yes only)
 #   PROBE_USER               the nodes' user that may PING and ask ROLE
 #   PROBE_PASSWORD_FILE      its password
-#   SENTINEL_CLIENT_USER     the Sentinels' user that may ask for the primary
-#   SENTINEL_CLIENT_PASSWORD_FILE  its password
+#   SENTINEL_PEER_USER       the Sentinels' peer user, which may ask for the primary
+#   SENTINEL_PEER_PASSWORD_FILE  its password
 # Passwords go to valkey-cli through REDISCLI_AUTH, never as an argument.
 
 : "${POD_NAME:?}" "${GROUP_PODS:?}" "${GROUP_DOMAIN:?}" "${VALKEY_PORT:?}" "${SENTINEL_PORT:?}"
 : "${MASTER_NAME:?}" "${QUORUM:?}" "${PROBE_USER:?}" "${PROBE_PASSWORD_FILE:?}"
-: "${SENTINEL_CLIENT_USER:?}" "${SENTINEL_CLIENT_PASSWORD_FILE:?}"
+: "${SENTINEL_PEER_USER:?}" "${SENTINEL_PEER_PASSWORD_FILE:?}"
 case "${VALKEY_TLS:-}" in
   yes) : "${VALKEY_CA_FILE:?}" ;;
   no) ;;
@@ -57,7 +57,7 @@ ask() {
 sentinel_primary() {
   answers=""
   for pod in $GROUP_PODS; do
-    reply="$(ask "$pod.$GROUP_DOMAIN" "$SENTINEL_PORT" "$SENTINEL_CLIENT_USER" "$SENTINEL_CLIENT_PASSWORD_FILE" \
+    reply="$(ask "$pod.$GROUP_DOMAIN" "$SENTINEL_PORT" "$SENTINEL_PEER_USER" "$SENTINEL_PEER_PASSWORD_FILE" \
       SENTINEL get-master-addr-by-name "$MASTER_NAME" | head -n 1)"
     case "$reply" in
       "" | ERR* | NOAUTH* | WRONGPASS* | NOPERM* | *" "*) ;;
