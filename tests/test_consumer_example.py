@@ -88,6 +88,15 @@ def test_a_group_hands_the_app_its_read_and_sentinel_endpoints(region1: Rendered
     assert env["VALKEY_READ_HOST"] == sessions["readHost"] == "sessions-read.databases.svc.cluster.local"
     assert env["VALKEY_SENTINEL_HOST"] == sessions["sentinelHost"]
     assert (env["VALKEY_SENTINEL_PORT"], env["VALKEY_SENTINEL_MASTER"]) == ("26379", "sessions")
+    assert env["VALKEY_SENTINEL_USERNAME"] == "client"
+    (password,) = [
+        e
+        for e in consumer_container(run_consumer({"organization/valkey/region1": grouped}))["env"]
+        if e["name"] == "VALKEY_SENTINEL_PASSWORD"
+    ]
+    ref = password["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == (sessions["secretName"], "sentinel-password")
+    assert "sentinel-password" in grouped.secret_data(ref["name"], namespace="apps")
 
 
 def consumer_container(consumer: Rendered) -> dict[str, Any]:

@@ -137,5 +137,8 @@ def test_a_group_exports_its_read_and_sentinel_endpoints(group: harness.Rendered
     assert out["readHost"] == "sessions-read.databases.svc.cluster.local"
     assert out["sentinelHost"] == "sessions-sentinel.databases.svc.cluster.local"
     assert (out["sentinelPort"], out["sentinelMasterName"]) == (26379, "sessions")
+    assert (out["sentinelUsername"], out["sentinelSecretKey"]) == ("client", "sentinel-password")
+    assert "sentinel-password" in group.secret_data(out["secretName"], namespace="apps")
+    assert "sentinel-password" not in single.secret_data(out["secretName"], namespace="apps")
     alone = single.exports["instances"]["sessions"]
     assert (alone["replicas"], alone["readHost"], alone["sentinelHost"]) == (1, None, None)

@@ -65,6 +65,8 @@ def test_default_config_is_the_seed_setup() -> None:
         "sentinelHost": None,
         "sentinelPort": None,
         "sentinelMasterName": None,
+        "sentinelUsername": None,
+        "sentinelSecretKey": None,
         "dr": True,
         "secretName": "valkey-credentials",
         "secretKey": "password",

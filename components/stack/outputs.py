@@ -12,7 +12,9 @@ from typing import Any, Protocol
 import pulumi
 
 from ..config.models import StackConfig, tls_enabled
+from ..credentials import SENTINEL_SECRET_KEY
 from ..render.acl import REPLICATION_USER
+from ..render.sentinel_conf import CLIENT_USER as SENTINEL_CLIENT_USER
 
 INSTANCES = "instances"
 REPLICATION_CREDENTIALS = "replicationCredentials"
@@ -60,6 +62,8 @@ def stack_outputs(cfg: StackConfig, servers: Mapping[str, Served], credentials: 
             "sentinelHost": servers[name].sentinel_host,
             "sentinelPort": servers[name].sentinel_port,
             "sentinelMasterName": servers[name].master_name,
+            "sentinelUsername": SENTINEL_CLIENT_USER if servers[name].master_name else None,
+            "sentinelSecretKey": SENTINEL_SECRET_KEY if servers[name].master_name else None,
             "dr": inst.dr,
             "secretName": credentials[name].secret_name,
             "secretKey": credentials[name].secret_key,

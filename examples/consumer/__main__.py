@@ -117,6 +117,19 @@ async def main() -> dict[str, Any]:
         )
         if value is not None
     ]
+    if valkey.get("sentinelSecretKey"):
+        # The Sentinels' application user: it may ask where the primary is, nothing more.
+        group_env += [
+            k8s.core.v1.EnvVarArgs(name="VALKEY_SENTINEL_USERNAME", value=valkey["sentinelUsername"]),
+            k8s.core.v1.EnvVarArgs(
+                name="VALKEY_SENTINEL_PASSWORD",
+                value_from=k8s.core.v1.EnvVarSourceArgs(
+                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                        name=valkey["secretName"], key=valkey["sentinelSecretKey"], optional=False
+                    )
+                ),
+            ),
+        ]
     app = k8s.core.v1.ContainerArgs(
         name="app",
         image=config.get("image") or DEFAULT_IMAGE,
