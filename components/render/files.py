@@ -26,6 +26,7 @@ from .paths import (
     MASTERAUTH_CONFIG_FILE,
     MASTERAUTH_CONFIG_KEY,
     MASTERAUTH_KEY,
+    PRESTOP_SCRIPT_KEY,
     PROBE_PASSWORD_KEY,
     PROBE_SCRIPT_KEY,
     RELOADER_PASSWORD_KEY,
@@ -178,6 +179,7 @@ LIVE_KEYS = {
     EXPORTER_PASSWORD_KEY: "the exporter's reload, which the reloader calls",
     SENTINEL_PEER_PASSWORD_KEY: "read by the pod's scripts at each use; never rotated (also in sentinel.conf)",
     SENTINEL_PASSWORD_KEY: "read by prestop.sh at each use; never rotated (also in sentinel-master.conf)",
+    PRESTOP_SCRIPT_KEY: "read by the kubelet at each stop of a group member's Valkey container",
     LABELER_PASSWORD_KEY: "read by the label updater at each ROLE; the server takes it with ACL LOAD",
 }
 """Keys taken without a restart, and how. A key in neither is a test failure (tests/test_scripts.py)."""

@@ -53,6 +53,7 @@ START_SCRIPT = f"{CONFIG_DIR}/start.sh"
 LABELER_SCRIPT_KEY = "labeler.sh"
 """Projected into the label updater's container only (specs/labeler.py)."""
 SENTINEL_SCRIPT = f"{CONFIG_DIR}/sentinel.sh"
+PRESTOP_SCRIPT = f"{CONFIG_DIR}/prestop.sh"
 
 EXPORTER_DIR = "/etc/valkey-exporter"
 """The exporter sidecar's own projection of the config Secret: its password file and the CA bundle."""
@@ -82,6 +83,7 @@ LABELER_PASSWORD_KEY = secret_key(LABELER_PASSWORD_FILE)
 GROUP_SCRIPT_KEY = secret_key(GROUP_SCRIPT)
 START_SCRIPT_KEY = secret_key(START_SCRIPT)
 SENTINEL_SCRIPT_KEY = secret_key(SENTINEL_SCRIPT)
+PRESTOP_SCRIPT_KEY = secret_key(PRESTOP_SCRIPT)
 EXPORTER_PASSWORD_KEY = "exporter-password.json"
 """Projected as ``EXPORTER_PASSWORD_FILE`` into the exporter sidecar only."""
 
@@ -95,6 +97,7 @@ PUBLIC_KEYS = frozenset(
         START_SCRIPT_KEY,
         SENTINEL_SCRIPT_KEY,
         LABELER_SCRIPT_KEY,
+        PRESTOP_SCRIPT_KEY,
     }
 )
 """Keys of the config Secret that hold no secret: a review (the offline render) shows them whole.

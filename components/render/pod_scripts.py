@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
-from .acl import PROBE_USER, RELOADER_USER
+from .acl import PROBE_USER, RELOADER_USER, SENTINEL_USER
 from .exporter import RELOAD_URL
 from .paths import (
     ACL_FILE,
@@ -21,6 +21,8 @@ from .paths import (
     LABELER_SCRIPT_KEY,
     MASTERAUTH_CONFIG_FILE,
     MASTERAUTH_FILE,
+    PRESTOP_SCRIPT,
+    PRESTOP_SCRIPT_KEY,
     PROBE_PASSWORD_FILE,
     PROBE_SCRIPT,
     PROBE_SCRIPT_KEY,
@@ -30,6 +32,7 @@ from .paths import (
     RUNTIME_CONFIG_FILE,
     SENTINEL_CONFIG_FILE,
     SENTINEL_MASTER_CONFIG_FILE,
+    SENTINEL_PASSWORD_FILE,
     SENTINEL_PEER_PASSWORD_FILE,
     SENTINEL_RUNTIME_CONFIG_FILE,
     SENTINEL_SCRIPT,
@@ -50,8 +53,12 @@ def _read(key: str) -> str:
 SCRIPTS = {key: _read(key) for key in (PROBE_SCRIPT_KEY, RELOADER_SCRIPT_KEY)}
 """Config Secret key -> script, in every pod."""
 GROUP_SCRIPT_KEYS = (GROUP_SCRIPT_KEY, START_SCRIPT_KEY, SENTINEL_SCRIPT_KEY, LABELER_SCRIPT_KEY)
-GROUP_SCRIPTS = {key: _read(key) for key in GROUP_SCRIPT_KEYS}
-"""Config Secret key -> script, in a group's pods only."""
+GROUP_SCRIPTS = {key: _read(key) for key in (*GROUP_SCRIPT_KEYS, PRESTOP_SCRIPT_KEY)}
+"""Config Secret key -> script, in a group's pods only. prestop.sh is read at each stop (a live
+key); the others at their container's start."""
+PRESTOP_COMMAND = ["sh", PRESTOP_SCRIPT]
+HANDOVER_TIMEOUT_SECONDS = 10
+"""prestop.sh: how long the replicas may take to catch up, and the Sentinels to agree, each."""
 START_COMMAND = ["sh", START_SCRIPT]
 SENTINEL_COMMAND = ["sh", SENTINEL_SCRIPT]
 SENTINEL_PEER_USER = PEER_USER
@@ -141,6 +148,10 @@ def start_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
         "MASTERAUTH_CONFIG_FILE": MASTERAUTH_CONFIG_FILE,
         "RUNTIME_CONFIG_FILE": RUNTIME_CONFIG_FILE,
         "FAILOVER_WAIT_SECONDS": str(wait),
+        # prestop.sh, which the kubelet runs in this container with its environment.
+        "SENTINEL_NODE_USER": SENTINEL_USER,
+        "SENTINEL_NODE_PASSWORD_FILE": SENTINEL_PASSWORD_FILE,
+        "HANDOVER_TIMEOUT_SECONDS": str(HANDOVER_TIMEOUT_SECONDS),
     }
 
 

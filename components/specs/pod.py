@@ -157,12 +157,23 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
         command = pod_scripts.START_COMMAND
         env = _group_env(pod_scripts.start_env(settings.port, tls, group.env))
         server_mounts = [*mounts, sentinel.run_mount()]
+    # A group's primary hands over to a replica before it stops (render/scripts/prestop.sh).
+    lifecycle = (
+        k8s.core.v1.LifecycleArgs(
+            pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                exec_=k8s.core.v1.ExecActionArgs(command=pod_scripts.PRESTOP_COMMAND)
+            )
+        )
+        if group is not None
+        else None
+    )
     server = k8s.core.v1.ContainerArgs(
         name="valkey",
         image=settings.image,
         image_pull_policy="IfNotPresent",
         command=command,
         env=env,
+        lifecycle=lifecycle,
         ports=[k8s.core.v1.ContainerPortArgs(name=VALKEY_PORT_NAME, container_port=settings.port, protocol="TCP")],
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": settings.cpu_request, "memory": mebibytes(settings.memory_bytes)}, limits=limits
