@@ -70,6 +70,8 @@ class ValkeyServerArgs:
     """A group's (settings.replicas > 1) failure detection and fencing."""
     scheduling: Scheduling = field(default_factory=Scheduling)
     """How a group's pods spread over nodes and zones."""
+    region: str = ""
+    """This stack's region: a following group's members announce <pod>.<region>.invalid."""
 
 
 class ValkeyServer(pulumi.ComponentResource):
@@ -112,14 +114,16 @@ class ValkeyServer(pulumi.ComponentResource):
         self.tls = args.tls is not None
         self.host = f"{name}.{args.namespace}.svc.{args.cluster_domain}"
         self.group = settings.replicas > 1
+        # A group that follows another region has no Sentinels until it is promoted.
+        self.leads = self.group and args.upstream is None
         self.replicas = settings.replicas
-        self.sentinel_port = args.failover.sentinel_port if self.group else None
-        self.master_name = name if self.group else None
+        self.sentinel_port = args.failover.sentinel_port if self.leads else None
+        self.master_name = name if self.leads else None
         self.read_host = (
             f"{self._names.read_service}.{args.namespace}.svc.{args.cluster_domain}" if self.group else None
         )
         self.sentinel_host = (
-            f"{self._names.sentinel_service}.{args.namespace}.svc.{args.cluster_domain}" if self.group else None
+            f"{self._names.sentinel_service}.{args.namespace}.svc.{args.cluster_domain}" if self.leads else None
         )
         # A group's client and external Services follow its primary's run-time label.
         self._primary = primary_selector(name) if self.group else self._selector
@@ -206,13 +210,16 @@ class ValkeyServer(pulumi.ComponentResource):
             subjects=rbac.subjects(names.labeler, args.namespace),
             opts=self._child,
         )
-        return [
+        objects: list[pulumi.Resource] = [
             account,
             role,
             binding,
             self._service(names.read_service, services.client_spec(self._selector, args.settings.port)),
-            self._service(names.sentinel_service, services.sentinel_spec(self._selector, args.failover.sentinel_port)),
         ]
+        if self.leads:
+            sentinels = services.sentinel_spec(self._selector, args.failover.sentinel_port)
+            objects.append(self._service(names.sentinel_service, sentinels))
+        return objects
 
     def _group_env(self) -> pod_scripts.GroupEnv:
         args = self._args
@@ -223,6 +230,8 @@ class ValkeyServer(pulumi.ComponentResource):
             sentinel_port=args.failover.sentinel_port,
             down_after_seconds=int(args.failover.down_after.total_seconds()),
             failover_timeout_seconds=int(args.failover.timeout.total_seconds()),
+            follows=args.upstream is not None,
+            announce_suffix=f"{args.region}.invalid",
         )
 
     def _metadata(
@@ -260,7 +269,9 @@ class ValkeyServer(pulumi.ComponentResource):
                 upstream=values["upstream"],
                 ca_bundle=args.tls.ca_bundle if args.tls else None,
                 denied_commands=args.denied_commands,
-                group=Group(master_name=self._names.instance, failover=args.failover) if self.group else None,
+                group=Group(master_name=self._names.instance, failover=args.failover, follows=args.upstream is not None)
+                if self.group
+                else None,
             )
 
         files = pulumi.Output.all(

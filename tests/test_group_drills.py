@@ -42,8 +42,22 @@ SENTINEL_PORT = 26379
 IMAGES = {"8.1": "valkey/valkey:8.1.8-alpine", "9.1": "valkey/valkey:9.1.2-alpine"}
 
 
+REGION1_STACK = "organization/valkey/region1"
+
+
 def group_config(image: str) -> dict[str, object]:
     return {**harness.NO_TLS, "image": image, "instances.sessions.replicas": 3}
+
+
+def region2_of(region1: harness.Rendered, image: str) -> harness.Rendered:
+    """Region 2 as it stands today: one replica of region 1's external endpoint."""
+    return harness.render("region2", {**harness.NO_TLS, "image": image}, references={REGION1_STACK: region1})
+
+
+def resyncs(pod: Pod) -> tuple[int, int]:
+    """(full, partial) resynchronizations a replica's log shows so far."""
+    log = pod.logs("valkey")
+    return log.count("Full resync from primary"), log.count("Successful partial resynchronization")
 
 
 @pytest.fixture(scope="module")
@@ -201,10 +215,15 @@ def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
     runner: PodRunner, version: str, report: Report
 ) -> None:
     rendered = harness.render("region1", group_config(IMAGES[version]))
+    r2 = region2_of(rendered, IMAGES[version])
     pods = start_group(runner, rendered)
     old = primary_pod(pods)
     assert old is not None and old.name == "sessions-0"
     wait_for(lambda: all(node_role(rendered, p) == "slave" for p in pods if p is not old), 30, "two replicas")
+    dr = runner.start_pod(r2, "sessions", 0, region="region2")
+    with admin(r2, "sessions", dr.address) as c:
+        wait_for(lambda: info(c, "replication").get("master_link_status") == "up", 20, "region 2 attached")
+    assert resyncs(dr) == (1, 0)
     with sentinel(rendered, old) as s:
         # The application user reads where the primary is, and may change nothing.
         assert s.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "sessions")[0] == old.fqdn
@@ -225,8 +244,13 @@ def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
         writer.stop()
     recovered_s = next(t for _, t in writer.acked if t > killed_at + 0.2) - killed_at
     wait_for(lambda: node_role(rendered, old) == "slave", 60, "the killed pod back as a replica")
+    with admin(r2, "sessions", dr.address) as c:
+        wait_for(lambda: info(c, "replication").get("master_link_status") == "up", 30, "region 2 re-attached")
     with app(rendered, "sessions", new.address) as c:
         lost = missing_keys(c, writer.keys())
+    with app(r2, "sessions", dr.address) as c:
+        wait_for(lambda: not missing_keys(c, writer.keys()[-100:]), 20, "region 2 has the last writes")
+        lost_in_region2 = missing_keys(c, writer.keys())
     report.add(
         f"group-1-kill9-{version}",
         keys_acked=len(writer.keys()),
@@ -234,6 +258,11 @@ def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
         writes_back_after_s=recovered_s,
         longest_write_outage_s=writer.longest_outage(),
         new_primary=new.name,
+        region2_resyncs_full_partial=list(resyncs(dr)),
+        region2_keys_missing=len(lost_in_region2),
     )
     assert recovered_s < 10, writer.errors[:5]
     assert len(lost) <= WRITE_RATE * 1.0
+    # Region 2 followed the external endpoint to the new primary without copying everything again.
+    assert resyncs(dr) == (1, 1)
+    assert lost_in_region2 == lost

@@ -22,7 +22,16 @@ def declared() -> dict[str, dict[str, object]]:
 def test_every_scalar_and_list_key_is_declared_as_the_models_define_it() -> None:
     expected, objects = expected_declarations()
     assert declared() == expected
-    assert objects == {"instances", "tls", "networkPolicy", "passwordRotation", "externalService", "monitoring"}
+    assert objects == {
+        "instances",
+        "tls",
+        "networkPolicy",
+        "passwordRotation",
+        "externalService",
+        "monitoring",
+        "scheduling",
+        "failover",
+    }
 
 
 def test_object_keys_are_documented_in_the_configuration_reference_instead() -> None:

@@ -119,22 +119,10 @@ def _cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
 
 
 def _group_checks(cfg: StackConfig) -> list[Problem]:
-    """Groups (replicas > 1): their Sentinel port, and where they cannot run yet."""
+    """Groups (replicas > 1): their Sentinel port."""
     problems = []
     groups = {name: inst for name, inst in cfg.instances.items() if inst.replicas > 1}
     for name, inst in groups.items():
-        if cfg.role == "replica" and inst.dr:
-            # A DR group in the replica region needs a designated head that alone replicates
-            # across regions and no Sentinel while it follows region 1 (docs/design.md): not built
-            # yet, and three pods each replicating across regions are not what this program runs.
-            problems.append(
-                Problem(
-                    f"instances.{name}.replicas",
-                    inst.replicas,
-                    "1 on a replica stack for now: DR groups in the replica region (a head that "
-                    "replicates across regions, members that follow it) are not implemented yet",
-                )
-            )
         taken = {inst.port: "the instance's port"}
         if cfg.monitoring.enabled:
             taken[METRICS_PORT] = "the metrics exporter's"

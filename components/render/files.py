@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..config.models import Failover, Instance
 from ..sizing import aof_rewrite_min_bytes, backlog_bytes, server_maxmemory_bytes
@@ -39,6 +39,7 @@ from .paths import (
     SOCKET_FILE,
     TLS_CERT_FILE,
     TLS_KEY_FILE,
+    UPSTREAM_KEY,
 )
 from .pod_scripts import GROUP_SCRIPT_KEYS, GROUP_SCRIPTS, SCRIPTS
 
@@ -50,6 +51,9 @@ class Group:
     master_name: str
     """The name its Sentinels monitor it under."""
     failover: Failover
+    follows: bool = False
+    """The group follows another region (this stack's role is replica): no Sentinel; pod 0 or the
+    lowest member that answers replicates across regions, the others from it (keeper.sh)."""
 
 
 def server_settings(
@@ -70,6 +74,7 @@ def server_settings(
             replication_user=acl.REPLICATION_USER,
             max_replica_lag_seconds=int(group.failover.max_replica_lag.total_seconds()),
             socket=socket,
+            replica_priority=0 if group.follows else 100,
         )
     return valkey_conf.ServerSettings(
         port=instance.port,
@@ -116,19 +121,23 @@ def render_files(
 ) -> dict[str, str]:
     """Secret keys -> file contents. ``ca_bundle`` set means TLS; ``group`` a Sentinel group."""
     tls = valkey_conf.TlsFiles(TLS_CERT_FILE, TLS_KEY_FILE, CA_FILE) if ca_bundle else None
+    if group is not None and upstream is not None:
+        # The members of a following group log in to its head with the other region's password,
+        # the one the head itself uses upstream: one masterauth, whoever is the head.
+        passwords = replace(passwords, replication=(*passwords.replication, upstream.password))
     files = {
         CONFIG_KEY: valkey_conf.render_valkey_conf(server_settings(instance, upstream, tls, group=group)),
         PROBE_PASSWORD_KEY: passwords.probe,
         RELOADER_PASSWORD_KEY: passwords.reloader,
         **SCRIPTS,
     }
-    if upstream is not None:
+    if upstream is not None and group is None:
         # The same password twice, rendered from the one value, never parsed back: a config line
         # for the server's start, the raw password for the reloader's CONFIG SET.
         files[MASTERAUTH_CONFIG_KEY] = valkey_conf.render_masterauth_conf(upstream)
         files[MASTERAUTH_KEY] = upstream.password
     if group is not None:
-        files |= _group_files(group, passwords, tls)
+        files |= _group_files(group, passwords, tls, upstream)
     if passwords.metrics:
         files[EXPORTER_PASSWORD_KEY] = exporter.password_file(
             instance.port, passwords.metrics[0], tls=ca_bundle is not None
@@ -139,14 +148,22 @@ def render_files(
     return files
 
 
-def _group_files(group: Group, passwords: acl.Passwords, tls: valkey_conf.TlsFiles | None) -> dict[str, str]:
+def _group_files(
+    group: Group, passwords: acl.Passwords, tls: valkey_conf.TlsFiles | None, upstream: valkey_conf.Upstream | None
+) -> dict[str, str]:
     """A group member's Sentinel config, scripts and passwords. Every member, the primary too, has
-    a masterauth: Sentinel may make any of them a replica of another member at run time."""
+    a masterauth: Sentinel may make any of them a replica of another member at run time. A
+    following group's masterauth is the other region's replication password."""
     sentinel = sentinel_settings(group, passwords, tls)
-    local = valkey_conf.Upstream(host="", port=0, username=acl.REPLICATION_USER, password=passwords.replication[0])
-    return {
-        MASTERAUTH_CONFIG_KEY: valkey_conf.render_masterauth_conf(local),
-        MASTERAUTH_KEY: local.password,
+    login = upstream or valkey_conf.Upstream(
+        host="", port=0, username=acl.REPLICATION_USER, password=passwords.replication[0]
+    )
+    files = {}
+    if upstream is not None:
+        files[UPSTREAM_KEY] = f"{upstream.host} {upstream.port}\n"
+    return files | {
+        MASTERAUTH_CONFIG_KEY: valkey_conf.render_masterauth_conf(login),
+        MASTERAUTH_KEY: login.password,
         SENTINEL_CONFIG_KEY: sentinel_conf.render_sentinel_conf(sentinel),
         SENTINEL_MASTER_CONFIG_KEY: sentinel_conf.render_sentinel_master_conf(sentinel),
         SENTINEL_PEER_PASSWORD_KEY: sentinel.peer_password,
@@ -180,6 +197,7 @@ LIVE_KEYS = {
     SENTINEL_PEER_PASSWORD_KEY: "read by the pod's scripts at each use; never rotated (also in sentinel.conf)",
     SENTINEL_PASSWORD_KEY: "read by prestop.sh at each use; never rotated (also in sentinel-master.conf)",
     PRESTOP_SCRIPT_KEY: "read by the kubelet at each stop of a group member's Valkey container",
+    UPSTREAM_KEY: "read by start.sh at each start and by keeper.sh at each round",
     LABELER_PASSWORD_KEY: "read by the label updater at each ROLE; the server takes it with ACL LOAD",
 }
 """Keys taken without a restart, and how. A key in neither is a test failure (tests/test_scripts.py)."""

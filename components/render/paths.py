@@ -54,6 +54,9 @@ LABELER_SCRIPT_KEY = "labeler.sh"
 """Projected into the label updater's container only (specs/labeler.py)."""
 SENTINEL_SCRIPT = f"{CONFIG_DIR}/sentinel.sh"
 PRESTOP_SCRIPT = f"{CONFIG_DIR}/prestop.sh"
+KEEPER_SCRIPT = f"{CONFIG_DIR}/keeper.sh"
+UPSTREAM_FILE = f"{CONFIG_DIR}/upstream"
+"""A following group's upstream, ``<host> <port>``: the other region's external endpoint."""
 
 EXPORTER_DIR = "/etc/valkey-exporter"
 """The exporter sidecar's own projection of the config Secret: its password file and the CA bundle."""
@@ -84,6 +87,8 @@ GROUP_SCRIPT_KEY = secret_key(GROUP_SCRIPT)
 START_SCRIPT_KEY = secret_key(START_SCRIPT)
 SENTINEL_SCRIPT_KEY = secret_key(SENTINEL_SCRIPT)
 PRESTOP_SCRIPT_KEY = secret_key(PRESTOP_SCRIPT)
+KEEPER_SCRIPT_KEY = secret_key(KEEPER_SCRIPT)
+UPSTREAM_KEY = secret_key(UPSTREAM_FILE)
 EXPORTER_PASSWORD_KEY = "exporter-password.json"
 """Projected as ``EXPORTER_PASSWORD_FILE`` into the exporter sidecar only."""
 
@@ -98,6 +103,8 @@ PUBLIC_KEYS = frozenset(
         SENTINEL_SCRIPT_KEY,
         LABELER_SCRIPT_KEY,
         PRESTOP_SCRIPT_KEY,
+        KEEPER_SCRIPT_KEY,
+        UPSTREAM_KEY,
     }
 )
 """Keys of the config Secret that hold no secret: a review (the offline render) shows them whole.

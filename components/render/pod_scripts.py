@@ -18,6 +18,8 @@ from .paths import (
     CA_FILE,
     CONFIG_FILE,
     GROUP_SCRIPT_KEY,
+    KEEPER_SCRIPT,
+    KEEPER_SCRIPT_KEY,
     LABELER_SCRIPT_KEY,
     MASTERAUTH_CONFIG_FILE,
     MASTERAUTH_FILE,
@@ -41,6 +43,7 @@ from .paths import (
     START_SCRIPT_KEY,
     TLS_CERT_FILE,
     TLS_KEY_FILE,
+    UPSTREAM_FILE,
 )
 from .sentinel_conf import PEER_USER
 
@@ -52,11 +55,15 @@ def _read(key: str) -> str:
 
 SCRIPTS = {key: _read(key) for key in (PROBE_SCRIPT_KEY, RELOADER_SCRIPT_KEY)}
 """Config Secret key -> script, in every pod."""
-GROUP_SCRIPT_KEYS = (GROUP_SCRIPT_KEY, START_SCRIPT_KEY, SENTINEL_SCRIPT_KEY, LABELER_SCRIPT_KEY)
+GROUP_SCRIPT_KEYS = (GROUP_SCRIPT_KEY, START_SCRIPT_KEY, SENTINEL_SCRIPT_KEY, LABELER_SCRIPT_KEY, KEEPER_SCRIPT_KEY)
 GROUP_SCRIPTS = {key: _read(key) for key in (*GROUP_SCRIPT_KEYS, PRESTOP_SCRIPT_KEY)}
 """Config Secret key -> script, in a group's pods only. prestop.sh is read at each stop (a live
 key); the others at their container's start."""
 PRESTOP_COMMAND = ["sh", PRESTOP_SCRIPT]
+KEEPER_COMMAND = ["sh", KEEPER_SCRIPT]
+KEEPER_INTERVAL_SECONDS = 2
+KEEPER_CONFIRMATIONS = 3
+"""keeper.sh acts on a difference seen this many rounds in a row: about 6 s after a head is lost."""
 HANDOVER_TIMEOUT_SECONDS = 10
 """prestop.sh: how long the replicas may take to catch up, and the Sentinels to agree, each."""
 START_COMMAND = ["sh", START_SCRIPT]
@@ -121,6 +128,10 @@ class GroupEnv:
     sentinel_port: int
     down_after_seconds: int
     failover_timeout_seconds: int
+    follows: bool = False
+    """The group follows another region: no Sentinel, keeper.sh in its place."""
+    announce_suffix: str = ""
+    """A following group's members announce <pod>.<suffix>, a name that resolves nowhere."""
 
 
 def _group_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
@@ -128,6 +139,7 @@ def _group_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
         **_connection(port, tls),
         "GROUP_PODS": " ".join(group.pods),
         "GROUP_DOMAIN": group.domain,
+        "GROUP_MODE": "follower" if group.follows else "leader",
         "SENTINEL_PORT": str(group.sentinel_port),
         "MASTER_NAME": group.master_name,
         "QUORUM": str(len(group.pods) // 2 + 1),
@@ -152,6 +164,22 @@ def start_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
         "SENTINEL_NODE_USER": SENTINEL_USER,
         "SENTINEL_NODE_PASSWORD_FILE": SENTINEL_PASSWORD_FILE,
         "HANDOVER_TIMEOUT_SECONDS": str(HANDOVER_TIMEOUT_SECONDS),
+    } | (_follower_env(group) if group.follows else {})
+
+
+def _follower_env(group: GroupEnv) -> dict[str, str]:
+    return {"UPSTREAM_FILE": UPSTREAM_FILE, "ANNOUNCE_SUFFIX": group.announce_suffix}
+
+
+def keeper_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
+    """A following group member's keeper container (in place of the Sentinel): what keeper.sh reads."""
+    return {
+        **_group_env(port, tls, group),
+        **_follower_env(group),
+        "SENTINEL_NODE_USER": SENTINEL_USER,
+        "SENTINEL_NODE_PASSWORD_FILE": SENTINEL_PASSWORD_FILE,
+        "KEEPER_INTERVAL_SECONDS": str(KEEPER_INTERVAL_SECONDS),
+        "KEEPER_CONFIRMATIONS": str(KEEPER_CONFIRMATIONS),
     }
 
 

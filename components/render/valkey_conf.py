@@ -50,7 +50,7 @@ class GroupMember:
     socket: str
     """The unix socket the label updater asks ROLE on (plaintext, inside the pod only)."""
     replica_priority: int = 100
-    """0: Sentinel never promotes this node."""
+    """0: no Sentinel ever promotes this node (a group that follows another region)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,8 @@ class ServerSettings:
     masterauth_file: str = MASTERAUTH_CONFIG_FILE
     """Where a replica's ``render_masterauth_conf`` file is (the pod's unless given)."""
     group: GroupMember | None = None
-    """Set in a group; its members never carry ``upstream``: start.sh decides the role."""
+    """Set in a group: start.sh decides the role and writes ``replicaof``; ``upstream`` then only
+    names the other region's login (a group that follows it)."""
 
 
 def quote(value: str) -> str:
@@ -112,10 +113,8 @@ def render_valkey_conf(settings: ServerSettings) -> str:
         "replica-serve-stale-data yes",
     ]
     if settings.group is not None:
-        if settings.upstream is not None:
-            raise ValueError("a group member's upstream is decided at its start, not rendered")
         lines += ["", *_group(settings.group)]
-    if settings.upstream is not None:
+    elif settings.upstream is not None:
         upstream = settings.upstream
         lines += [
             "",

@@ -221,10 +221,17 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
         containers.append(exporter.container(settings.port, tls=tls))
         volumes.append(exporter.volume(settings.config_secret, tls=tls))
     if group is not None:
-        sentinel_env = _group_env(pod_scripts.sentinel_env(settings.port, tls, group.env))
+        follows = group.env.follows
+        environment = pod_scripts.keeper_env if follows else pod_scripts.sentinel_env
         containers.append(
             sentinel.container(
-                settings.image, uid=VALKEY_UID, gid=VALKEY_GID, env=sentinel_env, port=group.env.sentinel_port, tls=tls
+                settings.image,
+                uid=VALKEY_UID,
+                gid=VALKEY_GID,
+                env=_group_env(environment(settings.port, tls, group.env)),
+                port=group.env.sentinel_port,
+                tls=tls,
+                keeper=follows,
             )
         )
         containers.append(labeler.container(sentinel.RUN_VOLUME, VALKEY_UID, VALKEY_GID, group.env.domain))

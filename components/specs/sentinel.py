@@ -33,9 +33,10 @@ def run_mount() -> k8s.core.v1.VolumeMountArgs:
 
 
 def container(
-    image: str, *, uid: int, gid: int, env: list[k8s.core.v1.EnvVarArgs], port: int, tls: bool
+    image: str, *, uid: int, gid: int, env: list[k8s.core.v1.EnvVarArgs], port: int, tls: bool, keeper: bool = False
 ) -> k8s.core.v1.ContainerArgs:
-    """The Sentinel, started by sentinel.sh from the config Secret."""
+    """The Sentinel, started by sentinel.sh from the config Secret; with ``keeper``, in a group that
+    follows another region, keeper.sh in its place (no port: it only points its node)."""
     mounts = [
         k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
         k8s.core.v1.VolumeMountArgs(name=SENTINEL_VOLUME, mount_path=SENTINEL_DIR),
@@ -43,12 +44,12 @@ def container(
     if tls:
         mounts.append(k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True))
     return k8s.core.v1.ContainerArgs(
-        name="sentinel",
+        name="keeper" if keeper else "sentinel",
         image=image,
         image_pull_policy="IfNotPresent",
-        command=pod_scripts.SENTINEL_COMMAND,
+        command=pod_scripts.KEEPER_COMMAND if keeper else pod_scripts.SENTINEL_COMMAND,
         env=env,
-        ports=[k8s.core.v1.ContainerPortArgs(name=PORT_NAME, container_port=port, protocol="TCP")],
+        ports=None if keeper else [k8s.core.v1.ContainerPortArgs(name=PORT_NAME, container_port=port, protocol="TCP")],
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": "20m", "memory": "32Mi"}, limits={"memory": "64Mi"}
         ),

@@ -52,6 +52,7 @@ def server_args(cfg: StackConfig, name: str, credentials: Credentials, primary: 
         metrics_exporter=cfg.monitoring.enabled,
         failover=cfg.failover,
         scheduling=cfg.scheduling,
+        region=cfg.region or "",
     )
 
 

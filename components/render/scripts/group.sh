@@ -1,10 +1,16 @@
-# Functions shared by start.sh and sentinel.sh (sourced, never run): which pod of a group is the
-# primary. Sourced as `. /etc/valkey/group.sh`.
+# Functions shared by the group's scripts (sourced, never run): which pod of a group is the
+# primary, or, in a group that follows another region, whom each member follows. Sourced as
+# `. /etc/valkey/group.sh`.
 #
+# A group that leads (GROUP_MODE=leader, the primary region):
 # The answer comes from the group, never from what this pod was before, in this order:
 #   1. the Sentinels: when at least QUORUM of them name the same primary, that one;
 #   2. the Valkey nodes: a peer that says it is a primary (ROLE), the lowest ordinal first;
 #   3. nobody answers (a new group, or every pod was down): the first pod, GROUP_PODS' first.
+#
+# A group that follows another region (GROUP_MODE=follower) has no Sentinel and no primary: its
+# head, the lowest-ordinal member that answers PING, replicates from the other region
+# (UPSTREAM_FILE), and every other member from the head. One stream crosses regions.
 #
 # Parameters, from the container's environment (components/render/pod_scripts.py lists them):
 #   POD_NAME                 this pod's name (downward API)
@@ -18,6 +24,8 @@
 #   VALKEY_CA_FILE           the CA bundle (with VALKEY_TLS=yes only)
 #   PROBE_USER               the nodes' user that may PING and ask ROLE
 #   PROBE_PASSWORD_FILE      its password
+#   GROUP_MODE               leader or follower
+#   UPSTREAM_FILE            a follower group's upstream, "<host> <port>" (follower only)
 #   SENTINEL_PEER_USER       the Sentinels' peer user, which may ask for the primary
 #   SENTINEL_PEER_PASSWORD_FILE  its password
 # Passwords go to valkey-cli through REDISCLI_AUTH, never as an argument.
@@ -25,6 +33,14 @@
 : "${POD_NAME:?}" "${GROUP_PODS:?}" "${GROUP_DOMAIN:?}" "${VALKEY_PORT:?}" "${SENTINEL_PORT:?}"
 : "${MASTER_NAME:?}" "${QUORUM:?}" "${PROBE_USER:?}" "${PROBE_PASSWORD_FILE:?}"
 : "${SENTINEL_PEER_USER:?}" "${SENTINEL_PEER_PASSWORD_FILE:?}"
+case "${GROUP_MODE:-}" in
+  leader) ;;
+  follower) : "${UPSTREAM_FILE:?}" ;;
+  *)
+    echo "GROUP_MODE must be leader or follower" >&2
+    exit 2
+    ;;
+esac
 case "${VALKEY_TLS:-}" in
   yes) : "${VALKEY_CA_FILE:?}" ;;
   no) ;;
@@ -96,4 +112,20 @@ find_primary() {
     PRIMARY_SOURCE=bootstrap
   fi
   log "primary $PRIMARY (from the $PRIMARY_SOURCE)"
+}
+
+# A follower group's member: "<host> <port>" of what it should replicate from now. The head (the
+# lowest-ordinal member that answers PING) follows the other region; the others follow the head.
+follow_target() {
+  for pod in $GROUP_PODS; do
+    if [ "$pod" = "$POD_NAME" ]; then
+      cat "$UPSTREAM_FILE"
+      return 0
+    fi
+    if [ "$(ask "$pod.$GROUP_DOMAIN" "$VALKEY_PORT" "$PROBE_USER" "$PROBE_PASSWORD_FILE" PING)" = PONG ]; then
+      echo "$pod.$GROUP_DOMAIN $VALKEY_PORT"
+      return 0
+    fi
+  done
+  return 1
 }

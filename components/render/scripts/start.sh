@@ -19,18 +19,35 @@
 # at most FAILOVER_WAIT_SECONDS, and then joins as that one's replica; if none was promoted by
 # then (no replica could take over), it starts as the primary.
 #
+# In a group that follows another region (GROUP_MODE=follower), there are no Sentinels: the pod
+# follows what follow_target (group.sh) says, always as a replica, and announces a name that
+# resolves nowhere (ANNOUNCE_SUFFIX, under .invalid): the other region's primary lists it, and that
+# region's Sentinels must never mistake it for their own pod of the same name, nor reach it.
+#
 # Parameters, besides group.sh's, from the container's environment:
 #   CONFIG_FILE             the rendered valkey.conf (read-only)
 #   MASTERAUTH_CONFIG_FILE  the file with the masterauth line
 #   RUNTIME_CONFIG_FILE     where to write the server's config file (writable, the pod's own)
 #   FAILOVER_WAIT_SECONDS   how long to wait for the Sentinels to promote another pod
+#   ANNOUNCE_SUFFIX         follower only: the name announced is <pod>.<suffix>
 
 : "${CONFIG_FILE:?}" "${MASTERAUTH_CONFIG_FILE:?}" "${RUNTIME_CONFIG_FILE:?}" "${FAILOVER_WAIT_SECONDS:?}"
 # shellcheck source=SCRIPTDIR/group.sh
 . "$(dirname "$0")/group.sh"
 
-find_primary
-if [ "$PRIMARY" = "$SELF" ] && [ "$PRIMARY_SOURCE" = sentinels ]; then
+announce="$SELF"
+if [ "$GROUP_MODE" = follower ]; then
+  : "${ANNOUNCE_SUFFIX:?}"
+  announce="$POD_NAME.$ANNOUNCE_SUFFIX"
+  target="$(follow_target)"
+  PRIMARY="${target% *}"
+  PRIMARY_PORT="${target#* }"
+  log "following $PRIMARY:$PRIMARY_PORT"
+else
+  find_primary
+  PRIMARY_PORT="$VALKEY_PORT"
+fi
+if [ "$GROUP_MODE" = leader ] && [ "$PRIMARY" = "$SELF" ] && [ "$PRIMARY_SOURCE" = sentinels ]; then
   log "the Sentinels still name this pod: waiting up to ${FAILOVER_WAIT_SECONDS}s for them to promote a replica"
   waited=0
   while [ "$waited" -lt "$FAILOVER_WAIT_SECONDS" ]; do
@@ -51,9 +68,9 @@ quote() {
 {
   echo "# Written by start.sh at the container's start; Sentinel may rewrite it. Never read back."
   echo "include $(quote "$CONFIG_FILE")"
-  echo "replica-announce-ip $(quote "$SELF")"
+  echo "replica-announce-ip $(quote "$announce")"
   if [ "$PRIMARY" != "$SELF" ]; then
-    echo "replicaof $(quote "$PRIMARY") $VALKEY_PORT"
+    echo "replicaof $(quote "$PRIMARY") $PRIMARY_PORT"
   fi
   echo "include $(quote "$MASTERAUTH_CONFIG_FILE")"
 } >"$RUNTIME_CONFIG_FILE.tmp"

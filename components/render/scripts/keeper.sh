@@ -1,0 +1,53 @@
+#!/bin/sh
+# A following group's keeper, in place of the Sentinel while this region follows another: sh keeper.sh
+#
+# Every KEEPER_INTERVAL_SECONDS it compares what this pod's Valkey replicates from with what it
+# should (follow_target in group.sh: the head, the lowest-ordinal member that answers, follows the
+# other region; the others follow the head) and, once the difference has held for
+# KEEPER_CONFIRMATIONS rounds in a row, points the node there (SLAVEOF). So when the head dies,
+# the next member replicates from the other region within seconds (a partial resync: its history
+# is the head's), and the others follow it; when the head is back, everyone returns to it.
+#
+# It never touches a node that is a primary: promoting this region is a person's decision
+# (docs/runbooks.md), and a keeper must not undo it.
+#
+# Parameters, besides group.sh's, from the container's environment:
+#   SENTINEL_NODE_USER            the nodes' Sentinel user (INFO, SLAVEOF), which it acts as
+#   SENTINEL_NODE_PASSWORD_FILE   its password
+#   KEEPER_INTERVAL_SECONDS       seconds between two rounds
+#   KEEPER_CONFIRMATIONS          rounds a difference must hold before it acts
+
+: "${SENTINEL_NODE_USER:?}" "${SENTINEL_NODE_PASSWORD_FILE:?}"
+: "${KEEPER_INTERVAL_SECONDS:?}" "${KEEPER_CONFIRMATIONS:?}"
+# shellcheck source=SCRIPTDIR/group.sh
+. "$(dirname "$0")/group.sh"
+
+node() {
+  ask 127.0.0.1 "$VALKEY_PORT" "$SENTINEL_NODE_USER" "$SENTINEL_NODE_PASSWORD_FILE" "$@"
+}
+
+trap 'exit 0' TERM INT
+log "keeper: started"
+seen=0
+while :; do
+  sleep "$KEEPER_INTERVAL_SECONDS" &
+  wait $!
+  info="$(node INFO replication | tr -d '\r')"
+  [ "$(echo "$info" | sed -n 's/^role://p')" = slave ] || {
+    seen=0
+    continue
+  }
+  current="$(echo "$info" | sed -n 's/^master_host://p') $(echo "$info" | sed -n 's/^master_port://p')"
+  wanted="$(follow_target)" || continue
+  if [ "$current" = "$wanted" ]; then
+    seen=0
+    continue
+  fi
+  seen=$((seen + 1))
+  [ "$seen" -ge "$KEEPER_CONFIRMATIONS" ] || continue
+  # shellcheck disable=SC2086 # "<host> <port>": two arguments
+  if [ "$(node SLAVEOF $wanted)" = OK ]; then
+    log "keeper: now following ${wanted% *}:${wanted#* } (was ${current% *}:${current#* })"
+  fi
+  seen=0
+done
