@@ -91,7 +91,14 @@ class Pod:
     filesystem) after the kubelet's crash-loop back-off (kubelet.py), and counted (restart_count()).
     Each container's readiness probe runs in the background at its periodSeconds; the pod is Ready
     when every container is. The pod's Service names follow readiness and the pod object's current
-    labels in the region's API server (``labels``), which clients may PATCH."""
+    labels in the region's API server (``labels``), which clients may PATCH.
+
+    stop(), restart() and delete() are the pod object's deletion through the API: the pod is
+    ``terminating`` (out of ready endpoints, its object and labels kept), each container runs its
+    preStop exec hook, then gets SIGTERM, then SIGKILL, all within the grace period (stop()).
+    kill_container(), kill9() and teardown() run no hooks (a crash, a node failure, cleanup).
+    Readiness probes go on while the pod terminates, as the kubelet's do (its ``serving``
+    condition); nothing waits for them."""
 
     def __init__(self, runner: PodRunner, store: ObjectStore, plan: PodPlan, region: str, publish: bool):
         self.runner = runner
