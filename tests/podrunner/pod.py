@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import secrets
 import shutil
 import signal
@@ -43,6 +44,29 @@ EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
 ETC_FILES = ("hosts", "hostname", "resolv.conf")
 TICK = 0.05
 """How often a container's worker looks at its process (the kubelet's PLEG relists every second)."""
+MINIMUM_GRACE = 2.0
+"""The kubelet's minimumGracePeriodInSeconds: the least time between SIGTERM and SIGKILL, also after
+a preStop hook that used up the grace period (kuberuntime_container.go killContainer)."""
+HOOK_REAP = 5.0
+"""How long to wait, after its container was SIGKILLed, for a cut preStop hook's exec to return."""
+
+
+@dataclass(frozen=True)
+class PreStopResult:
+    """What a container's preStop hook did during the pod's termination."""
+
+    container: str
+    command: tuple[str, ...]
+    exit_code: int | None
+    """The command's exit status (137: killed with its container); None: no exec result at all."""
+    output: str
+    """stdout then stderr of the command (also appended to the container's log)."""
+    started_at: float
+    """time.monotonic() when the kubelet started the hook."""
+    duration: float
+    """Seconds until the command ended (a hook cut at the grace period ends with its container)."""
+    completed: bool
+    """It ended within the grace period; False: the kubelet stopped waiting and sent SIGTERM."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +91,14 @@ class Pod:
     filesystem) after the kubelet's crash-loop back-off (kubelet.py), and counted (restart_count()).
     Each container's readiness probe runs in the background at its periodSeconds; the pod is Ready
     when every container is. The pod's Service names follow readiness and the pod object's current
-    labels in the region's API server (``labels``), which clients may PATCH."""
+    labels in the region's API server (``labels``), which clients may PATCH.
+
+    stop(), restart() and delete() are the pod object's deletion through the API: the pod is
+    ``terminating`` (out of ready endpoints, its object and labels kept), each container runs its
+    preStop exec hook, then gets SIGTERM, then SIGKILL, all within the grace period (stop()).
+    kill_container(), kill9() and teardown() run no hooks (a crash, a node failure, cleanup).
+    Readiness probes go on while the pod terminates, as the kubelet's do (its ``serving``
+    condition); nothing waits for them."""
 
     def __init__(self, runner: PodRunner, store: ObjectStore, plan: PodPlan, region: str, publish: bool):
         self.runner = runner
@@ -103,6 +134,12 @@ class Pod:
         self.uid = ""
         self.network: PodNetwork | None = None
         self.deleted = False
+        self._terminating = False
+        self.prestop_results: dict[str, PreStopResult] = {}
+        """Container -> its preStop hook's result in the pod's latest termination (stop(), restart(),
+        delete()); containers without a hook are absent. Kept until the next termination starts."""
+        self.stop_codes: dict[str, int] = {}
+        """Container -> exit status in the pod's latest termination (what stop() returned)."""
 
     # ----- identity -------------------------------------------------------------------------------
     @property
@@ -151,6 +188,12 @@ class Pod:
         return self._ready
 
     @property
+    def terminating(self) -> bool:
+        """Deleted through the API and not yet gone: from the start of stop()/restart()/delete() (the
+        pod object gets its deletionTimestamp) until start() creates a new pod object."""
+        return self._terminating
+
+    @property
     def token(self) -> str | None:
         """The service account token projected into this pod (None: it mounts none)."""
         return self._token
@@ -190,6 +233,7 @@ class Pod:
             self.runner.refresh_hosts()
         self.uid = str(uuid.uuid4())
         with self._lock:
+            self._terminating = False
             self.processes = {}
             self._states = {
                 c.name: ContainerState(Backoff(self.runner.backoff_initial, self.runner.backoff_max))
@@ -224,20 +268,134 @@ class Pod:
             return dict(self.processes)
 
     def stop(self, grace: float | None = None) -> dict[str, int]:
-        """SIGTERM every container, SIGKILL what is left after the grace period (default: the pod's
-        terminationGracePeriodSeconds). Returns exit codes. Nothing restarts them (start() does);
-        the pod object stays in the API server, not Ready."""
+        """Terminate the pod as the kubelet does once the pod object is deleted through the API
+        (``grace`` None: terminationGracePeriodSeconds; else the DELETE's gracePeriodSeconds):
+
+        - at once the pod object gets its deletionTimestamp (labels and PATCHes keep working) and the
+          pod leaves its Services' endpoints as ``ready: false, terminating: true`` (see
+          published_entries); nothing restarts its containers any more;
+        - every container in parallel: its preStop exec hook, if any, waited for at most ``grace``
+          seconds; then SIGTERM; then SIGKILL after what is left of ``grace`` (less the hook's whole
+          seconds, as the kubelet counts), but never less than MINIMUM_GRACE (2 s): a hook that overruns
+          the grace period is followed by SIGTERM, and SIGKILL 2 s later (it dies with the container).
+
+        ``grace`` 0 is the runner's forced kill, not the kubelet's: no hooks, SIGKILL at once (a
+        kubelet would still give the pod at least 2 s, pod_workers.go calculateEffectiveGracePeriod).
+        Returns exit codes (also in ``stop_codes``); hook results are in ``prestop_results``. The
+        pod object stays in the API server, not Ready, until delete() or restart() removes it."""
         grace = float(self.plan.grace_seconds if grace is None else grace)
+        self._begin_termination(grace)
         processes = self._unsupervise()
-        for proc in processes.values():
-            proc.signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        codes = {}
-        for name, proc in processes.items():
-            code = proc.wait(max(0.0, deadline - time.monotonic()))
-            codes[name] = proc.kill() if code is None else code
+        codes: dict[str, int] = {}
+        threads = [
+            threading.Thread(
+                target=self._terminate_container,
+                args=(self._plan(name), proc, grace, codes),
+                name=f"kubelet {self.key}/{name} termination",
+                daemon=True,
+            )
+            for name, proc in processes.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         self._all_unready()
-        return codes
+        self.stop_codes = {name: codes[name] for name in processes if name in codes}
+        missing = sorted(set(processes) - set(codes))
+        if missing:  # a termination worker died: kill what it left and say so
+            for name in missing:
+                self.stop_codes[name] = processes[name].kill()
+            self.errors.append(f"termination of {missing} failed, killed")
+        return dict(self.stop_codes)
+
+    def _begin_termination(self, grace: float) -> None:
+        """The API server's graceful DELETE and what the kubelet does at once about it: the object is
+        marked, startup probes stop counting (pkg/kubelet/prober/worker.go sets their result to
+        success on a deletionTimestamp), and the endpoints follow the terminating condition."""
+        with self._lock:
+            self._terminating = True
+            self.prestop_results = {}
+            self.stop_codes = {}
+            for state in self._states.values():
+                state.started = True
+        if self._cluster is not None and not self.deleted:
+            self._cluster.api.mark_deleted(self.namespace, self.name, math.ceil(grace))
+        self.runner.republish()
+
+    def _terminate_container(
+        self, plan: ContainerPlan, proc: ContainerProcess, grace: float, codes: dict[str, int]
+    ) -> None:
+        """The kubelet's killContainer for one container (kuberuntime_container.go)."""
+        if grace <= 0:
+            proc.signal(signal.SIGTERM)
+            codes[plan.name] = proc.kill()
+            return
+        remaining = grace
+        hook: threading.Thread | None = None
+        box: dict[str, Any] = {}
+        if plan.pre_stop and proc.running:
+            hook, waited = self._start_pre_stop(plan, proc, grace, box)
+            remaining = grace - math.floor(waited)  # the kubelet subtracts whole seconds
+        remaining = max(remaining, MINIMUM_GRACE)
+        self._log(plan.name, f"stopping: SIGTERM, SIGKILL in {remaining:g}s if still running")
+        proc.signal(signal.SIGTERM)
+        code = proc.wait(remaining)
+        if code is None:
+            self._log(plan.name, f"grace period over: SIGKILL after {remaining:g}s")
+            code = proc.kill()
+        codes[plan.name] = code
+        if hook is not None:
+            hook.join(HOOK_REAP)
+            self._record_pre_stop(plan, box)
+
+    def _start_pre_stop(
+        self, plan: ContainerPlan, proc: ContainerProcess, grace: float, box: dict[str, Any]
+    ) -> tuple[threading.Thread, float]:
+        """Run the hook inside the container (as exec()) and wait for it at most ``grace`` seconds
+        (executePreStopHook). Returns the thread still running it, if cut, and the seconds waited."""
+        self._log(plan.name, f"preStop hook {list(plan.pre_stop)}")
+        box["started"] = started = time.monotonic()
+        box["grace"] = grace
+
+        def run() -> None:
+            try:
+                # No timeout of its own (lifecycle/handlers.go runs it with 0): it ends or dies with
+                # the container; the bound only guards against a runner bug.
+                box["result"] = proc.exec(list(plan.pre_stop), grace + MINIMUM_GRACE + 60.0)
+            except RuntimeError as exc:  # the container exited before the hook could start
+                box["result"] = ExecResult(-1, "", str(exc))
+            box["ended"] = time.monotonic()
+
+        thread = threading.Thread(target=run, name=f"kubelet {self.key}/{plan.name} preStop", daemon=True)
+        thread.start()
+        thread.join(grace)
+        box["completed"] = not thread.is_alive()
+        if thread.is_alive():
+            self._log(plan.name, f"preStop hook not completed in grace period {grace:g}s: SIGTERM now")
+        return thread, time.monotonic() - started
+
+    def _record_pre_stop(self, plan: ContainerPlan, box: dict[str, Any]) -> None:
+        started = box["started"]
+        result: ExecResult | None = box.get("result")
+        ended = box.get("ended", time.monotonic())
+        duration = ended - started
+        output = (result.stdout + result.stderr) if result is not None else ""
+        code = result.returncode if result is not None else None
+        completed = bool(box.get("completed")) and result is not None
+        self.prestop_results[plan.name] = PreStopResult(
+            plan.name, plan.pre_stop, code, output, started, duration, completed
+        )
+        lines = [f"preStop: {line}" for line in output.splitlines()]
+        how = "completed" if completed else "cut at the grace period"
+        self._log(plan.name, f"preStop hook exited {code} after {duration:.2f}s ({how})", lines)
+
+    def _log(self, container: str, message: str, lines: Iterable[str] = ()) -> None:
+        """A runner message in the container's log file, like its start and restart lines."""
+        text = f"--- podrunner: {message} at {time.strftime('%H:%M:%S')} ---\n"
+        text += "".join(f"{line}\n" for line in lines)
+        with contextlib.suppress(OSError), open(self.log_path(container), "a") as log:
+            log.write(text)
 
     def kill9(self) -> dict[str, int]:
         """SIGKILL every container at once, as a node crash would: the kubelet goes down with them, so
@@ -250,7 +408,9 @@ class Pod:
     def kill_container(self, container: str | None = None, signal: int = 9, timeout: float = 10.0) -> int | None:
         """Send ``signal`` (default SIGKILL: a crash or an OOM kill) to one container's PID 1 and wait up
         to ``timeout`` for it to exit; returns its exit status (128+signal), None if it still runs.
-        The kubelet then starts it again after its back-off (kubelet.py; restart_count() counts)."""
+        The kubelet then starts it again after its back-off (kubelet.py; restart_count() counts).
+        No preStop hook runs: the kubelet runs hooks only when it stops a container itself (API
+        deletion, a failed liveness probe...), not when the process dies on its own."""
         proc = self._process(container)
         proc.signal(signal)
         return proc.wait(timeout)
@@ -318,7 +478,9 @@ class Pod:
             self.wait_ready(wait_ready)
 
     def delete(self, grace: float | None = None) -> None:
-        """Stop, then remove everything of the pod including its claims' directories."""
+        """A DELETE of the pod object: stop() (hooks, SIGTERM, SIGKILL; the pod is terminating
+        meanwhile), then, once every container has stopped, the pod object is removed and with it
+        the pod's names; then everything of the pod including its claims' directories."""
         self.stop(grace)
         self.teardown()
         for path in self.claims.values():
@@ -399,6 +561,8 @@ class Pod:
                 time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
             successes = 0
             while successes < needed:
+                if self._terminating:
+                    raise PodStartError(f"{self.key}: the pod is terminating (waiting for {plan.name}'s {kind})")
                 if not proc.running:
                     raise PodStartError(
                         f"{self.key}: container {plan.name} exited {proc.exit_code} "
@@ -503,14 +667,58 @@ class Pod:
                         "translation is not emulated (publish=False, then runner.proxy())",
                     )
 
+    def endpoint_conditions(self, service: str) -> dict[str, bool] | None:
+        """This pod's endpoint in Service ``service``'s EndpointSlice, as the EndpointSlice controller
+        writes it (staging/src/k8s.io/endpointslice/utils.go podToEndpoint): ``serving`` is the pod's
+        Ready condition, ``terminating`` its deletionTimestamp, ``ready`` is publishNotReadyAddresses
+        or (serving and not terminating). None: the Service (in the pod's namespace) does not select
+        the pod's current labels, or the pod has no IP or object any more. A terminating pod stays in
+        the slice (ShouldPodBeInEndpoints with includeTerminating) until its object is gone."""
+        svc = self.store.find("Service", self.namespace, service)
+        if svc is None or not self._selected_by(svc):
+            return None
+        return self._conditions(svc)
+
+    def _selected_by(self, svc: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> bool:
+        if not self.publish or self.network is None or self.deleted:
+            return False
+        selector = (svc.get("spec") or {}).get("selector") or {}
+        labels = self.labels if labels is None else labels
+        return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+    def _conditions(self, svc: Mapping[str, Any]) -> dict[str, bool]:
+        serving, terminating = self._ready, self._terminating
+        ready = bool((svc.get("spec") or {}).get("publishNotReadyAddresses")) or (serving and not terminating)
+        return {"ready": ready, "serving": serving, "terminating": terminating}
+
+    def _other_ready_endpoint(self, svc: Mapping[str, Any]) -> bool:
+        """Whether another pod of the region is a ready endpoint of the Service."""
+        for other in list(self.runner.pods):
+            if other is self or other.region != self.region or other.namespace != self.namespace:
+                continue
+            with contextlib.suppress(RuntimeError):
+                if other._selected_by(svc) and other._conditions(svc)["ready"]:
+                    return True
+        return False
+
     def published_entries(self) -> list[Entry]:
-        """The names this pod is an endpoint of now, as the endpoints controller, CoreDNS and
-        external-dns would publish them: every Service whose selector matches the pod object's current
-        labels, if the pod is Ready or the Service has publishNotReadyAddresses; its per-pod name
-        ``<pod>.<serviceName>.<ns>.svc.<domain>`` when ``serviceName`` is such a headless Service;
-        LoadBalancer hostnames (external-dns) in every region, cluster names in the pod's region only.
-        A ClusterIP Service name resolves straight to its endpoints' pod IPs (no virtual IP): as with
-        kube-proxy, connections made before an endpoint left are not cut."""
+        """The names this pod is an endpoint of now, as the EndpointSlice controller, CoreDNS,
+        kube-proxy and external-dns would publish them, for every Service whose selector matches the
+        pod object's current labels (endpoint_conditions):
+
+        - a headless Service's name, and the per-pod name ``<pod>.<serviceName>.<ns>.svc.<domain>``
+          when ``serviceName`` is that Service: while the endpoint is ``ready`` (CoreDNS serves only
+          ready endpoints: with publishNotReadyAddresses a not-ready or terminating pod keeps its
+          names until its object is gone; without, they go when it stops being Ready or starts
+          terminating);
+        - a ClusterIP Service's name and LoadBalancer hostnames (external-dns, in every region), which
+          stand for kube-proxy's routing: while the endpoint is ``ready``, or when it is serving and
+          terminating and the Service has no ready endpoint left (kube-proxy's fallback,
+          pkg/proxy/topology.go CategorizeEndpoints).
+
+        Cluster names in the pod's region only. A ClusterIP Service name resolves straight to its
+        endpoints' pod IPs (no virtual IP): as with kube-proxy, connections made before an endpoint
+        left are not cut."""
         if not self.publish or self.network is None or self.deleted:
             return []
         domain = self.runner.names.cluster_domain
@@ -518,13 +726,15 @@ class Pod:
         entries = []
         for svc in self.store.of_kind("Service", self.namespace):
             spec = svc.get("spec") or {}
-            selector = spec.get("selector") or {}
-            if not selector or any(labels.get(k) != v for k, v in selector.items()):
+            if not self._selected_by(svc, labels):
                 continue
-            if not (self._ready or spec.get("publishNotReadyAddresses")):
+            conditions = self._conditions(svc)
+            headless = spec.get("clusterIP") == "None"
+            fallback = not headless and conditions["serving"] and conditions["terminating"]
+            if not (conditions["ready"] or (fallback and not self._other_ready_endpoint(svc))):
                 continue
             name = svc["metadata"]["name"]
-            if name == self.plan.subdomain and spec.get("clusterIP") == "None":
+            if name == self.plan.subdomain and headless:
                 entries.append(Entry(self.fqdn, "", self.region, self.key))
             entries.append(Entry(f"{name}.{self.namespace}.svc.{domain}", "", self.region, self.key))
             if spec.get("type") == "LoadBalancer":

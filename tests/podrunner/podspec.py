@@ -73,7 +73,7 @@ POD_SECURITY = _keys(
 )
 CONTAINER = _keys(
     "name image command args workingDir env envFrom ports securityContext volumeMounts "
-    "startupProbe livenessProbe readinessProbe",
+    "startupProbe livenessProbe readinessProbe lifecycle",
     {
         "imagePullPolicy": "images are stand-ins, nothing is pulled",
         "resources": "requests/limits " + NOT_ENFORCED,
@@ -92,6 +92,10 @@ PORT = _keys("name containerPort", defaults={"protocol": "TCP"})
 MOUNT = _keys("name mountPath readOnly subPath", defaults={"mountPropagation": "None", "recursiveReadOnly": "Disabled"})
 PROBE = _keys("exec httpGet initialDelaySeconds periodSeconds timeoutSeconds successThreshold failureThreshold")
 EXEC = _keys("command")
+# Container lifecycle hooks: preStop runs on API-initiated termination (pod.py). postStart and
+# stopSignal are refused; of the handlers only exec is emulated (httpGet, sleep, tcpSocket refused).
+LIFECYCLE = _keys("preStop")
+HOOK_HANDLER = _keys("exec")
 # host: the kubelet would connect there instead of the pod IP; httpHeaders: not sent. Both refused.
 HTTP_GET = _keys("path port scheme")
 ENV = _keys("name value valueFrom")
@@ -215,6 +219,8 @@ class ContainerPlan:
     no_new_privs: bool
     capabilities: tuple[int, ...]
     """Bounding set; an unprivileged user gets none of them in its effective set."""
+    pre_stop: tuple[str, ...] = ()
+    """``lifecycle.preStop.exec.command`` (not expanded, as by the kubelet); empty: no hook."""
 
 
 @dataclass(frozen=True)
@@ -582,6 +588,7 @@ def _plan_container(
     for kind, key in PROBE_KINDS.items():
         if c.get(key) is not None:
             probes[kind] = _plan_probe(check, c[key], kind, f"{path}.{key}", ports)
+    pre_stop = _plan_lifecycle(check, c.get("lifecycle"), f"{path}.lifecycle", init=init)
 
     return ContainerPlan(
         name=name,
@@ -599,7 +606,33 @@ def _plan_container(
         read_only_root=bool(sc.get("readOnlyRootFilesystem", False)),
         no_new_privs=sc.get("allowPrivilegeEscalation") is False,
         capabilities=tuple(sorted(caps.values())),
+        pre_stop=pre_stop,
     )
+
+
+def _plan_lifecycle(check: _Checker, lifecycle: Any, path: str, *, init: bool) -> tuple[str, ...]:
+    """The preStop exec command. Refused: postStart and stopSignal (not emulated), hooks on init
+    containers (API validation allows them only on restartable ones, which are refused), and the
+    httpGet, sleep and tcpSocket handlers (not emulated; tcpSocket the kubelet does not run either)."""
+    if lifecycle is None:
+        return ()
+    if init:
+        raise UnsupportedPodFeature(path, "init containers cannot have lifecycle hooks")
+    hooks = check(lifecycle, LIFECYCLE, path)
+    if hooks.get("preStop") is None:
+        return ()
+    handler = hooks["preStop"]
+    if isinstance(handler, Mapping):
+        for action in ("httpGet", "sleep", "tcpSocket"):
+            if handler.get(action) is not None:
+                raise UnsupportedPodFeature(f"{path}.preStop.{action}", "not emulated (only exec)")
+    check(handler, HOOK_HANDLER, f"{path}.preStop")
+    if handler.get("exec") is None:
+        raise UnsupportedPodFeature(f"{path}.preStop", "needs an exec handler")
+    command = check(handler["exec"], EXEC, f"{path}.preStop.exec").get("command") or []
+    if not isinstance(command, list) or not command:
+        raise UnsupportedPodFeature(f"{path}.preStop.exec.command", "expected a non-empty list")
+    return tuple(str(a) for a in command)
 
 
 def _check_env(check: _Checker, e: Mapping[str, Any], path: str) -> None:

@@ -138,7 +138,9 @@ class PodRunner:
         """The StatefulSet controller's RollingUpdate: highest ordinal first, each pod deleted and
         recreated (``objects``: the new revision's manifests, else the same ones, as ``kubectl rollout
         restart``), then waited for until Ready before the next; before each step every pod must be
-        Ready. Returns the pods in the order they were restarted."""
+        Ready. Each deletion is a graceful one (Pod.stop(): preStop hooks, SIGTERM, SIGKILL within
+        ``grace``, default each pod's terminationGracePeriodSeconds). Returns the pods in the order
+        they were restarted."""
         ordered = sorted(pods, key=lambda p: p.ordinal, reverse=True)
         for pod in ordered:
             for other in pods:
