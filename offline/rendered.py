@@ -164,6 +164,14 @@ class Rendered:
         """The value of one directive of the instance's valkey.conf (see ``conf_directive``)."""
         return conf_directive(self.valkey_conf(instance), name)
 
+    def upstream(self, instance: str) -> str | None:
+        """``<host> <port>`` the instance replicates from across regions: a single pod's ``replicaof``,
+        or a following group's upstream file (its head replicates from it); None on a primary."""
+        files = self.config_files(instance)
+        if "upstream" in files:
+            return files["upstream"].strip()
+        return self.directive(instance, "replicaof")
+
     def acl_line(self, instance: str, user: str) -> str:
         """The line of the instance's users.acl that defines ``user``."""
         lines = [line for line in self.users_acl(instance).splitlines() if line.split()[1:2] == [user]]

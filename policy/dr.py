@@ -14,12 +14,24 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pods import POD_SPEC_PATHS, SERVERS, STATEFULSET, all_containers, argv, pod_spec, runs_server, valkey_pod_spec
+from pods import (
+    POD_SPEC_PATHS,
+    SERVERS,
+    STATEFULSET,
+    all_containers,
+    argv,
+    pod_spec,
+    runs_server,
+    started_config,
+    valkey_pod_spec,
+)
 from pulumi_policy.proxy import UnknownValueError
 from resource_inputs import as_list, describe, dig, metadata_labels
 
 DR_LABEL = "valkey.io/dr"
 ROLE_LABEL = "valkey.io/role"
+NODE_ROLE_LABEL = "valkey.io/node-role"
+"""Set on a group's pods at run time by their label updater (components/specs/labels.py)."""
 EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
 DEFAULT_DATA_DIR = "/data"
 """Where Valkey writes when valkey.conf sets no ``dir``: the official image's working directory."""
@@ -141,7 +153,8 @@ def dr_endpoints(resources: Iterable[Any]) -> list[tuple[Any, Any]]:
         annotations = dig(svc.props, "metadata", "annotations")
         if not isinstance(annotations, Mapping) or EXTERNAL_DNS_HOSTNAME not in annotations:
             continue
-        selector = dict(dig(svc.props, "spec", "selector") or {})
+        # A group's Services also select the role label its pods get at run time, never in the template.
+        selector = {k: v for k, v in dict(dig(svc.props, "spec", "selector") or {}).items() if k != NODE_ROLE_LABEL}
         for sts in statefulsets:
             pod_labels = dict(dig(sts.props, "spec", "template", "metadata", "labels") or {})
             if selector and selector.items() <= pod_labels.items() and _same_namespace(svc.props, sts.props):
@@ -152,6 +165,9 @@ def dr_endpoints(resources: Iterable[Any]) -> list[tuple[Any, Any]]:
 def _server_conf_file(spec: Mapping[str, Any]) -> tuple[Mapping[str, Any], str] | None:
     """(container, config path) of the first container started as ``valkey-server <file>``."""
     for c in all_containers(spec):
+        config = started_config(c)
+        if config is not None:
+            return c, config
         words = argv(c)
         if words and posixpath.basename(words[0]) in SERVERS:
             words = words[1:]

@@ -76,10 +76,31 @@ def program_of(words: list[str]) -> str | None:
     return None
 
 
+START_SCRIPT = "start.sh"
+"""A group member's Valkey container runs ``sh <dir>/start.sh``, which execs valkey-server on a
+config file it writes at each start, including the rendered one its ``CONFIG_FILE`` names
+(the program's components/render/scripts/start.sh)."""
+
+
+def started_config(container: Mapping[str, Any]) -> str | None:
+    """The rendered config file of a container started by the group start script, else None."""
+    words = argv(container)
+    if len(words) < 2 or posixpath.basename(words[0]) not in ("sh", "ash", "bash", "dash"):
+        return None
+    if posixpath.basename(words[1]) != START_SCRIPT:
+        return None
+    env = {e.get("name"): e.get("value") for e in as_list(container.get("env")) if isinstance(e, Mapping)}
+    config = env.get("CONFIG_FILE")
+    return config if isinstance(config, str) and config else None
+
+
 def runs_server(container: Mapping[str, Any]) -> bool:
-    """The container runs valkey-server: named in its argv or a script, or the image's default
-    command (a valkey image with no ``command``, arguments empty or options/config file only)."""
+    """The container runs valkey-server: named in its argv or a script, the group start script, or
+    the image's default command (a valkey image with no ``command``, arguments empty or options/
+    config file only)."""
     if any(program_of(words) in SERVERS for words in simple_commands(container)):
+        return True
+    if started_config(container) is not None:
         return True
     image = container.get("image")
     args = strings(container.get("args"))

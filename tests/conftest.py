@@ -7,7 +7,7 @@ import pytest
 pytest.register_assert_rewrite("harness", "pss")
 
 import pulumi  # noqa: E402
-from harness import NO_TLS, Rendered, RenderedPair, render_both  # noqa: E402
+from harness import NO_TLS, SINGLE_PODS, Rendered, RenderedPair, render_both  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,7 @@ def _regions_once() -> RenderedPair:
 
 @pytest.fixture(scope="session")
 def _regions_without_tls_once() -> RenderedPair:
-    return _render_pair(NO_TLS, NO_TLS)
+    return _render_pair({**NO_TLS, **SINGLE_PODS}, {**NO_TLS, **SINGLE_PODS})
 
 
 @pytest.fixture
@@ -45,7 +45,8 @@ def regions(_regions_once: RenderedPair) -> RenderedPair:
 
 @pytest.fixture
 def regions_without_tls(_regions_without_tls_once: RenderedPair) -> RenderedPair:
-    """``regions`` with TLS off in both stacks (``NO_TLS``), as the pod runner can start them."""
+    """``regions`` with TLS off in both stacks (``NO_TLS``), as the pod runner can start them, and
+    one pod per instance (``SINGLE_PODS``): the single-pod drills. Groups: tests/test_group_drills.py."""
     return copy.deepcopy(_regions_without_tls_once)
 
 

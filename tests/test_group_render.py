@@ -15,7 +15,8 @@ from components.render.paths import SENTINEL_CONFIG_KEY
 from components.specs.labeler import TOKEN_DIR
 from components.specs.labels import NODE_ROLE_LABEL
 
-GROUP = {"instances.sessions.replicas": 3}
+GROUP: dict[str, object] = {}
+"""The stack files run sessions as a group of 3."""
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def group() -> harness.Rendered:
 
 @pytest.fixture(scope="module")
 def single() -> harness.Rendered:
-    return harness.render("region1")
+    return harness.render("region1", harness.SINGLE_PODS)
 
 
 def sessions_objects(rendered: harness.Rendered) -> list[dict[str, Any]]:

@@ -125,7 +125,10 @@ def text_outside_secrets(rendered: Rendered) -> list[tuple[str, str]]:
 
 def test_no_password_outside_a_secret(stacks: dict[str, Rendered]) -> None:
     for rendered in stacks.values():
-        assert len(rendered.passwords) == 24  # client, replication, metrics, probe, reloader, admin; 4 instances
+        groups = sum(int(s["spec"]["replicas"]) > 1 for s in rendered.objects("StatefulSet").values())
+        # client, replication, metrics, probe, reloader, admin per instance; a group adds the
+        # Sentinels' node user, their peer and client users, and the label updater.
+        assert len(rendered.passwords) == 6 * 4 + 4 * groups
         places = text_outside_secrets(rendered)
         assert any(where.startswith("StatefulSet/") for where, _ in places)
         for password in rendered.passwords:
@@ -137,11 +140,19 @@ def test_no_password_outside_a_secret(stacks: dict[str, Rendered]) -> None:
 def test_container_commands_carry_no_credentials(stacks: dict[str, Rendered]) -> None:
     for _, spec, _ in pod_specs(stacks["region2"]):
         containers = {c["name"]: c for c in spec["containers"]}
-        assert containers["valkey"]["command"] == ["valkey-server", "/etc/valkey/valkey.conf"]
-        assert set(containers) == {"valkey", "reloader", "exporter"}
+        if "labeler" in containers:  # a group: start.sh decides the role (whom to follow, in a DR one)
+            assert containers["valkey"]["command"] == ["sh", "/etc/valkey/start.sh"]
+            assert set(containers) - {"keeper", "sentinel"} == {"valkey", "reloader", "exporter", "labeler"}
+            assert len(set(containers) & {"keeper", "sentinel"}) == 1
+        else:
+            assert containers["valkey"]["command"] == ["valkey-server", "/etc/valkey/valkey.conf"]
+            assert set(containers) == {"valkey", "reloader", "exporter"}
         for container in containers.values():
-            # Only plain values (no Secret references); what they hold is checked outside Secrets above.
-            assert "envFrom" not in container and all("valueFrom" not in e for e in container.get("env", []))
+            # Only plain values and the pod's own name (no Secret references); what they hold is
+            # checked outside Secrets above.
+            assert "envFrom" not in container
+            for e in container.get("env", []):
+                assert "valueFrom" not in e or e["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}, e
             commands = [" ".join(container["command"] + container.get("args", []))]
             commands += [
                 " ".join(p["exec"]["command"]) for k, p in container.items() if k.endswith("Probe") and "exec" in p

@@ -9,7 +9,7 @@ from typing import Any
 
 import pulumi
 import pytest
-from harness import ROOT, Rendered, render
+from harness import ROOT, SINGLE_PODS, Rendered, render
 from markdown_anchors import anchors
 
 from components.render.acl import EXPORTER_USER, password_hash
@@ -107,7 +107,7 @@ def test_operator_objects_can_be_left_out_and_the_exporter_too() -> None:
     no_crds = render("region1", {"monitoring": {"prometheusOperator": False}})
     assert no_crds.objects("ServiceMonitor") == {} and no_crds.objects("PrometheusRule") == {}
     assert "exporter" in {c["name"] for c in no_crds.pod_spec("sessions")["containers"]}
-    off = render("region1", {"monitoring": {"enabled": False}})
+    off = render("region1", {"monitoring": {"enabled": False}, **SINGLE_PODS})
     assert off.objects("ServiceMonitor") == {}
     assert {c["name"] for c in off.pod_spec("sessions")["containers"]} == {"valkey", "reloader"}
     # No exporter password file: the files the server and the reloader read, nothing else.

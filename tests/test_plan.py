@@ -69,14 +69,19 @@ def test_a_maxmemory_change_restarts_only_that_instance() -> None:
 
 def test_a_shrink_is_refused_and_a_lower_maxmemory_touches_no_volume() -> None:
     shrink = operation("shrink a volume", "region1").plan()
-    assert [s.label() for s in shrink.failures] == ["PersistentVolumeClaimPatch sessions-data-0"]
+    # Each of the group's three claims is refused the shrink.
+    assert sorted(s.label() for s in shrink.failures) == [
+        f"PersistentVolumeClaimPatch sessions-data-{n}" for n in range(3)
+    ]
     lower = operation("lower maxmemory of a local instance", "region1").plan()
     assert lower.succeeds and not [s for s in lower.changes() if "PersistentVolumeClaim" in s.kind]
 
 
 def test_growing_a_volume_patches_the_claim_and_leaves_the_statefulset_alone() -> None:
     op = operation("grow a volume", "region1")
-    assert [s.label() for s in op.plan().changes()] == ["PersistentVolumeClaimPatch sessions-data-0"]
+    assert [s.label() for s in op.plan().changes()] == [
+        f"PersistentVolumeClaimPatch sessions-data-{n}" for n in range(3)
+    ]
     # Without ignoreChanges on the claim template, the StatefulSet would be replaced: refused while protected.
     after = copy.deepcopy(op.after())
     (sts,) = [r for r in after.registrations.values() if r.typ.endswith("StatefulSet") and r.name == "sessions"]
@@ -208,7 +213,10 @@ def test_no_statefulset_waits_for_a_load_balancer(rendered: Rendered) -> None:
 def test_promotion_restarts_region2s_dr_pods_on_their_volumes() -> None:
     p = operation("promote region 2", "region2").plan()
     assert sorted(s.name for s in p.steps if s.rolls_pods) == ["feature-flags", "sessions"]
-    assert {s.label() for s in p.by_op("create")} == {"Service sessions-external", "Service feature-flags-external"}
+    # A promoted group leads: its Sentinels get their Service, and it gets its external one.
+    assert {s.label() for s in p.by_op("create")} == {
+        f"Service {name}-{kind}" for name in ("sessions", "feature-flags") for kind in ("external", "sentinel")
+    }
     assert PROMOTED_REGION2["role"] == "primary"
 
 
@@ -233,7 +241,7 @@ def changed(rendered: Rendered, kind: str, name: str, path: list[str], value: ob
         ("Secret", "sessions-config", ["type"], "kubernetes.io/tls", "replace"),
         ("StatefulSet", "sessions", ["spec", "serviceName"], "other", "replace"),
         ("StatefulSet", "sessions", ["spec", "podManagementPolicy"], "Parallel", "replace"),
-        ("StatefulSet", "sessions", ["spec", "replicas"], 3, "update"),
+        ("StatefulSet", "sessions", ["spec", "replicas"], 5, "update"),
         ("PodDisruptionBudget", "sessions", ["spec", "minAvailable"], 2, "update"),
         ("Certificate", "sessions-tls", ["metadata", "name"], "other-tls", "replace"),
     ],

@@ -511,7 +511,7 @@ UNSUPPORTED: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     ),
     "unknown container key": (lambda m: _container(m).update(fooBar=1), "containers[0].fooBar"),
     "lifecycle hook": (
-        lambda m: _container(m).update(lifecycle={"preStop": {"exec": {"command": ["true"]}}}),
+        lambda m: _container(m).update(lifecycle={"postStart": {"exec": {"command": ["true"]}}}),
         "containers[0].lifecycle",
     ),
     "httpGet over HTTPS": (

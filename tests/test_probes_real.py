@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import valkey
-from harness import NO_TLS, Rendered, render
+from harness import NO_TLS, SINGLE_PODS, Rendered, render
 from replies import info
 from valkey_process import BUILDS, VALKEY_CLI, every_build, free_port, localized, stop_process, wait_for
 
@@ -34,7 +34,7 @@ KEYS = 100_000
 @functools.cache
 def region1() -> Rendered:
     """Rendered once for the module; the accessors hand out copies."""
-    return render("region1", NO_TLS)
+    return render("region1", {**NO_TLS, **SINGLE_PODS})
 
 
 def server_container() -> dict[str, Any]:

@@ -21,6 +21,17 @@ def masterauth(rendered: Rendered, instance: str) -> str | None:
     return rendered.config_files(instance).get("masterauth-password")
 
 
+def group(rendered: Rendered, instance: str) -> bool:
+    return int(rendered.statefulset(instance)["spec"]["replicas"]) > 1
+
+
+def client_login(rendered: Rendered, instance: str, user: str) -> str:
+    """The plaintext password of ``user`` on ``instance``, found among the generated ones by its hash."""
+    line = rendered.acl_line(instance, user)
+    (password,) = [p for p in rendered.passwords if f"#{password_hash(p)}" in line]
+    return password
+
+
 def client_password(rendered: Rendered, instance: str) -> str:
     return rendered.secret_data(f"{instance}-credentials")["password"]
 
@@ -86,12 +97,14 @@ def test_each_instance_gets_its_objects(regions: tuple[Rendered, Rendered]) -> N
         headless = services[sts["spec"]["serviceName"]]
         assert headless["metadata"]["name"] == f"{name}-headless"
         assert headless["spec"]["clusterIP"] == "None"
-        for svc in (headless, services[name]):
-            assert svc["spec"]["selector"].items() <= scrape_labels.items()
+        # The client Service of a group also selects the run-time label of its primary.
+        extra = {"valkey.io/node-role": "primary"} if group(r1, name) else {}
+        for svc, labels in ((headless, scrape_labels), (services[name], {**scrape_labels, **extra})):
+            assert svc["spec"]["selector"].items() <= labels.items()
             assert svc["spec"]["ports"][0]["port"] == 6379
         pdb = r1.objects("PodDisruptionBudget")[name]
         assert pdb["spec"]["selector"]["matchLabels"].items() <= scrape_labels.items()
-        assert pdb["spec"]["minAvailable"] == 1
+        assert pdb["spec"].get("minAvailable") == (None if group(r1, name) else 1)
         claim = sts["spec"]["volumeClaimTemplates"][0]
         assert claim["metadata"]["name"] == "data"
         assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
@@ -137,13 +150,15 @@ def test_dr_replicas_follow_region1_with_its_replication_login(regions: tuple[Re
     r1, r2 = regions
     assert r2.references == ["organization/valkey/region1"]
     for name in DR:
-        assert r2.directive(name, "replicaof") == f"{name}.region1.example.com 6379"
+        assert r2.upstream(name) == f"{name}.region1.example.com 6379"
         assert r2.directive(name, "masteruser") == '"replication"'
         region1_login = r1.exports["replicationCredentials"][name]
         assert masterauth(r2, name) == region1_login["password"] and r2.directive(name, "masterauth") is None
         # Region 1 accepts exactly that password for its replication user.
         hashed = password_hash(region1_login["password"])
         assert r1.acl_line(name, "replication").startswith(f"user replication on #{hashed} ")
+        # A group's members log in to their head with the same password: region 2 accepts it too.
+        assert f" #{hashed} " in r2.acl_line(name, "replication")
         assert r2.exports["instances"][name]["role"] == "replica"
         assert r2.exports["instances"][name]["externalHost"] is None
 
@@ -151,8 +166,10 @@ def test_dr_replicas_follow_region1_with_its_replication_login(regions: tuple[Re
 def test_local_instances_are_writable_primaries_in_every_region(regions: tuple[Rendered, Rendered]) -> None:
     for rendered in regions:
         for name in LOCAL:
-            assert rendered.directive(name, "replicaof") is None
-            assert masterauth(rendered, name) is None
+            assert rendered.upstream(name) is None
+            # A group's members log in to each other as the replication user; a single pod has no masterauth.
+            expected = client_login(rendered, name, "replication") if group(rendered, name) else None
+            assert masterauth(rendered, name) == expected
             assert rendered.exports["instances"][name]["role"] == "primary"
             assert rendered.exports["instances"][name]["externalHost"] is None
         assert set(rendered.exports["replicationCredentials"]) == set(DR)
@@ -233,7 +250,7 @@ def test_failback_region1_replicates_from_promoted_region2() -> None:
         references={"organization/valkey/region2": promoted},
     )
     for name in DR:
-        assert demoted.directive(name, "replicaof") == f"{name}.region2.example.com 6379"
+        assert demoted.upstream(name) == f"{name}.region2.example.com 6379"
         password = promoted.exports["replicationCredentials"][name]["password"]
         assert masterauth(demoted, name) == password
         assert f"#{password_hash(password)}" in promoted.acl_line(name, "replication")

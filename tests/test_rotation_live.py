@@ -40,7 +40,8 @@ from components.render.acl import EXPORTER_USER
 
 pytestmark = needs.root
 
-NO_TLS = harness.NO_TLS
+NO_TLS = {**harness.NO_TLS, **harness.SINGLE_PODS}
+"""TLS off, and single pods (rotation in a group: the same reloader in every member)."""
 INSTANCE = "sessions"
 LOCAL_ADDR = "redis://127.0.0.1:6379"
 RELOADER_APPLIED = "reloader: applied changed files"

@@ -31,7 +31,7 @@ def test_every_instance_serves_tls_only_with_a_cert_manager_certificate(regions:
             assert volumes["tls"]["secret"]["secretName"] == f"{name}-tls"
             # probe.sh (the valkey container's probes) and reloader.sh connect over TLS, verifying the CA.
             for script_user in ("valkey", "reloader"):
-                env = {e["name"]: e["value"] for e in rendered.container(name, script_user)["env"]}
+                env = {e["name"]: e.get("value") for e in rendered.container(name, script_user)["env"]}
                 assert (env["VALKEY_TLS"], env["VALKEY_CA_FILE"]) == ("yes", "/etc/valkey/ca-bundle.crt")
             assert "--redis.addr=rediss://127.0.0.1:6379" in rendered.container(name, "exporter")["args"]
             assert cert["ipAddresses"] == ["127.0.0.1"]
@@ -80,11 +80,15 @@ def test_network_policy_denies_by_default_and_allows_what_is_configured(regions:
             scrape_labels = rendered.pod_template(name)["metadata"]["labels"]
             assert spec["podSelector"]["matchLabels"].items() <= scrape_labels.items()
             assert spec["policyTypes"] == ["Ingress", "Egress"]
-            clients = spec["ingress"][0]
+            (clients,) = [rule for rule in spec["ingress"] if "namespaceSelector" in str(rule["from"])][:1]
             assert clients["from"] == [
                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}, "podSelector": {}}
             ]
-            assert clients["ports"] == [{"port": 6379, "protocol": "TCP"}]
+            # A group's Sentinels answer Sentinel-aware clients too; a following group has none.
+            sentinels = "sentinel" in {c["name"] for c in rendered.pod_spec(name)["containers"]}
+            assert clients["ports"] == [{"port": 6379, "protocol": "TCP"}] + (
+                [{"port": 26379, "protocol": "TCP"}] if sentinels else []
+            )
     # Replication: region 2's CIDR may reach region 1's DR primaries, nothing else may.
     for name in DR:
         ingress = r1.objects("NetworkPolicy")[name]["spec"]["ingress"]
@@ -118,11 +122,19 @@ def test_network_policy_rule_lists_are_exactly_what_the_stack_files_allow(region
         for name, policy in rendered.objects("NetworkPolicy").items():
             dr = config["instances"][name]["dr"]
             primary = config["role"] == "primary"
-            ingress: list[dict[str, Any]] = [{"from": clients, "ports": port}]
+            group = config["instances"][name].get("replicas", 1) > 1
+            sentinels = group and (primary or not dr)
+            group_ports = port + ([{"port": 26379, "protocol": "TCP"}] if sentinels else [])
+            members = [{"podSelector": {"matchLabels": rendered.statefulset(name)["spec"]["selector"]["matchLabels"]}}]
+            ingress: list[dict[str, Any]] = [{"from": members, "ports": group_ports}] if group else []
+            ingress.append({"from": clients, "ports": group_ports})
             if dr and primary:
                 ingress.append({"from": peers, "ports": port})  # the other region replicates from it
             ingress.append(metrics)
             egress: list[dict[str, Any]] = [dns]
+            if group:
+                api = {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}
+                egress += [{"to": members, "ports": group_ports}, api]  # the label updater's PATCH
             if dr and not primary:
                 egress.append({"to": peers, "ports": port})  # it replicates from the other region
             assert policy["spec"]["ingress"] == ingress, f"{rendered.stack}/{name}"

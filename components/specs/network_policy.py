@@ -24,9 +24,11 @@ class NetworkPolicyRules:
     """A DR primary: the other region replicates from it."""
     upstream_port: int | None = None
     """On a replica: the port of the primary it connects to."""
+    group: bool = False
+    """A group: its members reach each other's Valkey (and Sentinels), and the label updater the
+    Kubernetes API."""
     sentinel_port: int | None = None
-    """A group's: its members reach each other's Valkey and Sentinel, clients the Sentinels too,
-    and the label updater the Kubernetes API."""
+    """A group that leads (has Sentinels): members and clients reach the Sentinels too."""
 
 
 API_SERVER_PORTS = (443, 6443)
@@ -50,7 +52,7 @@ def network_policy_spec(
         k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_labels))
     ]
     ingress = []
-    if rules.sentinel_port is not None:
+    if rules.group:
         ingress.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=members, ports=group_ports))
     if rules.clients:
         ingress.append(
@@ -94,7 +96,7 @@ def network_policy_spec(
             ]
         )
     ]
-    if rules.sentinel_port is not None:
+    if rules.group:
         egress += [
             k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=members, ports=group_ports),
             k8s.networking.v1.NetworkPolicyEgressRuleArgs(

@@ -76,5 +76,7 @@ def _network_policy(cfg: StackConfig, name: str, accepts_replicas: bool, replica
         accepts_replicas=accepts_replicas,
         upstream_port=cfg.instances[name].port if replica else None,
         metrics_port=METRICS_PORT if cfg.monitoring.enabled else None,
-        sentinel_port=cfg.failover.sentinel_port if cfg.instances[name].replicas > 1 else None,
+        group=cfg.instances[name].replicas > 1,
+        # A DR group of a replica stack follows the other region: no Sentinels until promoted.
+        sentinel_port=cfg.failover.sentinel_port if cfg.instances[name].replicas > 1 and not replica else None,
     )
