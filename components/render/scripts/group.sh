@@ -10,7 +10,8 @@
 #
 # A group that follows another region (GROUP_MODE=follower) has no Sentinel and no primary: its
 # head, the lowest-ordinal member that answers PING, replicates from the other region
-# (UPSTREAM_FILE), and every other member from the head. One stream crosses regions.
+# (UPSTREAM_FILE), and every other member from the head. One stream crosses regions. Once a person
+# has promoted a member (REPLICAOF NO ONE), every other member follows that one.
 #
 # Parameters, from the container's environment (components/render/pod_scripts.py lists them):
 #   POD_NAME                 this pod's name (downward API)
@@ -114,9 +115,18 @@ find_primary() {
   log "primary $PRIMARY (from the $PRIMARY_SOURCE)"
 }
 
-# A follower group's member: "<host> <port>" of what it should replicate from now. The head (the
-# lowest-ordinal member that answers PING) follows the other region; the others follow the head.
+# A follower group's member: "<host> <port>" of what it should replicate from now. A member that
+# is a primary was promoted by a person (docs/runbooks.md): everyone follows it. Else the head (the
+# lowest-ordinal member that answers) follows the other region, and the others follow the head.
 follow_target() {
+  for pod in $GROUP_PODS; do
+    [ "$pod" = "$POD_NAME" ] && continue
+    role="$(ask "$pod.$GROUP_DOMAIN" "$VALKEY_PORT" "$PROBE_USER" "$PROBE_PASSWORD_FILE" ROLE | head -n 1)"
+    if [ "$role" = master ]; then
+      echo "$pod.$GROUP_DOMAIN $VALKEY_PORT"
+      return 0
+    fi
+  done
   for pod in $GROUP_PODS; do
     if [ "$pod" = "$POD_NAME" ]; then
       cat "$UPSTREAM_FILE"
