@@ -38,9 +38,12 @@ class Target:
     dr: str | None = "true"
     eviction_policy: str | None = "allkeys-lru"
     series: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
+    extra: dict[str, str] = field(default_factory=dict)
+    """Labels on every series of the target, e.g. the operator's ``pod``."""
 
     def labels(self, **extra: str) -> dict[str, str]:
         base = {"job": "valkey", "region": self.region, "instance": self.instance, "namespace": "databases"}
+        base |= self.extra
         for name in ("dr", "eviction_policy"):
             if getattr(self, name) is not None:
                 base[name] = getattr(self, name)
@@ -346,3 +349,35 @@ def test_every_alert_links_its_runbook_anchor() -> None:
         assert runbook_anchor(rule["alert"]) == f"alert-{rule['alert'].lower()}"
         assert {"summary", "description"} <= rule["annotations"].keys()
         assert rule["labels"]["severity"] in {"warning", "critical"}
+
+
+def test_a_group_of_three_pods_is_recorded_per_role_without_ambiguous_joins(tmp_path: Path) -> None:
+    """A group: three exporters of one (region, instance), told apart by the operator's ``pod``
+    label. Joined per pod, the recorded series aggregate the pods of one role; joined per
+    instance, promtool would fail with "many-to-many matching not allowed"."""
+    c = Cases(AlertThresholds())
+    pods = [Target("region1", "sessions") for _ in range(3)]
+    for n, t in enumerate(pods):
+        t.extra = {"pod": f"sessions-{n}"}
+    primary(pods[0], replicas=3)  # two members and region 2's head
+    for member in ("sessions-1", "sessions-2"):
+        connected_replica(pods[0], member, "5000+100x40", "5000+100x40", "0x40")
+    for t in pods[1:]:
+        replica(t, link="1x40", last_io="1x40")
+    test = c.group("a group of three", pods)
+    c.record(
+        test,
+        "10m",
+        "valkey_connected_replicas",
+        [(lbl("region1", "sessions", "primary"), 3), (lbl("region1", "sessions", "replica"), 0)],
+    )
+    c.record(test, "10m", "valkey_replica_link_up", [(lbl("region1", "sessions", "replica"), 1)])
+    c.record(
+        test,
+        "10m",
+        "valkey_replication_lag",
+        [(lbl("region1", "sessions", "primary", replica=f"sessions-{n}:6379"), 0) for n in (1, 2)],
+    )
+    c.alert(test, "10m", "ValkeyNoReplicaConnected", [])
+    result = promtool("test", "rules", write(tmp_path, c.groups, c.tests))
+    assert result.rc == 0, result.output

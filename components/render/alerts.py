@@ -11,8 +11,8 @@ targets of the end-to-end test do exactly this). Every series of a Valkey pod's 
   are never joined with ours or alerted on;
 - ``region``: static, the stack's region;
 - ``instance``: the Valkey instance name (``sessions``), from the pod label
-  ``app.kubernetes.io/instance``. It replaces Prometheus' default ``host:port``; one pod per
-  instance and region makes (region, instance) identify a target;
+  ``app.kubernetes.io/instance``. It replaces Prometheus' default ``host:port``; with the
+  operator's ``pod`` label, (region, instance, pod) identifies a target (a group has several pods);
 - ``dr``: ``"true"`` on instances replicated across regions, from a pod label. The only way a rule
   can tell a DR primary, which must have a replica, from a local one, which never has;
 - ``eviction_policy``: the *configured* ``maxmemory-policy``, from a pod label. The exporter's
@@ -111,23 +111,26 @@ def _m(metric: str, **matchers: str) -> str:
     return f"{metric}{{{inner}}}"
 
 
-# One series per (region, instance) with the role in this project's words; `max by` drops the
-# exporter's version, run_id, ... labels, and staleness drops the old role at promotion.
+# One series per pod (region, instance, and the ``pod`` label the Prometheus Operator adds) with
+# the role in this project's words; `max by` drops the exporter's version, run_id, ... labels, and
+# staleness drops the old role at promotion or failover. A group has several pods per (region,
+# instance), one primary and replicas: joins are per pod, and the recorded series then aggregate
+# the pods of one role (a single pod's series are the same as before groups existed).
 ROLE = (
     "label_replace(label_replace("
-    f"max by (region, instance, role) ({_m('redis_instance_info')}), "
+    f"max by (region, instance, pod, role) ({_m('redis_instance_info')}), "
     '"role", "primary", "role", "master|primary"), '
     '"role", "replica", "role", "slave|replica")'
 )
 
 
 def _with_role(expr: str, by: str = "region, instance, role") -> str:
-    return f"max by ({by}) ({expr} * on (region, instance) group_left (role) {ROLE})"
+    return f"max by ({by}) ({expr} * on (region, instance, pod) group_left (role) {ROLE})"
 
 
 def recording_rules() -> list[dict[str, Any]]:
     lag = (
-        f"clamp_min({_m('redis_master_repl_offset')} - on (region, instance) group_right () "
+        f"clamp_min({_m('redis_master_repl_offset')} - on (region, instance, pod) group_right () "
         f"{_m('redis_connected_slave_offset_bytes')}, 0)"
     )
     return [
