@@ -12,6 +12,7 @@ Rendering differs from the stack files only by ``harness.NO_TLS`` and the group 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from valkey_process import wait_for
 from components.credentials import SENTINEL_SECRET_KEY
 from components.render.sentinel_conf import CLIENT_USER
 from components.specs.labels import NODE_ROLE_LABEL
+from components.specs.statefulset import GROUP_MIN_READY_SECONDS
 
 pytestmark = needs.root
 T = TypeVar("T")
@@ -173,10 +175,16 @@ def sentinel(rendered: harness.Rendered, pod: Pod) -> valkey.Valkey:
 
 
 def settled(rendered: harness.Rendered, pod: Pod) -> bool:
+    """This pod's Sentinel knows both other Sentinels and the group's two replicas, each healthy
+    (flags exactly ``slave``: not down, not disconnected). Region 2's replica, which the primary
+    also lists, is not the group's."""
     with sentinel(rendered, pod) as s:
         master = s.execute_command("SENTINEL", "MASTER", "sessions")
+        replicas = s.execute_command("SENTINEL", "REPLICAS", "sessions")
     fields = {str(k): str(v) for k, v in zip(master[::2], master[1::2], strict=True)}
-    return fields["num-slaves"] == "2" and fields["num-other-sentinels"] == "2"
+    members = [dict(zip(r[::2], r[1::2], strict=True)) for r in replicas]
+    flags = [m.get("flags") for m in members if ".sessions-headless." in str(m.get("name"))]
+    return fields["num-other-sentinels"] == "2" and flags == ["slave", "slave"]
 
 
 def primary_pod(pods: list[Pod]) -> Pod | None:
@@ -334,3 +342,55 @@ def test_group_drill3_region2_keeps_a_replicating_copy_when_its_heads_node_dies(
     # The member that took over resumed from region 1 with a partial resync, not a full copy.
     assert took_over[0] == before[0] and took_over[1] > before[1]
     assert missing == []
+
+
+def longest_pause(writer: ReconnectingWriter) -> float:
+    """The longest time between two acknowledged batches (a paused write and an error alike)."""
+    times = [t for _, t in writer.acked]
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+@pytest.mark.parametrize("version", sorted(IMAGES))
+def test_group_drill2_a_rolling_restart_hands_over_and_copies_nothing_across_regions_again(
+    runner: PodRunner, version: str, report: Report
+) -> None:
+    rendered = harness.render("region1", group_config(IMAGES[version]))
+    r2 = region2_of(rendered, IMAGES[version])
+    pods = start_group(runner, rendered)
+    dr = runner.start_pod(r2, "sessions", 0, region="region2")
+    with admin(r2, "sessions", dr.address) as c:
+        wait_for(lambda: info(c, "replication").get("master_link_status") == "up", 20, "region 2 attached")
+    writer = ReconnectingWriter(lambda: host_client(runner, rendered), f"roll-{version}")
+    writer.start()
+    try:
+        wait_for(lambda: len(writer.acked) > 1000, 20, "writes flowing")
+        # The StatefulSet controller's RollingUpdate: highest ordinal first, each pod deleted
+        # (its preStop hook runs) and recreated; the next one minReadySeconds after it is Ready,
+        # by when every Sentinel has seen it back as a healthy replica (asserted).
+        for pod in sorted(pods, key=lambda p: p.ordinal, reverse=True):
+            pod.restart()
+            time.sleep(GROUP_MIN_READY_SECONDS)  # minReadySeconds: the runner does not pace rollouts
+            logged(pods, lambda: wait_for(lambda: all(settled(rendered, p) for p in pods), 30, "the group settled"))
+        wait_for(lambda: primary_pod(pods) is not None, 20, "one pod labelled primary")
+        time.sleep(2)
+    finally:
+        writer.stop()
+    new = primary_pod(pods)
+    assert new is not None and new.name != "sessions-0"
+    hooks = {p.name: p.prestop_results["valkey"] for p in pods}
+    assert all(h.exit_code == 0 and h.completed for h in hooks.values()), hooks
+    with app(rendered, "sessions", new.address) as c:
+        lost = missing_keys(c, writer.keys())
+    with admin(r2, "sessions", dr.address) as c:
+        wait_for(lambda: info(c, "replication").get("master_link_status") == "up", 30, "region 2 attached")
+    report.add(
+        f"group-2-rolling-restart-{version}",
+        keys_acked=len(writer.keys()),
+        keys_lost=len(lost),
+        longest_write_pause_s=longest_pause(writer),
+        handover_hook_s=hooks["sessions-0"].duration,
+        region2_resyncs_full_partial=list(resyncs(dr)),
+    )
+    assert lost == []
+    # Region 2 copied everything once, at its start; the handover only resumed it.
+    assert resyncs(dr)[0] == 1

@@ -8,6 +8,10 @@ import pulumi_kubernetes as k8s
 from ..object_names import DATA_CLAIM
 from ..sizing import mebibytes
 
+GROUP_MIN_READY_SECONDS = 15
+"""Longer than a Sentinel's INFO period (10 s): before a rollout stops the next pod, every Sentinel
+has seen the restarted one back as a replica. A Sentinel that has not cannot pick it, and a handover
+to the primary's other replica would then be the only one possible (or none, with a group of 2)."""
 CLAIM_SIZE_FIELD = "spec.volumeClaimTemplates[0].spec.resources.requests.storage"
 """The template's size only sizes new claims and cannot change in place (a change would replace
 the StatefulSet): Pulumi ignores changes to it, and the claims grow by ``claim_size_patch``."""
@@ -35,10 +39,12 @@ def statefulset_spec(
     replicas: int = 1,
 ) -> k8s.apps.v1.StatefulSetSpecArgs:
     """``podManagementPolicy`` stays OrderedReady (the default, never set): a change to it would
-    replace the StatefulSet. A new group's pods start one after the other, pod 0 first."""
+    replace the StatefulSet. A new group's pods start one after the other, pod 0 first. A group's
+    rollout waits ``GROUP_MIN_READY_SECONDS`` after each pod turns Ready before the next one."""
     return k8s.apps.v1.StatefulSetSpecArgs(
         service_name=service_name,
         replicas=replicas,
+        min_ready_seconds=GROUP_MIN_READY_SECONDS if replicas > 1 else None,
         selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
         update_strategy=k8s.apps.v1.StatefulSetUpdateStrategyArgs(type="RollingUpdate"),
         # The data outlives the StatefulSet: deleting or replacing it keeps the volume.
