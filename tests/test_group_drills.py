@@ -29,6 +29,7 @@ from podrunner.pod import Pod
 from replies import info
 from valkey_process import wait_for
 
+from components.config.models import Failover
 from components.credentials import SENTINEL_SECRET_KEY
 from components.render.sentinel_conf import CLIENT_USER
 from components.specs.labels import NODE_ROLE_LABEL
@@ -41,6 +42,8 @@ NAMESPACE = "databases"
 HOST = f"sessions.{NAMESPACE}.svc.cluster.local"
 WRITE_RATE = 5000.0
 SENTINEL_PORT = 26379
+GROUP_MAX_REPLICA_LAG_SECONDS = Failover().max_replica_lag.total_seconds()
+"""failover.maxReplicaLag as the stack files leave it (min-replicas-max-lag)."""
 IMAGES = {"8.1": "valkey/valkey:8.1.8-alpine", "9.1": "valkey/valkey:9.1.2-alpine"}
 
 
@@ -52,8 +55,65 @@ def group_config(image: str) -> dict[str, object]:
 
 
 def region2_of(region1: harness.Rendered, image: str) -> harness.Rendered:
-    """Region 2 as it stands today: one replica of region 1's external endpoint."""
+    """Region 2 from its stack file (a following group). Drills 1 and 2 start only its pod 0, the
+    head: the one pod that replicates across regions."""
     return harness.render("region2", {**harness.NO_TLS, "image": image}, references={REGION1_STACK: region1})
+
+
+def replicaof_requests(pod: Pod) -> list[str]:
+    """Log lines of a node told to replicate from elsewhere by a client (a Sentinel, a keeper, a
+    person); Valkey redacts who it was. A node's start-up configuration is not one of them."""
+    return [line for line in pod.logs("valkey").splitlines() if "REPLICAOF" in line and "user request" in line]
+
+
+def unreachable_from_region1(rendered: harness.Rendered, pods: list[Pod]) -> bool:
+    """Every region 1 Sentinel lists region 2's nodes only by the names they announce, under
+    .invalid, and as disconnected: they can neither resolve nor reach them."""
+    for pod in pods:
+        with sentinel(rendered, pod) as s:
+            replicas = [
+                dict(zip(r[::2], r[1::2], strict=True)) for r in s.execute_command("SENTINEL", "REPLICAS", "sessions")
+            ]
+        foreign = [r for r in replicas if ".sessions-headless." not in str(r["name"])]
+        if not foreign or not all(
+            str(r["name"]).endswith(".region2.invalid:6379") and "disconnected" in str(r["flags"]) for r in foreign
+        ):
+            return False
+    return True
+
+
+EXTERNAL1 = "sessions.region1.example.com"
+LATENCY = 0.040
+"""One way, seconds: the link between the regions (region 2 is behind region 1's own replicas, as
+it is in production; with none, region 2 may be ahead of the replica promoted after a kill -9, and
+then rightly copies everything again to drop what the new primary never had)."""
+
+
+class CrossRegionLink(threading.Thread):
+    """Region 2's way to region 1's external endpoint: a proxy with the cross-region latency whose
+    target follows the LoadBalancer's endpoint (the pod labelled primary), as the cloud's load
+    balancer does, checked every 50 ms."""
+
+    def __init__(self, runner: PodRunner, first: Pod):
+        super().__init__(name="cross-region-link", daemon=True)
+        self.runner = runner
+        self.proxy = runner.proxy(first, latency=LATENCY)
+        runner.add_host(EXTERNAL1, self.proxy.host, region="region2")
+        self._stop_event = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.05):
+            try:
+                endpoints = self.runner.resolve(EXTERNAL1, "region1")
+            except Exception:  # noqa: BLE001 - the runner is closing: the link goes with it
+                return
+            if endpoints:
+                self.proxy.target = (endpoints[0], self.proxy.target[1])
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(5)
 
 
 def resyncs(pod: Pod) -> tuple[int, int]:
@@ -231,6 +291,7 @@ def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
     old = primary_pod(pods)
     assert old is not None and old.name == "sessions-0"
     wait_for(lambda: all(node_role(rendered, p) == "slave" for p in pods if p is not old), 30, "two replicas")
+    link = CrossRegionLink(runner, old)
     dr = runner.start_pod(r2, "sessions", 0, region="region2")
     with admin(r2, "sessions", dr.address) as c:
         wait_for(lambda: info(c, "replication").get("master_link_status") == "up", 20, "region 2 attached")
@@ -263,6 +324,15 @@ def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
     with app(r2, "sessions", dr.address) as c:
         wait_for(lambda: not missing_keys(c, writer.keys()[-100:]), 20, "region 2 has the last writes")
         lost_in_region2 = missing_keys(c, writer.keys())
+    # Region 1's Sentinels saw region 2's replica in their new primary's INFO: they could not log in
+    # (region 2's nodes do not know their password) and never reconfigured it.
+    (third,) = [p for p in pods if p not in (old, new)]
+    assert replicaof_requests(third), "the detector sees the Sentinels re-point region 1's other replica"
+    assert replicaof_requests(dr) == []
+    assert follows(r2, dr) == "sessions.region1.example.com"
+    # They find it in their primary's INFO (every 10 s), under a name that resolves nowhere.
+    wait_for(lambda: unreachable_from_region1(rendered, pods), 60, "region 1's Sentinels cannot reach region 2")
+    assert replicaof_requests(dr) == [] and follows(r2, dr) == "sessions.region1.example.com"
     report.add(
         f"group-1-kill9-{version}",
         keys_acked=len(writer.keys()),
@@ -276,6 +346,7 @@ def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
     )
     # The target is under 10 s (about 6.3 s measured); 20 s bounds a failover whose first election
     # round failed (seen once in about a dozen runs: 16 s), which must still end without a person.
+    link.stop()
     assert recovered_s < 20, writer.errors[:5]
     assert len(lost) <= WRITE_RATE * 1.0
     # Region 2 followed the external endpoint to the new primary without copying everything again.
@@ -301,7 +372,7 @@ def test_group_drill3_region2_keeps_a_replicating_copy_when_its_heads_node_dies(
 ) -> None:
     r1 = harness.render("region1", group_config(IMAGES[version]))
     r2 = harness.render("region2", group_config(IMAGES[version]), references={REGION1_STACK: r1})
-    start_group(runner, r1)
+    region1_pods = start_group(runner, r1)
     members = runner.start_statefulset(r2, "sessions", region="region2")
     head, second, third = members
     external = "sessions.region1.example.com"
@@ -332,6 +403,8 @@ def test_group_drill3_region2_keeps_a_replicating_copy_when_its_heads_node_dies(
     with app(r2, "sessions", second.address) as c:
         wait_for(lambda: not missing_keys(c, writer.keys()[-50:]), 20, "region 2 has the last writes")
         missing = missing_keys(c, writer.keys())
+    # Region 1's Sentinels know region 2's members only by names that resolve nowhere.
+    wait_for(lambda: unreachable_from_region1(r1, region1_pods), 60, "region 1's Sentinels cannot reach region 2")
     report.add(
         f"group-3-region2-head-{version}",
         member_follows_region1_after_s=took_over_s,
@@ -357,6 +430,9 @@ def test_group_drill2_a_rolling_restart_hands_over_and_copies_nothing_across_reg
     rendered = harness.render("region1", group_config(IMAGES[version]))
     r2 = region2_of(rendered, IMAGES[version])
     pods = start_group(runner, rendered)
+    first = primary_pod(pods)
+    assert first is not None
+    link = CrossRegionLink(runner, first)
     dr = runner.start_pod(r2, "sessions", 0, region="region2")
     with admin(r2, "sessions", dr.address) as c:
         wait_for(lambda: info(c, "replication").get("master_link_status") == "up", 20, "region 2 attached")
@@ -391,6 +467,60 @@ def test_group_drill2_a_rolling_restart_hands_over_and_copies_nothing_across_reg
         handover_hook_s=hooks["sessions-0"].duration,
         region2_resyncs_full_partial=list(resyncs(dr)),
     )
+    link.stop()
     assert lost == []
     # Region 2 copied everything once, at its start; the handover only resumed it.
     assert resyncs(dr)[0] == 1
+
+
+ISOLATED_WRITES = """
+password="$(cat)"
+end=$(($(date +%s) + {seconds}))
+n=0
+while [ "$(date +%s)" -lt "$end" ]; do
+  reply="$(REDISCLI_AUTH="$password" valkey-cli --no-auth-warning -h 127.0.0.1 -p 6379 SET isolated:$n x 2>&1)"
+  echo "$(date +%s.%N) $reply"
+  n=$((n + 1))
+  sleep 0.2
+done
+"""
+
+
+@pytest.mark.parametrize("version", sorted(IMAGES))
+def test_group_drill4_an_isolated_primary_stops_taking_writes_within_the_replica_lag_bound(
+    runner: PodRunner, version: str, report: Report
+) -> None:
+    rendered = harness.render("region1", group_config(IMAGES[version]))
+    pods = start_group(runner, rendered)
+    old = primary_pod(pods)
+    assert old is not None
+    password = rendered.secret_data("sessions-credentials")["password"]
+    isolated_at = time.time()
+    old.isolate()
+    try:
+        # An application in the isolated pod's own network, writing over loopback every 0.2 s.
+        done = old.exec(
+            ["sh", "-c", ISOLATED_WRITES.format(seconds=20)], container="valkey", timeout=40, input=password
+        )
+    finally:
+        old.rejoin()
+    replies = [line.split(" ", 1) for line in done.stdout.splitlines() if " " in line]
+    accepted = [float(t) - isolated_at for t, reply in replies if reply == "OK"]
+    refused = [reply for _, reply in replies if reply.startswith("NOREPLICAS")]
+    new = logged(pods, lambda: wait_for(lambda: another_primary(pods, old), 30, "a new primary labelled"))
+    assert new is not None
+    wait_for(lambda: node_role(rendered, old) == "slave", 60, "the isolated pod rejoined as a replica")
+    with app(rendered, "sessions", new.address) as c:
+        lost = missing_keys(c, [f"isolated:{n}" for n in range(len(accepted))])
+    report.add(
+        f"group-4-isolated-primary-{version}",
+        writes_accepted_while_isolated=len(accepted),
+        last_accepted_after_s=max(accepted, default=0.0),
+        refused_with_noreplicas=len(refused),
+        accepted_and_lost=len(lost),
+        new_primary=new.name,
+    )
+    lag = GROUP_MAX_REPLICA_LAG_SECONDS
+    # The bound: no replica acknowledged for maxReplicaLag (replicas acknowledge once a second).
+    assert accepted and max(accepted) <= lag + 2, replies[:3]
+    assert refused, "the isolated primary never refused a write"
