@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .acl import SENTINEL_USER, password_hash
-from .valkey_conf import TlsFiles, quote
+from .valkey_conf import TlsFiles, listeners, quote
 
 PEER_USER = "peer"
 CLIENT_USER = "client"
@@ -53,22 +53,9 @@ class SentinelSettings:
 
 def render_sentinel_conf(settings: SentinelSettings) -> str:
     """The global part: listeners, hostnames instead of IPs, the Sentinels' own password."""
-    if settings.tls is None:
-        listeners = [f"port {settings.port}"]
-    else:
-        listeners = [
-            "# TLS only, towards clients, peers and the nodes alike.",
-            "port 0",
-            f"tls-port {settings.port}",
-            f"tls-cert-file {quote(settings.tls.cert)}",
-            f"tls-key-file {quote(settings.tls.key)}",
-            f"tls-ca-cert-file {quote(settings.tls.ca)}",
-            "tls-auth-clients no",
-            "tls-replication yes",
-        ]
     lines = [
         "# Rendered by the valkey Pulumi program; sentinel.sh adds this pod's identity and the primary.",
-        *listeners,
+        *listeners(settings.port, settings.tls, "# TLS only, towards clients, peers and the nodes alike."),
         "daemonize no",
         'logfile ""',
         f"dir {quote(settings.data_dir)}",

@@ -165,15 +165,22 @@ def _persistence(enabled: bool, rewrite_min_size: int | None) -> list[str]:
 
 
 def _listeners(settings: ServerSettings) -> list[str]:
-    if settings.tls is None:
-        return [f"port {settings.port}"]
+    comment = "# TLS only: the plaintext port is closed; replicas verify their primary against the CA."
+    return listeners(settings.port, settings.tls, comment)
+
+
+def listeners(port: int, tls: TlsFiles | None, comment: str) -> list[str]:
+    """A server's (or a Sentinel's) port: plaintext, or TLS only, verifying the nodes it
+    replicates from (or monitors) against the CA; clients need no certificate."""
+    if tls is None:
+        return [f"port {port}"]
     return [
-        "# TLS only: the plaintext port is closed; replicas verify their primary against the CA.",
+        comment,
         "port 0",
-        f"tls-port {settings.port}",
-        f"tls-cert-file {quote(settings.tls.cert)}",
-        f"tls-key-file {quote(settings.tls.key)}",
-        f"tls-ca-cert-file {quote(settings.tls.ca)}",
+        f"tls-port {port}",
+        f"tls-cert-file {quote(tls.cert)}",
+        f"tls-key-file {quote(tls.key)}",
+        f"tls-ca-cert-file {quote(tls.ca)}",
         "tls-auth-clients no",
         "tls-replication yes",
     ]
