@@ -31,10 +31,12 @@ TLS_KEY_FILE = f"{TLS_DIR}/tls.key"
 
 # A group member's (replicas > 1) writable files, rewritten at each container start.
 RUN_DIR = "/run/valkey"
-"""An emptyDir of the Valkey container: the server's config file as start.sh wrote it (Sentinel's
-CONFIG REWRITE edits it) and the unix socket the label updater asks ROLE on."""
+"""An emptyDir of the Valkey container only: the server's config file as start.sh wrote it.
+Sentinel's CONFIG REWRITE edits it and writes the replication password into it (primaryauth)."""
 RUNTIME_CONFIG_FILE = f"{RUN_DIR}/valkey.conf"
-SOCKET_FILE = f"{RUN_DIR}/valkey.sock"
+SOCKET_DIR = "/run/valkey-socket"
+"""An emptyDir shared with the label updater: the unix socket it asks ROLE on, and nothing else."""
+SOCKET_FILE = f"{SOCKET_DIR}/valkey.sock"
 SENTINEL_DIR = "/run/sentinel"
 """An emptyDir of the Sentinel container: its config file, which Sentinel rewrites as it learns."""
 SENTINEL_RUNTIME_CONFIG_FILE = f"{SENTINEL_DIR}/sentinel.conf"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pulumi_kubernetes as k8s
 
 from ..render.acl import LABELER_USER
-from ..render.paths import LABELER_PASSWORD_KEY, LABELER_SCRIPT_KEY, RUN_DIR, SOCKET_FILE
+from ..render.paths import LABELER_PASSWORD_KEY, LABELER_SCRIPT_KEY, SOCKET_DIR, SOCKET_FILE
 from .labels import NODE_ROLE_LABEL
 from .security_context import restricted
 
@@ -68,7 +68,7 @@ def volumes(config_secret: str) -> list[k8s.core.v1.VolumeArgs]:
     ]
 
 
-def container(run_volume: str, uid: int, gid: int, domain: str) -> k8s.core.v1.ContainerArgs:
+def container(socket_volume: str, uid: int, gid: int, domain: str) -> k8s.core.v1.ContainerArgs:
     env = {
         "VALKEY_SOCKET": SOCKET_FILE,
         "LABELER_USER": LABELER_USER,
@@ -96,8 +96,9 @@ def container(run_volume: str, uid: int, gid: int, domain: str) -> k8s.core.v1.C
         volume_mounts=[
             k8s.core.v1.VolumeMountArgs(name=VOLUME, mount_path=DIR, read_only=True),
             k8s.core.v1.VolumeMountArgs(name=TOKEN_VOLUME, mount_path=TOKEN_DIR, read_only=True),
-            # The socket only; the server's config file beside it is not this container's to write.
-            k8s.core.v1.VolumeMountArgs(name=run_volume, mount_path=RUN_DIR, read_only=True),
+            # The socket's volume only: never the server's config file, which holds a password
+            # once Sentinel rewrote it.
+            k8s.core.v1.VolumeMountArgs(name=socket_volume, mount_path=SOCKET_DIR, read_only=True),
         ],
     )
 

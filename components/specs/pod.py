@@ -156,7 +156,7 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
         # start.sh (render/scripts/) asks the group for this pod's role, then execs valkey-server.
         command = pod_scripts.START_COMMAND
         env = _group_env(pod_scripts.start_env(settings.port, tls, group.env))
-        server_mounts = [*mounts, sentinel.run_mount()]
+        server_mounts = [*mounts, *sentinel.run_mounts()]
     # A group's primary hands over to a replica before it stops (render/scripts/prestop.sh).
     lifecycle = (
         k8s.core.v1.LifecycleArgs(
@@ -234,7 +234,7 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
                 keeper=follows,
             )
         )
-        containers.append(labeler.container(sentinel.RUN_VOLUME, VALKEY_UID, VALKEY_GID, group.env.domain))
+        containers.append(labeler.container(sentinel.SOCKET_VOLUME, VALKEY_UID, VALKEY_GID, group.env.domain))
         volumes += [*sentinel.volumes(), *labeler.volumes(settings.config_secret)]
     return k8s.core.v1.PodTemplateSpecArgs(
         metadata=k8s.meta.v1.ObjectMetaArgs(

@@ -7,12 +7,15 @@ from __future__ import annotations
 import pulumi_kubernetes as k8s
 
 from ..render import pod_scripts
-from ..render.paths import CONFIG_DIR, RUN_DIR, SENTINEL_DIR, TLS_DIR
+from ..render.paths import CONFIG_DIR, RUN_DIR, SENTINEL_DIR, SOCKET_DIR, TLS_DIR
 from .security_context import restricted
 
 PORT_NAME = "sentinel"
 RUN_VOLUME = "run"
-"""The Valkey container's writable runtime files (its config as start.sh wrote it, the socket)."""
+"""The Valkey container's own writable config file (as start.sh wrote it)."""
+SOCKET_VOLUME = "socket"
+"""The unix socket, shared with the label updater; the config file (with a password once Sentinel
+rewrote it) is not on it."""
 SENTINEL_VOLUME = "sentinel"
 """The Sentinel's config file, which it rewrites. An emptyDir: it survives the container's
 restarts, not the pod's; a new pod starts from what the group says (sentinel.sh)."""
@@ -24,12 +27,16 @@ def volumes() -> list[k8s.core.v1.VolumeArgs]:
         k8s.core.v1.VolumeArgs(
             name=name, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory", size_limit="1Mi")
         )
-        for name in (RUN_VOLUME, SENTINEL_VOLUME)
+        for name in (RUN_VOLUME, SOCKET_VOLUME, SENTINEL_VOLUME)
     ]
 
 
-def run_mount() -> k8s.core.v1.VolumeMountArgs:
-    return k8s.core.v1.VolumeMountArgs(name=RUN_VOLUME, mount_path=RUN_DIR)
+def run_mounts() -> list[k8s.core.v1.VolumeMountArgs]:
+    """The Valkey container's: its config file's volume and the socket's."""
+    return [
+        k8s.core.v1.VolumeMountArgs(name=RUN_VOLUME, mount_path=RUN_DIR),
+        k8s.core.v1.VolumeMountArgs(name=SOCKET_VOLUME, mount_path=SOCKET_DIR),
+    ]
 
 
 def container(

@@ -66,8 +66,9 @@ ask() {
   if [ "$VALKEY_TLS" = yes ]; then
     set -- --tls --cacert "$VALKEY_CA_FILE" "$@"
   fi
-  REDISCLI_AUTH="$(cat "$password_file")" valkey-cli --no-auth-warning --user "$user" \
-    -h "$host" -p "$port" -t "$ASK_TIMEOUT_SECONDS" "$@" 2>/dev/null
+  # valkey-cli's -t bounds the connect only: timeout bounds a peer that accepts and never answers.
+  REDISCLI_AUTH="$(cat "$password_file")" timeout "$((2 * ASK_TIMEOUT_SECONDS))" valkey-cli --no-auth-warning \
+    --user "$user" -h "$host" -p "$port" -t "$ASK_TIMEOUT_SECONDS" "$@" 2>/dev/null
 }
 
 # The primary at least QUORUM Sentinels agree on; fails when they do not.
@@ -88,10 +89,11 @@ sentinel_primary() {
   echo "${best#* }"
 }
 
-# A peer that says it is a primary, the lowest ordinal first; fails when none does.
+# A peer that says it is a primary, the lowest ordinal first; fails when none does. With
+# PEERS_INCLUDE_SELF=yes (sentinel.sh: its own pod's Valkey may well be the primary) this pod too.
 peer_primary() {
   for pod in $GROUP_PODS; do
-    [ "$pod" = "$POD_NAME" ] && continue
+    [ "$pod" = "$POD_NAME" ] && [ "${PEERS_INCLUDE_SELF:-no}" != yes ] && continue
     role="$(ask "$pod.$GROUP_DOMAIN" "$VALKEY_PORT" "$PROBE_USER" "$PROBE_PASSWORD_FILE" ROLE | head -n 1)"
     if [ "$role" = master ]; then
       echo "$pod.$GROUP_DOMAIN"
@@ -117,7 +119,7 @@ find_primary() {
 
 # A follower group's member: "<host> <port>" of what it should replicate from now. A member that
 # is a primary was promoted by a person (docs/runbooks.md): everyone follows it. Else the head (the
-# lowest-ordinal member that answers) follows the other region, and the others follow the head.
+# lowest-ordinal member whose link is up) follows the other region, and the others follow the head.
 follow_target() {
   for pod in $GROUP_PODS; do
     [ "$pod" = "$POD_NAME" ] && continue
@@ -132,7 +134,10 @@ follow_target() {
       cat "$UPSTREAM_FILE"
       return 0
     fi
-    if [ "$(ask "$pod.$GROUP_DOMAIN" "$VALKEY_PORT" "$PROBE_USER" "$PROBE_PASSWORD_FILE" PING)" = PONG ]; then
+    # A head is a replica whose link is up: one just restarted, or still copying, is not
+    # followed (the others would copy its stale or partial data).
+    if [ "$(ask "$pod.$GROUP_DOMAIN" "$VALKEY_PORT" "$PROBE_USER" "$PROBE_PASSWORD_FILE" ROLE | sed -n '1p;4p' |
+      tr '\n' ' ')" = "slave connected " ]; then
       echo "$pod.$GROUP_DOMAIN $VALKEY_PORT"
       return 0
     fi

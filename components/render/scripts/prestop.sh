@@ -39,9 +39,10 @@ replication() {
   node INFO replication | tr -d '\r'
 }
 
-# This group's replicas (they announce their pod names), one INFO line each.
+# This group's replicas (they announce their pod names) that are online, one INFO line each; a
+# replica still copying the dataset could not take over and is not waited for.
 group_replicas() {
-  grep '^slave[0-9]*:' | grep "ip=[^,]*\.$GROUP_DOMAIN,"
+  grep '^slave[0-9]*:' | grep "ip=[^,]*\.$GROUP_DOMAIN," | grep "state=online,"
 }
 
 now() {
@@ -55,7 +56,9 @@ if [ -z "$(echo "$info" | group_replicas)" ]; then
   exit 0
 fi
 
-pause_ms=$((3 * HANDOVER_TIMEOUT_SECONDS * 1000))
+# Longer than the whole hook can take: once a failover is asked for, only the handover or the
+# server's stop (SIGTERM) may end the pause.
+pause_ms=$((6 * HANDOVER_TIMEOUT_SECONDS * 1000))
 node CLIENT PAUSE "$pause_ms" WRITE | grep -qx OK || {
   log "prestop: CLIENT PAUSE refused"
   exit 0
@@ -67,8 +70,9 @@ deadline=$(($(now) + HANDOVER_TIMEOUT_SECONDS))
 while :; do
   info="$(replication)"
   target="$(echo "$info" | sed -n 's/^master_repl_offset://p')"
-  behind="$(echo "$info" | group_replicas | grep -v "offset=$target,")"
-  [ -n "$target" ] && [ -z "$behind" ] && break
+  online="$(echo "$info" | group_replicas)"
+  behind="$(echo "$online" | grep -v "offset=$target,")"
+  [ -n "$target" ] && [ -n "$online" ] && [ -z "$behind" ] && break
   if [ "$(now)" -ge "$deadline" ]; then
     log "prestop: the replicas did not catch up within ${HANDOVER_TIMEOUT_SECONDS}s; stopping without a handover"
     exit 0
@@ -96,7 +100,10 @@ while :; do
     break
   fi
   if [ "$(now)" -ge "$deadline" ]; then
-    log "prestop: the Sentinels named no new primary within ${HANDOVER_TIMEOUT_SECONDS}s"
+    # A promotion may be under way: writes stay paused until the server stops, so none lands here
+    # that the new primary would not have.
+    trap - EXIT
+    log "prestop: the Sentinels named no new primary within ${HANDOVER_TIMEOUT_SECONDS}s; writes stay paused"
     exit 0
   fi
   sleep 0.05

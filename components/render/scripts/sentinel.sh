@@ -22,6 +22,7 @@
 # shellcheck source=SCRIPTDIR/group.sh
 . "$(dirname "$0")/group.sh"
 
+PEERS_INCLUDE_SELF=yes
 find_primary
 myid="$(printf '%s' "$SELF" | sha1sum | cut -c1-40)"
 {
@@ -30,6 +31,6 @@ myid="$(printf '%s' "$SELF" | sha1sum | cut -c1-40)"
   echo "sentinel announce-ip \"$SELF\""
   echo "sentinel monitor $MASTER_NAME \"$PRIMARY\" $VALKEY_PORT $QUORUM"
   cat "$SENTINEL_MASTER_CONFIG_FILE"
-} >"$SENTINEL_RUNTIME_CONFIG_FILE.tmp"
-mv "$SENTINEL_RUNTIME_CONFIG_FILE.tmp" "$SENTINEL_RUNTIME_CONFIG_FILE"
+} >"$SENTINEL_RUNTIME_CONFIG_FILE.tmp" || exit 1
+mv "$SENTINEL_RUNTIME_CONFIG_FILE.tmp" "$SENTINEL_RUNTIME_CONFIG_FILE" || exit 1
 exec valkey-server "$SENTINEL_RUNTIME_CONFIG_FILE" --sentinel

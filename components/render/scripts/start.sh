@@ -65,6 +65,9 @@ quote() {
   printf '"%s"' "$(printf '%s' "$1" | sed 's/[\\"]/\\&/g')"
 }
 
+# Never start from the previous file (Sentinel may have rewritten its role): remove it first, and
+# stop if the new one cannot be written.
+rm -f "$RUNTIME_CONFIG_FILE" || exit 1
 {
   echo "# Written by start.sh at the container's start; Sentinel may rewrite it. Never read back."
   echo "include $(quote "$CONFIG_FILE")"
@@ -73,8 +76,8 @@ quote() {
     echo "replicaof $(quote "$PRIMARY") $PRIMARY_PORT"
   fi
   echo "include $(quote "$MASTERAUTH_CONFIG_FILE")"
-} >"$RUNTIME_CONFIG_FILE.tmp"
-mv "$RUNTIME_CONFIG_FILE.tmp" "$RUNTIME_CONFIG_FILE"
+} >"$RUNTIME_CONFIG_FILE.tmp" || exit 1
+mv "$RUNTIME_CONFIG_FILE.tmp" "$RUNTIME_CONFIG_FILE" || exit 1
 if [ "$PRIMARY" = "$SELF" ]; then
   log "starting as the primary"
 else
