@@ -31,3 +31,10 @@ def make_server_cert(directory: Path, ca: tuple[Path, Path], name: str = "tls") 
     openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[1]), "-CAkey", str(ca[0]), "-CAcreateserial",
             "-out", str(cert), "-days", "2", "-extfile", str(ext))  # fmt: skip
     return key, cert
+
+
+def make_server_pki(directory: Path, ca_name: str) -> tuple[Path, Path, Path]:
+    """(CA certificate, server key, server certificate) of a new CA and a server it signed."""
+    ca = make_ca(directory, ca_name)
+    key, cert = make_server_cert(directory, ca)
+    return ca[1], key, cert

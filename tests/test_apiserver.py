@@ -19,7 +19,7 @@ from typing import Any
 
 import needs
 import pytest
-from pki import make_ca, make_server_cert
+from pki import make_server_pki
 from podrunner.apiserver import (
     JSON_PATCH,
     MERGE_PATCH,
@@ -84,10 +84,7 @@ class Api:
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(CA certificate, server key, server certificate): made once, openssl takes a while."""
-    directory = tmp_path_factory.mktemp("apiserver-pki")
-    ca = make_ca(directory, "apiserver-ca")
-    key, cert = make_server_cert(directory, ca)
-    return ca[1], key, cert
+    return make_server_pki(tmp_path_factory.mktemp("apiserver-pki"), "apiserver-ca")
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from typing import Any
 import needs
 import pytest
 import valkey
-from pki import make_ca, make_server_cert
+from pki import make_server_pki
 from podrunner.apiserver import MERGE_PATCH, ApiServer, Rule, ServiceAccount
 from valkey_process import BUILDS, Server, every_build, free_port, stop_process, wait_for
 
@@ -193,10 +193,7 @@ OTHER_POD = ServiceAccount(NS, "other-pod", (Rule(("get", "patch"), resource_nam
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(CA certificate, server key, server certificate): made once, openssl takes a while."""
-    directory = tmp_path_factory.mktemp("apiserver-pki")
-    ca = make_ca(directory, "apiserver-ca")
-    key, cert = make_server_cert(directory, ca)
-    return ca[1], key, cert
+    return make_server_pki(tmp_path_factory.mktemp("apiserver-pki"), "apiserver-ca")
 
 
 @pytest.fixture(scope="module")
