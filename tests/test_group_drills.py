@@ -23,7 +23,7 @@ import harness
 import needs
 import pytest
 import valkey
-from drills_support import CONNECTION_ERRORS, Report, admin, app, missing_keys
+from drills_support import CONNECTION_ERRORS, Report, admin, app, link_up, missing_keys
 from podrunner import PodRunner
 from podrunner.pod import Pod
 from replies import info
@@ -114,6 +114,19 @@ class CrossRegionLink(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join(5)
+
+
+def attached(r2: harness.Rendered, dr: Pod, timeout: float, what: str) -> None:
+    with admin(r2, "sessions", dr.address) as c:
+        wait_for(lambda: link_up(c), timeout, what)
+
+
+def start_region2_head(runner: PodRunner, r2: harness.Rendered, primary: Pod) -> tuple[Pod, CrossRegionLink]:
+    """Region 2's pod 0 (its head), replicating from region 1 over the cross-region link."""
+    link = CrossRegionLink(runner, primary)
+    dr = runner.start_pod(r2, "sessions", 0, region="region2")
+    attached(r2, dr, 20, "region 2 attached")
+    return dr, link
 
 
 def resyncs(pod: Pod) -> tuple[int, int]:
@@ -291,10 +304,7 @@ def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
     old = primary_pod(pods)
     assert old is not None and old.name == "sessions-0"
     wait_for(lambda: all(node_role(rendered, p) == "slave" for p in pods if p is not old), 30, "two replicas")
-    link = CrossRegionLink(runner, old)
-    dr = runner.start_pod(r2, "sessions", 0, region="region2")
-    with admin(r2, "sessions", dr.address) as c:
-        wait_for(lambda: info(c, "replication").get("master_link_status") == "up", 20, "region 2 attached")
+    dr, link = start_region2_head(runner, r2, old)
     assert resyncs(dr) == (1, 0)
     with sentinel(rendered, old) as s:
         # The application user reads where the primary is, and may change nothing.
@@ -317,8 +327,7 @@ def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
     recovered_s = next(t for _, t in writer.acked if t > killed_at + 0.2) - killed_at
     wait_for(lambda: node_role(rendered, old) == "slave", 60, "the killed pod back as a replica")
     replica_again_s = time.monotonic() - killed_at
-    with admin(r2, "sessions", dr.address) as c:
-        wait_for(lambda: info(c, "replication").get("master_link_status") == "up", 30, "region 2 re-attached")
+    attached(r2, dr, 30, "region 2 re-attached")
     with app(rendered, "sessions", new.address) as c:
         lost = missing_keys(c, writer.keys())
     with app(r2, "sessions", dr.address) as c:
@@ -437,10 +446,7 @@ def test_group_drill2_a_rolling_restart_hands_over_and_copies_nothing_across_reg
     pods = start_group(runner, rendered)
     first = primary_pod(pods)
     assert first is not None
-    link = CrossRegionLink(runner, first)
-    dr = runner.start_pod(r2, "sessions", 0, region="region2")
-    with admin(r2, "sessions", dr.address) as c:
-        wait_for(lambda: info(c, "replication").get("master_link_status") == "up", 20, "region 2 attached")
+    dr, link = start_region2_head(runner, r2, first)
     writer = ReconnectingWriter(lambda: host_client(runner, rendered), f"roll-{version}")
     writer.start()
     try:
@@ -462,8 +468,7 @@ def test_group_drill2_a_rolling_restart_hands_over_and_copies_nothing_across_reg
     assert all(h.exit_code == 0 and h.completed for h in hooks.values()), hooks
     with app(rendered, "sessions", new.address) as c:
         lost = missing_keys(c, writer.keys())
-    with admin(r2, "sessions", dr.address) as c:
-        wait_for(lambda: info(c, "replication").get("master_link_status") == "up", 30, "region 2 attached")
+    attached(r2, dr, 30, "region 2 attached")
     report.add(
         f"group-2-rolling-restart-{version}",
         keys_acked=len(writer.keys()),
