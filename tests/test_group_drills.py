@@ -388,10 +388,13 @@ def test_group_drill3_region2_keeps_a_replicating_copy_when_its_heads_node_dies(
     wait_for(lambda: follows(r2, head) == external, 20, "region 2's head follows region 1")
     wait_for(lambda: {follows(r2, p) for p in (second, third)} == {head.fqdn}, 30, "members follow the head")
     # The head is what region 2's host reaches; each label follows its node's ROLE within a second.
-    wait_for(
-        lambda: (head.labels.get(NODE_ROLE_LABEL), second.labels.get(NODE_ROLE_LABEL)) == ("primary", "replica"),
-        30,
-        "region 2's head labelled primary, a member replica",
+    logged(
+        members,
+        lambda: wait_for(
+            lambda: (head.labels.get(NODE_ROLE_LABEL), second.labels.get(NODE_ROLE_LABEL)) == ("primary", "replica"),
+            30,
+            "region 2's head labelled primary, a member replica",
+        ),
     )
     writer = ReconnectingWriter(lambda: host_client(runner, r1), f"head-{version}", rate=1000.0)
     writer.start()
