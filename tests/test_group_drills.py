@@ -375,17 +375,17 @@ def follows(rendered: harness.Rendered, pod: Pod) -> str:
     return "master" if replication["role"] == "master" else str(replication["master_host"])
 
 
-@pytest.mark.parametrize("version", sorted(IMAGES))
-def test_group_drill3_region2_keeps_a_replicating_copy_when_its_heads_node_dies(
-    runner: PodRunner, version: str, report: Report
-) -> None:
+def start_both_groups(
+    runner: PodRunner, version: str
+) -> tuple[harness.Rendered, harness.Rendered, list[Pod], list[Pod]]:
+    """Region 1's group and region 2's whole following group, settled: region 2's head (pod 0)
+    follows region 1's external endpoint, the members follow the head, and the labels say so."""
     r1 = harness.render("region1", group_config(IMAGES[version]))
     r2 = harness.render("region2", group_config(IMAGES[version]), references={REGION1_STACK: r1})
     region1_pods = start_group(runner, r1)
     members = runner.start_statefulset(r2, "sessions", region="region2")
     head, second, third = members
-    external = "sessions.region1.example.com"
-    wait_for(lambda: follows(r2, head) == external, 20, "region 2's head follows region 1")
+    wait_for(lambda: follows(r2, head) == EXTERNAL1, 20, "region 2's head follows region 1")
     wait_for(lambda: {follows(r2, p) for p in (second, third)} == {head.fqdn}, 30, "members follow the head")
     # The head is what region 2's host reaches; each label follows its node's ROLE within a second.
     logged(
@@ -396,6 +396,25 @@ def test_group_drill3_region2_keeps_a_replicating_copy_when_its_heads_node_dies(
             "region 2's head labelled primary, a member replica",
         ),
     )
+    return r1, r2, region1_pods, members
+
+
+def full_syncs_served(rendered: harness.Rendered, pods: list[Pod]) -> int:
+    """Full copies of the dataset these pods have sent to replicas (INFO stats sync_full), together."""
+    total = 0
+    for pod in pods:
+        with admin(rendered, "sessions", pod.address) as c:
+            total += int(info(c, "stats")["sync_full"])
+    return total
+
+
+@pytest.mark.parametrize("version", sorted(IMAGES))
+def test_group_drill3_region2_keeps_a_replicating_copy_when_its_heads_node_dies(
+    runner: PodRunner, version: str, report: Report
+) -> None:
+    r1, r2, region1_pods, members = start_both_groups(runner, version)
+    head, second, third = members
+    external = EXTERNAL1
     writer = ReconnectingWriter(lambda: host_client(runner, r1), f"head-{version}", rate=1000.0)
     writer.start()
     try:
@@ -431,6 +450,67 @@ def test_group_drill3_region2_keeps_a_replicating_copy_when_its_heads_node_dies(
     )
     # The member that took over resumed from region 1 with a partial resync, not a full copy.
     assert took_over[0] == before[0] and took_over[1] > before[1]
+    assert missing == []
+
+
+@pytest.mark.parametrize("version", sorted(IMAGES))
+def test_group_drill3b_a_restarted_head_copies_from_its_region_not_across_regions(
+    runner: PodRunner, version: str, report: Report
+) -> None:
+    r1, r2, region1_pods, members = start_both_groups(runner, version)
+    head, second, third = members
+    writer = ReconnectingWriter(lambda: host_client(runner, r1), f"head-restart-{version}", rate=1000.0)
+    writer.start()
+    try:
+        wait_for(lambda: len(writer.acked) > 200, 20, "writes flowing")
+        across_before = full_syncs_served(r1, region1_pods)
+        in_region_before = full_syncs_served(r2, [second])
+        killed_at = time.monotonic()
+        # Only the head's Valkey crashes (an OOM kill): the kubelet starts it again within a second,
+        # with nothing it can resume replication from.
+        head.kill_container("valkey")
+        logged(
+            members,
+            lambda: wait_for(
+                lambda: (
+                    (follows(r2, second), follows(r2, third), follows(r2, head))
+                    == (EXTERNAL1, second.fqdn, second.fqdn)
+                ),
+                60,
+                "the member with the most data became the head, the restarted pod follows it",
+            ),
+        )
+        took_over_s = time.monotonic() - killed_at
+        with admin(r2, "sessions", head.address) as c:
+            wait_for(lambda: link_up(c), 30, "the restarted pod copied the dataset")
+        mark = f"after-head-restart-{version}"
+        with host_client(runner, r1) as c:
+            c.set(mark, "1")
+        wait_for(lambda: all(replicated(r2, p, mark) for p in members), 10, "every member replicating")
+        logged(
+            members,
+            lambda: wait_for(
+                lambda: [p.labels.get(NODE_ROLE_LABEL) for p in members] == ["replica", "primary", "replica"],
+                10,
+                "region 2's new head labelled primary",
+            ),
+        )
+    finally:
+        writer.stop()
+    with app(r2, "sessions", head.address) as c:
+        wait_for(lambda: not missing_keys(c, writer.keys()[-50:]), 20, "the restarted pod has the last writes")
+        missing = missing_keys(c, writer.keys())
+    across = full_syncs_served(r1, region1_pods) - across_before
+    in_region = full_syncs_served(r2, [second]) - in_region_before
+    report.add(
+        f"group-3b-region2-head-restart-{version}",
+        new_head_follows_region1_after_s=took_over_s,
+        full_copies_across_regions=across,
+        full_copies_inside_region2=in_region,
+        keys_missing_on_restarted_pod=len(missing),
+    )
+    # The one full copy the restart needs came from inside region 2; region 1 sent none.
+    assert (across, in_region) == (0, 1)
     assert missing == []
 
 

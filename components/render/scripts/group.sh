@@ -9,9 +9,10 @@
 #   3. nobody answers (a new group, or every pod was down): the first pod, GROUP_PODS' first.
 #
 # A group that follows another region (GROUP_MODE=follower) has no Sentinel and no primary: its
-# head, the lowest-ordinal member that answers PING, replicates from the other region
-# (UPSTREAM_FILE), and every other member from the head. One stream crosses regions. Once a person
-# has promoted a member (REPLICAOF NO ONE), every other member follows that one.
+# head replicates from the other region (UPSTREAM_FILE), and every other member from the head. One
+# stream crosses regions. The head stays the head while its link is up; when it is lost, the member
+# with the most data takes its place (follow_target). Once a person has promoted a member
+# (REPLICAOF NO ONE), every other member follows that one.
 #
 # Parameters, from the container's environment (components/render/pod_scripts.py lists them):
 #   POD_NAME                 this pod's name (downward API)
@@ -117,30 +118,65 @@ find_primary() {
   log "primary $PRIMARY (from the $PRIMARY_SOURCE)"
 }
 
-# A follower group's member: "<host> <port>" of what it should replicate from now. A member that
-# is a primary was promoted by a person (docs/runbooks.md): everyone follows it. Else the head (the
-# lowest-ordinal member whose link is up) follows the other region, and the others follow the head.
+# A follower group's member: "<host> <port>" of what it should replicate from now; fails when the
+# upstream cannot be read. It asks every member INFO replication once (this pod's own Valkey too,
+# which answers unless it has not started yet), then decides, in this order:
+#   1. a member that is a primary was promoted by a person (docs/runbooks.md): follow it;
+#   2. a head is a member that replicates from outside the group with its link up. The first one in
+#      ordinal order stays the head: this pod follows it or, if it is this pod, the upstream. A head
+#      keeps its place while its link is up, so two members never trade it back and forth;
+#   3. no head (it died, or its link is down): the member holding the most data (the highest
+#      replication offset; among equals the former head, else the lowest ordinal) becomes the head. No data flows while
+#      there is no head, so every member sees the same offsets and elects the same one. A pod that
+#      restarted holds no offset it can resume from (Valkey keeps none across a restart), so it
+#      follows a member that does rather than copy everything across regions again; only when no
+#      member answers does it follow the upstream itself.
+# ROLE would not do for 3: a replica whose link is down answers offset -1 there (8.1.8, measured).
+# A member with its link down cannot feed a replica (NOMASTERLINK) until it is the head: whoever
+# follows it retries until the keeper of the elected member has pointed that one upstream.
+# Needs SENTINEL_NODE_USER and SENTINEL_NODE_PASSWORD_FILE (the nodes' user that may ask INFO).
 follow_target() {
+  infos=""
   for pod in $GROUP_PODS; do
-    [ "$pod" = "$POD_NAME" ] && continue
-    role="$(ask "$pod.$GROUP_DOMAIN" "$VALKEY_PORT" "$PROBE_USER" "$PROBE_PASSWORD_FILE" ROLE | head -n 1)"
-    if [ "$role" = master ]; then
-      echo "$pod.$GROUP_DOMAIN $VALKEY_PORT"
-      return 0
-    fi
+    infos="$infos$(ask "$pod.$GROUP_DOMAIN" "$VALKEY_PORT" "$SENTINEL_NODE_USER" "$SENTINEL_NODE_PASSWORD_FILE" \
+      INFO replication | tr -d '\r' | awk -v pod="$pod" '{
+        key = $0; sub(/:.*/, "", key)
+        if (key ~ /^(role|master_host|master_link_status|master_repl_offset)$/) print pod, key, substr($0, length(key) + 2)
+      }')
+"
   done
-  for pod in $GROUP_PODS; do
-    if [ "$pod" = "$POD_NAME" ]; then
-      cat "$UPSTREAM_FILE"
-      return 0
-    fi
-    # A head is a replica whose link is up: one just restarted, or still copying, is not
-    # followed (the others would copy its stale or partial data).
-    if [ "$(ask "$pod.$GROUP_DOMAIN" "$VALKEY_PORT" "$PROBE_USER" "$PROBE_PASSWORD_FILE" ROLE | sed -n '1p;4p' |
-      tr '\n' ' ')" = "slave connected " ]; then
-      echo "$pod.$GROUP_DOMAIN $VALKEY_PORT"
-      return 0
-    fi
-  done
-  return 1
+  upstream="$(cat "$UPSTREAM_FILE")" || return 1
+  chosen="$(printf '%s' "$infos" | awk -v pods="$GROUP_PODS" -v self="$POD_NAME" -v domain=".$GROUP_DOMAIN" '
+    { value[$1, $2] = $3 }
+    function outside(host) {
+      sub(/\.$/, "", host)
+      return length(host) <= length(domain) || substr(host, length(host) - length(domain) + 1) != domain
+    }
+    END {
+      n = split(pods, order, " ")
+      for (i = 1; i <= n; i++) {
+        pod = order[i]
+        role = value[pod, "role"]
+        if (role == "master" && pod != self && promoted == "") promoted = pod
+        if (role != "slave") continue
+        if (value[pod, "master_link_status"] == "up" && outside(value[pod, "master_host"]) && head == "") head = pod
+        offset = value[pod, "master_repl_offset"]
+        if (offset !~ /^[0-9]+$/) continue
+        # Among equals, a former head (its link down) before the lowest ordinal: when the other
+        # region is out of reach, the head stays where it is.
+        former = outside(value[pod, "master_host"])
+        if (best == "" || offset + 0 > most || (offset + 0 == most && former && !best_former)) {
+          best = pod; most = offset + 0; best_former = former
+        }
+      }
+      if (promoted != "") print promoted
+      else if (head != "") print head
+      else if (best != "") print best
+      else print self
+    }')"
+  if [ "$chosen" = "$POD_NAME" ]; then
+    echo "$upstream"
+  else
+    echo "$chosen.$GROUP_DOMAIN $VALKEY_PORT"
+  fi
 }

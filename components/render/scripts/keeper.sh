@@ -2,11 +2,12 @@
 # A following group's keeper, in place of the Sentinel while this region follows another: sh keeper.sh
 #
 # Every KEEPER_INTERVAL_SECONDS it compares what this pod's Valkey replicates from with what it
-# should (follow_target in group.sh: the head, the lowest-ordinal member that answers, follows the
-# other region; the others follow the head) and, once the difference has held for
-# KEEPER_CONFIRMATIONS rounds in a row, points the node there (SLAVEOF). So when the head dies,
-# the next member replicates from the other region within seconds (a partial resync: its history
-# is the head's), and the others follow it; when the head is back, everyone returns to it.
+# should (follow_target in group.sh: the head follows the other region, the others follow the
+# head) and, once the difference has held for KEEPER_CONFIRMATIONS rounds in a row, points the
+# node there (SLAVEOF). So when the head dies, the member with the most data replicates from the
+# other region within seconds (a partial resync: its history is the head's), and the others follow
+# it. The old head, back, follows the new one: it copies the dataset from inside the region, never
+# across regions again.
 #
 # It never touches a node that is a primary: promoting this region is a person's decision
 # (docs/runbooks.md), and a keeper must not undo it.

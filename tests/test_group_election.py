@@ -1,0 +1,185 @@
+"""Whom a member of a following group (region 2) replicates from: ``follow_target`` in group.sh.
+
+The function runs as the pods run it (sourced by start.sh and keeper.sh, from the shipped script
+file, with the group's environment from ``render.pod_scripts``); only ``ask`` is replaced, by one
+that answers each member's INFO replication from a table, so every situation a group can be in is
+one line here, run by the host's tools (dash, mawk) and by busybox's (ash, its awk: the image's
+kind). The drills (tests/test_group_drills.py, drill 3) show the same decisions with real
+servers: a head lost for good, and a head whose Valkey restarts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.render import pod_scripts
+
+GROUP_SH = Path(pod_scripts.__file__).parent / "scripts" / "group.sh"
+DOMAIN = "sessions-headless.databases.svc.cluster.local"
+PODS = ("sessions-0", "sessions-1", "sessions-2")
+UPSTREAM = "sessions.region1.example.com 6379"
+
+
+def fqdn(pod: str) -> str:
+    return f"{pod}.{DOMAIN}"
+
+
+def head(offset: int, link: str = "up") -> str:
+    """INFO replication of a member replicating from the other region."""
+    return replica("sessions.region1.example.com", offset, link)
+
+
+def follows(pod: str, offset: int, link: str = "up") -> str:
+    return replica(fqdn(pod), offset, link)
+
+
+def replica(host: str, offset: int, link: str) -> str:
+    return (
+        f"# Replication\r\nrole:slave\r\nmaster_host:{host}\r\nmaster_port:6379\r\n"
+        f"master_link_status:{link}\r\nmaster_repl_offset:{offset}\r\n"
+    )
+
+
+def primary(offset: int) -> str:
+    return f"# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_repl_offset:{offset}\r\n"
+
+
+TOOLS = ("sh", "awk", "cat", "tr", "head", "sort", "uniq", "timeout")
+
+
+@pytest.fixture(params=["host", "busybox"])
+def path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """PATH for the script: the host's tools, or busybox applets only."""
+    if request.param == "host":
+        return "/usr/bin:/bin"
+    busybox = shutil.which("busybox")
+    assert busybox, "busybox is missing: .ci/run installs it"
+    links = tmp_path_factory.mktemp("busybox")
+    for tool in TOOLS:
+        (links / tool).symlink_to(busybox)
+    return str(links)
+
+
+def follow_target(path: str, tmp_path: Path, self: str, answers: dict[str, str]) -> str:
+    """What ``self`` should replicate from, each member answering INFO replication with
+    ``answers[pod]`` (a member missing from it does not answer: down, or not started)."""
+    for pod, text in answers.items():
+        (tmp_path / fqdn(pod)).write_text(text)
+    (tmp_path / "upstream").write_text(UPSTREAM + "\n")
+    (tmp_path / "password").write_text("unused\n")
+    group = pod_scripts.GroupEnv(
+        pods=list(PODS),
+        domain=DOMAIN,
+        master_name="sessions",
+        sentinel_port=26379,
+        down_after_seconds=5,
+        failover_timeout_seconds=30,
+        follows=True,
+        announce_suffix="region2.invalid",
+    )
+    env = pod_scripts.keeper_env(6379, False, group) | {
+        "POD_NAME": self,
+        "UPSTREAM_FILE": str(tmp_path / "upstream"),
+        "PROBE_PASSWORD_FILE": str(tmp_path / "password"),
+        "SENTINEL_PEER_PASSWORD_FILE": str(tmp_path / "password"),
+        "SENTINEL_NODE_PASSWORD_FILE": str(tmp_path / "password"),
+        "PATH": path,
+        "ANSWERS": str(tmp_path),
+    }
+    # ask HOST PORT USER PASSWORD_FILE COMMAND...: the table's answer for HOST, if any.
+    stub = 'ask() { [ "$5 $6" = "INFO replication" ] && cat "$ANSWERS/$1" 2>/dev/null; }'
+    done = subprocess.run(
+        [
+            str(Path(path) / "sh") if path != "/usr/bin:/bin" else "sh",
+            "-c",
+            f'. "$1"; {stub}; follow_target',
+            "sh",
+            str(GROUP_SH),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_members_follow_the_head_and_the_head_follows_the_other_region(path: str, tmp_path: Path) -> None:
+    steady = {
+        "sessions-0": head(900),
+        "sessions-1": follows("sessions-0", 900),
+        "sessions-2": follows("sessions-0", 880),
+    }
+    assert follow_target(path, tmp_path, "sessions-0", steady) == UPSTREAM
+    assert follow_target(path, tmp_path, "sessions-1", steady) == f"{fqdn('sessions-0')} 6379"
+    assert follow_target(path, tmp_path, "sessions-2", steady) == f"{fqdn('sessions-0')} 6379"
+
+
+def test_a_head_keeps_its_place_while_its_link_is_up_even_behind_a_member(path: str, tmp_path: Path) -> None:
+    # sessions-1 took over earlier; sessions-0 is back and, read a moment later, shows more.
+    after_takeover = {
+        "sessions-0": follows("sessions-1", 1200),
+        "sessions-1": head(1000),
+        "sessions-2": follows("sessions-1", 1000),
+    }
+    for pod in PODS:
+        expected = UPSTREAM if pod == "sessions-1" else f"{fqdn('sessions-1')} 6379"
+        assert follow_target(path, tmp_path, pod, after_takeover) == expected
+
+
+def test_the_lowest_of_two_heads_stays_and_the_other_follows_it(path: str, tmp_path: Path) -> None:
+    two = {"sessions-0": head(900), "sessions-1": head(900), "sessions-2": follows("sessions-1", 900)}
+    assert follow_target(path, tmp_path, "sessions-0", two) == UPSTREAM
+    assert follow_target(path, tmp_path, "sessions-1", two) == f"{fqdn('sessions-0')} 6379"
+    assert follow_target(path, tmp_path, "sessions-2", two) == f"{fqdn('sessions-0')} 6379"
+
+
+def test_a_lost_head_is_replaced_by_the_member_with_the_most_data(path: str, tmp_path: Path) -> None:
+    lost = {"sessions-1": follows("sessions-0", 700, "down"), "sessions-2": follows("sessions-0", 900, "down")}
+    assert follow_target(path, tmp_path, "sessions-2", lost) == UPSTREAM
+    assert follow_target(path, tmp_path, "sessions-1", lost) == f"{fqdn('sessions-2')} 6379"
+
+
+def test_among_equals_the_lowest_ordinal_takes_over(path: str, tmp_path: Path) -> None:
+    lost = {"sessions-1": follows("sessions-0", 900, "down"), "sessions-2": follows("sessions-0", 900, "down")}
+    assert follow_target(path, tmp_path, "sessions-1", lost) == UPSTREAM
+    assert follow_target(path, tmp_path, "sessions-2", lost) == f"{fqdn('sessions-1')} 6379"
+
+
+def test_a_restarted_head_follows_a_member_instead_of_copying_across_regions(path: str, tmp_path: Path) -> None:
+    # Its own Valkey has not started yet (start.sh): the members still wait on it.
+    waiting = {"sessions-1": follows("sessions-0", 900, "down"), "sessions-2": follows("sessions-0", 900, "down")}
+    assert follow_target(path, tmp_path, "sessions-0", waiting) == f"{fqdn('sessions-1')} 6379"
+    # Started, it holds nothing it can resume from; the members agree on the same new head.
+    started = {"sessions-0": follows("sessions-1", 0, "down"), **waiting}
+    assert follow_target(path, tmp_path, "sessions-0", started) == f"{fqdn('sessions-1')} 6379"
+    assert follow_target(path, tmp_path, "sessions-1", started) == UPSTREAM
+    assert follow_target(path, tmp_path, "sessions-2", started) == f"{fqdn('sessions-1')} 6379"
+
+
+def test_when_the_other_region_is_out_of_reach_the_head_stays_where_it_is(path: str, tmp_path: Path) -> None:
+    # sessions-1 is the head, its link to region 1 down; nobody has more data than anybody else.
+    cut_off = {
+        "sessions-0": follows("sessions-1", 900),
+        "sessions-1": head(900, "down"),
+        "sessions-2": follows("sessions-1", 900),
+    }
+    for pod in PODS:
+        expected = UPSTREAM if pod == "sessions-1" else f"{fqdn('sessions-1')} 6379"
+        assert follow_target(path, tmp_path, pod, cut_off) == expected
+
+
+def test_a_promoted_member_is_followed_by_everyone(path: str, tmp_path: Path) -> None:
+    promoted = {"sessions-0": head(900), "sessions-1": follows("sessions-0", 900), "sessions-2": primary(900)}
+    assert follow_target(path, tmp_path, "sessions-0", promoted) == f"{fqdn('sessions-2')} 6379"
+    assert follow_target(path, tmp_path, "sessions-1", promoted) == f"{fqdn('sessions-2')} 6379"
+
+
+@pytest.mark.parametrize("self", PODS)
+def test_with_nobody_answering_a_member_follows_the_other_region(path: str, tmp_path: Path, self: str) -> None:
+    assert follow_target(path, tmp_path, self, {}) == UPSTREAM
