@@ -12,6 +12,7 @@ Rendering differs from the stack files only by ``harness.NO_TLS`` and the group 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -23,7 +24,7 @@ import harness
 import needs
 import pytest
 import valkey
-from drills_support import CONNECTION_ERRORS, Report, admin, app, link_up, missing_keys
+from drills_support import CONNECTION_ERRORS, Report, admin, app, dump, holds_for, link_up, missing_keys
 from podrunner import PodRunner
 from podrunner.pod import Pod
 from replies import info
@@ -31,6 +32,7 @@ from valkey_process import wait_for
 
 from components.config.models import Failover
 from components.credentials import SENTINEL_SECRET_KEY
+from components.render.pod_scripts import KEEPER_CONFIRMATIONS, KEEPER_INTERVAL_SECONDS
 from components.render.sentinel_conf import CLIENT_USER
 from components.specs.labels import NODE_ROLE_LABEL
 from components.specs.statefulset import GROUP_MIN_READY_SECONDS
@@ -48,6 +50,8 @@ IMAGES = {"8.1": "valkey/valkey:8.1.8-alpine", "9.1": "valkey/valkey:9.1.2-alpin
 
 
 REGION1_STACK = "organization/valkey/region1"
+REGION2_STACK = "organization/valkey/region2"
+EXTERNAL2 = "sessions.region2.example.com"
 
 
 def group_config(image: str) -> dict[str, object]:
@@ -271,8 +275,9 @@ def another_primary(pods: list[Pod], old: Pod) -> Pod | None:
     return now if now is not old else None
 
 
-def host_client(runner: PodRunner, rendered: harness.Rendered) -> valkey.Valkey:
-    addresses = runner.resolve(HOST, "region1")
+def host_client(runner: PodRunner, rendered: harness.Rendered, region: str = "region1") -> valkey.Valkey:
+    """An application's connection through ``region``'s ``host`` Service, as its DNS answers now."""
+    addresses = runner.resolve(HOST, region)
     if not addresses:
         raise valkey.ConnectionError(f"{HOST} has no endpoint")
     return app(rendered, "sessions", addresses[0])
@@ -617,3 +622,192 @@ def test_group_drill4_an_isolated_primary_stops_taking_writes_within_the_replica
     # The bound: no replica acknowledged for maxReplicaLag (replicas acknowledge once a second).
     assert accepted and max(accepted) <= lag + 2, replies[:3]
     assert refused, "the isolated primary never refused a write"
+
+
+def labelled_primary(pods: list[Pod]) -> Pod:
+    """The pod the runbooks act on: the one labelled valkey.io/node-role=primary."""
+    pod = wait_for(lambda: primary_pod(pods), 20, "one pod labelled primary")
+    assert pod is not None
+    return pod
+
+
+def promote_node(rendered: harness.Rendered, pod: Pod) -> None:
+    """The promotion runbook's step 1 (and failback's step 3): REPLICAOF NO ONE as admin."""
+    with admin(rendered, "sessions", pod.address) as c:
+        assert c.execute_command("REPLICAOF", "NO", "ONE") in (b"OK", "OK", True)
+
+
+def roll_out(rendered: harness.Rendered, pods: list[Pod], *, sentinels: bool) -> None:
+    """``pulumi up`` of a changed StatefulSet template: its RollingUpdate, highest ordinal first, each
+    pod deleted (its preStop hook runs) and recreated. Before the next pod, the restarted one must be
+    what a handover needs: with ``sentinels`` (the new revision leads), known as a healthy replica by
+    every Sentinel of the pods restarted so far; else replicating with its link up. That takes 1 to
+    10 s (a Sentinel's INFO period), shorter than the StatefulSet's minReadySeconds: a faster
+    rollout than production's, so a harsher one."""
+    # Pulumi updates the config Secret with the StatefulSet; the kubelet refreshes every running
+    # pod's copy within about a minute (here at once): its reloader applies what is live (the ACL).
+    for pod in pods:
+        if pod.running:
+            pod.update_volumes(rendered, rollout_pending=True)
+    restarted: list[Pod] = []
+    for pod in sorted(pods, key=lambda p: p.ordinal, reverse=True):
+        pod.restart(objects=rendered)
+        restarted.append(pod)
+        logged(pods, functools.partial(ready_for_the_next, rendered, pod, restarted, sentinels))
+
+
+def ready_for_the_next(rendered: harness.Rendered, pod: Pod, restarted: list[Pod], sentinels: bool) -> None:
+    if sentinels:
+        wait_for(
+            lambda: all(knows_replica(rendered, s, p) for s in restarted for p in restarted),
+            30,
+            f"the Sentinels know {pod.name} as a healthy replica",
+        )
+    else:
+        with admin(rendered, "sessions", pod.address) as c:
+            wait_for(lambda: link_up(c), 60, f"{pod.name} replicating")
+
+
+def knows_replica(rendered: harness.Rendered, sentinel_pod: Pod, pod: Pod) -> bool:
+    """``sentinel_pod``'s Sentinel lists ``pod`` as a healthy replica (or monitors it as the primary)."""
+    with sentinel(rendered, sentinel_pod) as s:
+        master = s.execute_command("SENTINEL", "MASTER", "sessions")
+        replicas = s.execute_command("SENTINEL", "REPLICAS", "sessions")
+    fields = {str(k): str(v) for k, v in zip(master[::2], master[1::2], strict=True)}
+    if fields["ip"] == pod.fqdn:
+        return True
+    flags = {str(r[r.index("name") + 1]): str(r[r.index("flags") + 1]) for r in replicas}
+    return flags.get(f"{pod.fqdn}:6379") == "slave"
+
+
+def follow_each_other(rendered: harness.Rendered, pods: list[Pod], upstream: str, timeout: float) -> Pod:
+    """A following group settled: one head follows ``upstream`` with its link up, the others it."""
+
+    def head() -> Pod | None:
+        heads = [p for p in pods if follows(rendered, p) == upstream]
+        if len(heads) != 1:
+            return None
+        if not all(follows(rendered, p) == heads[0].fqdn for p in pods if p is not heads[0]):
+            return None
+        with admin(rendered, "sessions", heads[0].address) as c:
+            return heads[0] if link_up(c) else None
+
+    found = logged(pods, lambda: wait_for(head, timeout, f"a group following {upstream}"))
+    assert found is not None
+    return found
+
+
+def offsets_equal(a: harness.Rendered, pa: Pod, b: harness.Rendered, pb: Pod) -> bool:
+    with admin(a, "sessions", pa.address) as ca, admin(b, "sessions", pb.address) as cb:
+        return bool(info(ca, "replication")["master_repl_offset"] == info(cb, "replication")["master_repl_offset"])
+
+
+@pytest.mark.parametrize("version", sorted(IMAGES))
+def test_group_drill6_promotion_promotes_region2s_group_and_failback_returns_it(
+    runner: PodRunner, version: str, report: Report
+) -> None:
+    """docs/runbooks.md, "promote region 2" and "failback to region 1", on groups, step by step."""
+    image = IMAGES[version]
+    r1, r2, region1_pods, members = start_both_groups(runner, version)
+    writer = ReconnectingWriter(lambda: host_client(runner, r1), f"before-{version}", rate=1000.0)
+    writer.start()
+    try:
+        wait_for(lambda: len(writer.acked) > 300, 20, "writes flowing")
+        for pod in region1_pods:  # region 1 is lost
+            pod.kill9()
+    finally:
+        writer.stop()
+
+    # Promotion, step 1: the head, writable at once; the members follow it.
+    head = labelled_primary(members)
+    promote_node(r2, head)
+    # They did already; their keepers now see no head (nobody replicates from region 1) and must
+    # keep them on the promoted one rather than elect a new head among themselves.
+    keeper_reaction = KEEPER_INTERVAL_SECONDS * (KEEPER_CONFIRMATIONS + 1)
+    holds_for(
+        lambda: all(follows(r2, p) == head.fqdn for p in members if p is not head),
+        keeper_reaction,
+        "the members follow the promoted head",
+        interval=0.5,
+    )
+    with app(r2, "sessions", head.address) as c:
+        lost_at_promotion = missing_keys(c, writer.keys())
+
+    # Step 2: pulumi up of region 2 as a primary stack, under writes through region 2's host.
+    promoted = harness.render(
+        "region2", {**group_config(image), "role": "primary", "primaryStack": None}, references={}
+    )
+    during = ReconnectingWriter(lambda: host_client(runner, promoted, "region2"), f"promoted-{version}", rate=1000.0)
+    during.start()
+    try:
+        wait_for(lambda: len(during.acked) > 200, 20, "writes to region 2 flowing")
+        roll_out(promoted, members, sentinels=True)
+        # The group fails over on its own now: every Sentinel knows it, and a kill -9 is survived.
+        logged(members, lambda: wait_for(lambda: all(settled(promoted, p) for p in members), 60, "Sentinels"))
+        old = labelled_primary(members)
+        with app(promoted, "sessions", old.address) as c:
+            lost_in_rollout = missing_keys(c, during.keys())
+        old.kill9()
+        killed_at = time.monotonic()
+        # The killed pod keeps its last label (its label updater died with it); its Service endpoint
+        # went with its readiness.
+        survivors = [p for p in members if p is not old]
+        new = logged(members, lambda: wait_for(lambda: primary_pod(survivors), 30, "a local failover"))
+        acked = len(during.acked)
+        wait_for(lambda: len(during.acked) > acked + 20, 20, "writes through region 2's host again")
+        failed_over_s = time.monotonic() - killed_at
+        old.restart()
+        wait_for(lambda: node_role(promoted, old) == "slave", 60, "the killed pod back as a replica")
+        logged(members, lambda: wait_for(lambda: all(settled(promoted, p) for p in members), 60, "group settled"))
+    finally:
+        during.stop()
+    assert new is not None
+
+    # Failback, step 1: region 1 comes back as a following group of region 2 (its own old data is
+    # discarded by the full copy); step 2: it catches up.
+    failback = harness.render(
+        "region1",
+        {**group_config(image), "role": "replica", "primaryStack": REGION2_STACK},
+        references={REGION2_STACK: promoted},
+    )
+    for pod in sorted(region1_pods, key=lambda p: p.ordinal):
+        pod.restart(objects=failback)
+    region1_head = follow_each_other(failback, region1_pods, EXTERNAL2, 60)
+    primary2 = labelled_primary(members)
+    wait_for(lambda: offsets_equal(promoted, primary2, failback, region1_head), 30, "region 1 caught up")
+
+    # Step 3: writes stopped (they are), swap back: region 1's head promoted, both stacks re-rendered.
+    with admin(promoted, "sessions", primary2.address) as c:
+        region2_data = dump(c)
+    promote_node(failback, region1_head)
+    swap_started = time.monotonic()
+    roll_out(r1, region1_pods, sentinels=True)
+    logged(region1_pods, lambda: wait_for(lambda: all(settled(r1, p) for p in region1_pods), 60, "region 1 settled"))
+    roll_out(r2, members, sentinels=False)
+    follow_each_other(r2, members, EXTERNAL1, 60)
+    swapped_s = time.monotonic() - swap_started
+    with admin(r1, "sessions", labelled_primary(region1_pods).address) as c1:
+        region1_data = dump(c1)
+    mark = f"after-swap-{version}"
+    with host_client(runner, r1) as c:
+        c.set(mark, "1")
+    wait_for(lambda: all(replicated(r2, p, mark) for p in members), 10, "region 2 replicates again")
+    with app(r2, "sessions", labelled_primary(members).address) as c2, pytest.raises(valkey.ReadOnlyError):
+        c2.set("x", "1")
+    with admin(r2, "sessions", labelled_primary(members).address) as a2:
+        region2_after = dump(a2)
+    report.add(
+        f"group-6-promotion-failback-{version}",
+        acked_in_region1_lost_at_promotion=len(lost_at_promotion),
+        acked_lost_in_promotion_rollout=len(lost_in_rollout),
+        local_failover_to=new.name,
+        local_failover_writes_back_s=failed_over_s,
+        swap_back_s=swapped_s,
+        keys_at_swap=len(region2_data),
+    )
+    # Region 1 died by kill -9 of its processes: their kernels still sent what was written.
+    assert len(lost_at_promotion) <= 1000
+    assert lost_in_rollout == []
+    # Both regions hold exactly what region 2 held when writes stopped, and what region 1 writes since.
+    assert region1_data == region2_data
+    assert region2_after == {**region2_data, mark.encode(): b"1"}

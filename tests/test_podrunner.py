@@ -464,6 +464,16 @@ def test_update_volumes_swaps_secret_and_config_map_files_atomically(runner: Pod
     _container(changed[0])["env"] = []
     with pytest.raises(ValueError, match="pod template"):
         pod.update_volumes(changed)
+    # Unless the pod waits for its turn in that rollout: its Secret is refreshed meanwhile, its
+    # template stays the one it runs until it is replaced.
+    pending = rerendered("y", "fast")
+    _container(pending[0])["env"] = []
+    assert pod.update_volumes(pending, rollout_pending=True) == {"settings": True, "secret": True}
+    assert pod.exec(["cat", "/etc/settings/conf/mode.txt"]).stdout == "fast"
+    assert pod.exec(["cat", "/etc/secret/token"]).stdout == "y"
+    assert pod.container_pid("main") == pid
+    with pytest.raises(ValueError, match="pod template"):
+        pod.update_volumes(pending)
 
 
 def test_stop_kills_what_ignores_sigterm_after_the_grace_period(runner: PodRunner) -> None:

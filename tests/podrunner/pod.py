@@ -588,7 +588,9 @@ class Pod:
         self._set_container_ready(plan.name, True, proc)
 
     # ----- mounted Secrets and ConfigMaps ----------------------------------------------------------
-    def update_volumes(self, objects: HasManifests | Iterable[Mapping[str, Any]]) -> dict[str, bool]:
+    def update_volumes(
+        self, objects: HasManifests | Iterable[Mapping[str, Any]], *, rollout_pending: bool = False
+    ) -> dict[str, bool]:
         """Refresh the running pod's Secret and ConfigMap volumes from re-rendered manifests, as the
         kubelet's periodic sync does (here at once, not within its ~1 min): per volume whose files
         changed, a new timestamped directory, then an atomic rename of ``..data`` onto it, then the
@@ -596,11 +598,14 @@ class Pod:
         keep running; environment variables and subPath mounts keep the old values, as on a node.
 
         Refused (ValueError) when the objects change the pod template: a StatefulSet would replace the
-        pod, use restart(objects=...). Returns volume name -> whether its files changed."""
+        pod, use restart(objects=...). With ``rollout_pending``, allowed: the pod still waits for its
+        turn in that rollout while the kubelet already refreshed its Secrets, as during ``pulumi up``
+        of a new template and Secret; the pod keeps its objects otherwise (its template, its plan).
+        Returns volume name -> whether its files changed."""
         store = ObjectStore(objects)
         new_sts = store.statefulset(self.plan.statefulset, self.namespace)
         old_sts = self.store.statefulset(self.plan.statefulset, self.namespace)
-        if new_sts["spec"]["template"] != old_sts["spec"]["template"]:
+        if new_sts["spec"]["template"] != old_sts["spec"]["template"] and not rollout_pending:
             raise ValueError(
                 f"{self.key}: the new objects change StatefulSet {self.plan.statefulset}'s pod template: "
                 "the controller would replace the pod (use restart(objects=...))"
@@ -613,7 +618,8 @@ class Pod:
                 continue
             files = projected_files(v, store, self.namespace)
             changed[v.name] = update_projected(self.dir / "volumes" / v.name, files or {}, self.plan.fs_group)
-        self.store = store
+        if not rollout_pending:
+            self.store = store
         return changed
 
     # ----- internals ------------------------------------------------------------------------------
