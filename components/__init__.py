@@ -25,7 +25,9 @@ render/            files, rendered from validated settings; never imports Pulumi
   pod_scripts.py   the shell scripts the pods run (scripts/*.sh: probes, reloader, a group's start,
                    Sentinel and label updater), read as files, and their environments
   files.py         the config Secret's contents, and what needs a restart
-  alerts.py        Prometheus recording rules and alerts
+  promql.py        the PromQL vocabulary the rules share: selectors, the role join, alert rules
+  alerts.py        Prometheus recording rules and alerts about nodes; the rule groups
+  group_alerts.py  recording rules and alerts about groups: members, quorum, failovers, region 2's head
 specs/             pulumi_kubernetes arguments built from settings; never creates a resource
   labels.py        every label, and what reads it
   security_context.py  the restricted container security context

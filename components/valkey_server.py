@@ -225,7 +225,7 @@ class ValkeyServer(pulumi.ComponentResource):
         args = self._args
         return pod_scripts.GroupEnv(
             pods=[self._names.pod(n) for n in range(args.settings.replicas)],
-            domain=f"{self._names.headless_service}.{args.namespace}.svc.{args.cluster_domain}",
+            domain=self._names.member_domain(args.namespace, args.cluster_domain),
             master_name=self._names.instance,
             sentinel_port=args.failover.sentinel_port,
             down_after_seconds=int(args.failover.down_after.total_seconds()),

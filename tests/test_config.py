@@ -91,6 +91,8 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("monitoring.scrapeInterval", {"monitoring": {"scrapeInterval": 0.5}}),
     ("monitoring.scrapeInterval", {"monitoring": {"scrapeInterval": "500ms"}}),
     ("monitoring.thresholds.evictionWindow", {"monitoring": {"thresholds": {"evictionWindow": "45s"}}}),
+    ("monitoring.thresholds.failoverWindow", {"monitoring": {"thresholds": {"failoverWindow": "45s"}}}),
+    ("monitoring.thresholds.headDownFor", {"monitoring": {"thresholds": {"headDownFor": "soon"}}}),
     ("monitoring.thresholds.memoryRatio", {"monitoring": {"thresholds": {"memoryRatio": "nan"}}}),
     ("monitoring.thresholds.memoryRatio", {"monitoring": {"thresholds": {"memoryRatio": True}}}),
     ("monitoring.thresholds.linkDownFor", {"monitoring": {"thresholds": {"linkDownFor": "8d"}}}),

@@ -83,6 +83,23 @@ def test_network_policy_admits_the_monitoring_namespace_to_the_metrics_port(regi
     } in ingress
 
 
+def test_the_rules_know_each_stacks_groups(regions: tuple[Rendered, Rendered]) -> None:
+    for rendered, mode in zip(regions, ("leader", "follower"), strict=True):
+        (rule,) = rendered.objects("PrometheusRule").values()
+        configured = {
+            r["labels"]["instance"]: (r["expr"], r["labels"]["mode"])
+            for g in rule["spec"]["groups"]
+            for r in g["rules"]
+            if r.get("record") == "valkey_group_members_configured"
+        }
+        # Region 2's DR groups follow region 1; a local group leads in every region; api-cache is one pod.
+        assert configured == {
+            "sessions": ("vector(3)", mode),
+            "feature-flags": ("vector(3)", mode),
+            "rate-limiting": ("vector(3)", "leader"),
+        }
+
+
 def test_thresholds_come_from_the_stack_config() -> None:
     thresholds = {"replicationLagBytes": "16Mi", "linkDownFor": "30s", "memoryRatio": 0.8}
     rendered = render("region1", {"monitoring": {"thresholds": thresholds, "labels": {"release": "kube-prom"}}})

@@ -256,14 +256,19 @@ def _name_checks(cfg: StackConfig) -> list[Problem]:
 
 
 def _monitoring_checks(cfg: StackConfig) -> list[Problem]:
-    window = int(cfg.monitoring.thresholds.eviction_window.total_seconds())
     interval = int(cfg.monitoring.scrape_interval.total_seconds())
-    if cfg.monitoring.enabled and window < 2 * interval:
-        return [
-            Problem(
-                "monitoring.thresholds.evictionWindow",
-                window,
-                f"at least two scrape intervals ({2 * interval}s): increase() needs two samples in its window",
+    thresholds = cfg.monitoring.thresholds
+    windows = {
+        "evictionWindow": (thresholds.eviction_window, "increase() needs two samples in its window"),
+        "failoverWindow": (thresholds.failover_window, "a member's last sample as a replica must fall in it"),
+    }
+    problems = []
+    for key, (length, why) in windows.items():
+        window = int(length.total_seconds())
+        if cfg.monitoring.enabled and window < 2 * interval:
+            problems.append(
+                Problem(
+                    f"monitoring.thresholds.{key}", window, f"at least two scrape intervals ({2 * interval}s): {why}"
+                )
             )
-        ]
-    return []
+    return problems
