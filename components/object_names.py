@@ -18,7 +18,16 @@ DATA_CLAIM = "data"
 ROTATING_USERS = ("client", "replication", "metrics")
 MAX_PODS = 7
 """The largest group (config.models.MAX_REPLICAS): names of every pod it may have are reserved."""
-FIXED_PASSWORDS = ("probe", "reloader", "admin", "sentinel", "sentinel-peer", "sentinel-client", "labeler")
+FIXED_PASSWORDS = (
+    "probe",
+    "reloader",
+    "admin",
+    "sentinel",
+    "sentinel-peer",
+    "sentinel-client",
+    "sentinel-metrics",
+    "labeler",
+)
 
 
 @dataclass(frozen=True)

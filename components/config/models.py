@@ -60,6 +60,9 @@ MAX_WRITE_RATE = GIB
 """Per second; a single-threaded Valkey replicates a few hundred MB/s at best."""
 METRICS_PORT = 9121
 """The metrics exporter sidecar's port: no instance may use it while monitoring is on."""
+SENTINEL_METRICS_PORT = 9122
+"""The port of a group member's second exporter, the Sentinel's: no group's instance or Sentinel
+port may be it while monitoring is on."""
 
 EvictionPolicy = Literal[
     "noeviction",

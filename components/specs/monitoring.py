@@ -3,7 +3,8 @@
 The scrape labels the rules rely on (see ``render.alerts``) are set here: ``job="valkey"``,
 ``region`` (static), ``instance`` from the pod label ``app.kubernetes.io/instance``, ``dr`` and
 ``eviction_policy`` from the pod labels of ``labels.scrape_labels()``, which the pod template carries.
-What the group rules know of the stack's groups
+A second endpoint scrapes the Sentinels' exporters (port ``sentinelmetrics``, job
+``valkey-sentinel``) with the same labels. What the group rules know of the stack's groups
 (``render.group_alerts.Topology``) is taken from the config here.
 """
 
@@ -17,7 +18,8 @@ from ..config.models import StackConfig
 from ..object_names import InstanceNames
 from ..render.alerts import JOB, Topology, rule_groups
 from ..render.group_alerts import GroupShape
-from .exporter import PORT_NAME
+from ..render.promql import SENTINEL_JOB
+from .exporter import PORT_NAME, SENTINEL_PORT_NAME
 from .labels import APP_NAME, DR_LABEL, INSTANCE_LABEL, NAME_LABEL, POLICY_POD_LABEL
 
 API_VERSION = "monitoring.coreos.com/v1"
@@ -103,5 +105,6 @@ def service_monitor_spec(args: MonitoringArgs) -> dict[str, Any]:
     return {
         "selector": {"matchLabels": args.selector},
         "namespaceSelector": {"matchNames": [args.namespace]},
-        "endpoints": [endpoint(PORT_NAME, JOB)],
+        # A Service without the port (a single pod's, a following group's) gives that endpoint no target.
+        "endpoints": [endpoint(PORT_NAME, JOB), endpoint(SENTINEL_PORT_NAME, SENTINEL_JOB)],
     }
