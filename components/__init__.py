@@ -21,16 +21,18 @@ render/            files, rendered from validated settings; never imports Pulumi
   acl.py           the ACL file: every user and what it may do
   valkey_conf.py   valkey.conf (a group member's static part; start.sh adds its role)
   sentinel_conf.py a group's Sentinel config, the two parts sentinel.sh puts its identity between
-  exporter.py      the metrics exporter's flags and password file
+  exporter.py      the metrics exporters' flags and password files (a node's, a Sentinel's)
   pod_scripts.py   the shell scripts the pods run (scripts/*.sh: probes, reloader, a group's start,
                    Sentinel and label updater), read as files, and their environments
   files.py         the config Secret's contents, and what needs a restart
-  alerts.py        Prometheus recording rules and alerts
+  promql.py        the PromQL vocabulary the rules share: selectors, the role join, alert rules
+  alerts.py        Prometheus recording rules and alerts about nodes; the rule groups
+  group_alerts.py  recording rules and alerts about groups: members, quorum, failovers, region 2's head
 specs/             pulumi_kubernetes arguments built from settings; never creates a resource
   labels.py        every label, and what reads it
   security_context.py  the restricted container security context
   pod.py           the pod template: containers, probes, reloader sidecar, volumes
-  exporter.py      the metrics sidecar's container and volume
+  exporter.py      the metrics sidecars' containers and volumes (a node's, a Sentinel's)
   sentinel.py      a group's Sentinel sidecar and the pod's writable volumes
   labeler.py       a group's role-label updater sidecar, its token volume and Role rules
   rbac.py          the label updater's Role reference and subjects

@@ -67,6 +67,8 @@ class Credentials(pulumi.ComponentResource):
     """The Sentinels' peer user, for each other and the pod's scripts; a group's only."""
     sentinel_client_password: pulumi.Output[str] | None
     """The Sentinels' application user, in the client Secret; a group's only."""
+    sentinel_metrics_password: pulumi.Output[str] | None
+    """The Sentinels' exporter's user; a group's only (used while monitoring is on)."""
     labeler_password: pulumi.Output[str] | None
     """The label updater's user; a group's only."""
     secret_name: pulumi.Output[str]
@@ -116,6 +118,7 @@ class Credentials(pulumi.ComponentResource):
         self.sentinel_password = password(names.password("sentinel")) if args.group else None
         self.sentinel_peer_password = password(names.password("sentinel-peer")) if args.group else None
         self.sentinel_client_password = password(names.password("sentinel-client")) if args.group else None
+        self.sentinel_metrics_password = password(names.password("sentinel-metrics")) if args.group else None
         self.labeler_password = password(names.password("labeler")) if args.group else None
         self.secret_key = args.secret_key
 

@@ -18,7 +18,16 @@ DATA_CLAIM = "data"
 ROTATING_USERS = ("client", "replication", "metrics")
 MAX_PODS = 7
 """The largest group (config.models.MAX_REPLICAS): names of every pod it may have are reserved."""
-FIXED_PASSWORDS = ("probe", "reloader", "admin", "sentinel", "sentinel-peer", "sentinel-client", "labeler")
+FIXED_PASSWORDS = (
+    "probe",
+    "reloader",
+    "admin",
+    "sentinel",
+    "sentinel-peer",
+    "sentinel-client",
+    "sentinel-metrics",
+    "labeler",
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,11 @@ class InstanceNames:
 
     def pod(self, ordinal: int) -> str:
         return f"{self.statefulset}-{ordinal}"
+
+    def member_domain(self, namespace: str, cluster_domain: str) -> str:
+        """What a group member's DNS name ends in, ``<pod>.<member_domain>``: the name it announces to
+        its peers and Sentinels, which the alerts also tell the group's own hosts by."""
+        return f"{self.headless_service}.{namespace}.svc.{cluster_domain}"
 
     def claim(self, ordinal: int) -> str:
         return f"{DATA_CLAIM}-{self.statefulset}-{ordinal}"

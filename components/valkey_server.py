@@ -142,7 +142,13 @@ class ValkeyServer(pulumi.ComponentResource):
         serving: list[pulumi.Resource] = [config_secret, *self._certificate(), *args.credentials.secrets]
         headless = self._service(
             self._names.headless_service,
-            services.headless_spec(self._selector, settings.port, metrics=args.metrics_exporter),
+            services.headless_spec(
+                self._selector,
+                settings.port,
+                metrics=args.metrics_exporter,
+                # Where there are Sentinels, each has its exporter too (specs/pod.py).
+                sentinel_metrics=args.metrics_exporter and self.leads,
+            ),
         )
         serving += [headless, self._service(name, services.client_spec(self._primary, settings.port))]
         if self.group:
@@ -225,7 +231,7 @@ class ValkeyServer(pulumi.ComponentResource):
         args = self._args
         return pod_scripts.GroupEnv(
             pods=[self._names.pod(n) for n in range(args.settings.replicas)],
-            domain=f"{self._names.headless_service}.{args.namespace}.svc.{args.cluster_domain}",
+            domain=self._names.member_domain(args.namespace, args.cluster_domain),
             master_name=self._names.instance,
             sentinel_port=args.failover.sentinel_port,
             down_after_seconds=int(args.failover.down_after.total_seconds()),
@@ -262,6 +268,7 @@ class ValkeyServer(pulumi.ComponentResource):
                 labeler=values["labeler"],
                 sentinel_peer=values["sentinel_peer"],
                 sentinel_client=values["sentinel_client"],
+                sentinel_metrics=values["sentinel_metrics"] if args.metrics_exporter else None,
             )
             return render_files(
                 args.settings,
@@ -287,6 +294,9 @@ class ValkeyServer(pulumi.ComponentResource):
             sentinel_peer=creds.sentinel_peer_password if creds.sentinel_peer_password is not None else no_upstream,
             sentinel_client=creds.sentinel_client_password
             if creds.sentinel_client_password is not None
+            else no_upstream,
+            sentinel_metrics=creds.sentinel_metrics_password
+            if creds.sentinel_metrics_password is not None
             else no_upstream,
         ).apply(render)
         return pulumi.Output.secret(files)

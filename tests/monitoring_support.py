@@ -115,17 +115,23 @@ def http_get(url: str, timeout: float = 2.0) -> str:
 
 
 class Exporter:
-    """Debian's exporter with the sidecar's flags (those 1.45 knows) and its password file."""
+    """Debian's exporter with the sidecar's flags (those 1.45 knows) and its password file; with
+    ``sentinel``, the Sentinel's exporter's flags and file, ``valkey_port`` being the Sentinel's."""
 
-    def __init__(self, directory: Path, valkey_port: int, password: str, tls_ca: Path | None = None):
+    def __init__(
+        self, directory: Path, valkey_port: int, password: str, tls_ca: Path | None = None, *, sentinel: bool = False
+    ):
         assert EXPORTER_BIN is not None
         directory.mkdir(parents=True, exist_ok=True)
         self.password_file = directory / "exporter-password.json"
-        self.password_file.write_text(exporter.password_file(valkey_port, password, tls=tls_ca is not None))
+        tls = tls_ca is not None
+        render = exporter.sentinel_password_file if sentinel else exporter.password_file
+        self.password_file.write_text(render(valkey_port, password, tls))
         self.password_file.chmod(0o440)
         self.port = free_port()
         ca = str(tls_ca) if tls_ca else None
-        flags = exporter.args(valkey_port, str(self.password_file), f"127.0.0.1:{self.port}", tls_ca_path=ca)
+        flag_set = exporter.sentinel_args if sentinel else exporter.args
+        flags = flag_set(valkey_port, str(self.password_file), f"127.0.0.1:{self.port}", tls_ca_path=ca)
         self.argv = [EXPORTER_BIN, *flags]
         self.log = directory / "exporter.log"
         with self.log.open("wb") as log:

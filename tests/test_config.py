@@ -91,6 +91,8 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("monitoring.scrapeInterval", {"monitoring": {"scrapeInterval": 0.5}}),
     ("monitoring.scrapeInterval", {"monitoring": {"scrapeInterval": "500ms"}}),
     ("monitoring.thresholds.evictionWindow", {"monitoring": {"thresholds": {"evictionWindow": "45s"}}}),
+    ("monitoring.thresholds.failoverWindow", {"monitoring": {"thresholds": {"failoverWindow": "45s"}}}),
+    ("monitoring.thresholds.headDownFor", {"monitoring": {"thresholds": {"headDownFor": "soon"}}}),
     ("monitoring.thresholds.memoryRatio", {"monitoring": {"thresholds": {"memoryRatio": "nan"}}}),
     ("monitoring.thresholds.memoryRatio", {"monitoring": {"thresholds": {"memoryRatio": True}}}),
     ("monitoring.thresholds.linkDownFor", {"monitoring": {"thresholds": {"linkDownFor": "8d"}}}),
@@ -140,6 +142,9 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("passwordRotation.client.generation", {"passwordRotation": {"client": {"generation": True}}}),
     # Ports and generated names that collide.
     (f"{SESSIONS}.port", {f"{SESSIONS}.port": 9121}),
+    # sessions is a group: its pods also run the Sentinel's exporter on 9122.
+    (f"{SESSIONS}.port", {f"{SESSIONS}.port": 9122}),
+    ("failover.sentinelPort", {"failover": {"sentinelPort": 9122}}),
     ("instances.sessions-external", {"instances.sessions-external.dr": False}),
     ("instances.feature-flags-admin", {"instances.feature-flags-admin.dr": False}),
     (

@@ -200,7 +200,13 @@ def test_service_monitor_scrapes_the_metrics_port_with_the_rules_labels() -> Non
     assert sm["metadata"]["namespace"] == "databases" and sm["metadata"]["labels"]["release"] == "prometheus"
     assert sm["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/name": "valkey"}}
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["databases"]}
-    [endpoint] = sm["spec"]["endpoints"]
+    [endpoint, sentinels] = sm["spec"]["endpoints"]
+    # The Sentinels' exporters: the same labels, their own port and job.
+    assert sentinels["port"] == "sentinelmetrics"
+    assert sentinels["relabelings"] == [
+        {"action": "replace", "targetLabel": "job", "replacement": "valkey-sentinel"},
+        *endpoint["relabelings"][1:],
+    ]
     # The labels the alert rules group and filter by: job and region set, the rest from pod labels.
     assert endpoint == {
         "port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s",
@@ -217,8 +223,8 @@ def test_service_monitor_scrapes_the_metrics_port_with_the_rules_labels() -> Non
 
 
 def test_scrape_timeout_never_exceeds_the_interval() -> None:
-    [endpoint] = monitoring(interval=5)[f"{CUSTOM}:ServiceMonitor/valkey-servicemonitor"]["spec"]["endpoints"]
-    assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("5s", "5s")
+    for endpoint in monitoring(interval=5)[f"{CUSTOM}:ServiceMonitor/valkey-servicemonitor"]["spec"]["endpoints"]:
+        assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("5s", "5s")
 
 
 def test_prometheus_rule_carries_the_rule_groups() -> None:

@@ -14,6 +14,7 @@ from markdown_anchors import anchors
 
 from components.render.acl import EXPORTER_USER, password_hash
 from components.render.alerts import ALERTS
+from components.render.sentinel_conf import METRICS_RULES
 
 INSTANCES = ("sessions", "api-cache", "feature-flags", "rate-limiting")
 
@@ -49,6 +50,42 @@ def test_only_the_headless_service_has_the_metrics_port(regions: tuple[Rendered,
         for name, service in rendered.objects("Service").items():
             ports = {p["name"] for p in service["spec"]["ports"]}
             assert ("metrics" in ports) == name.endswith("-headless"), name
+            if "sentinelmetrics" in ports:
+                assert name.endswith("-headless"), name
+
+
+def sentinel_exporter_pods(rendered: Rendered) -> set[str]:
+    return {n for n in INSTANCES if "sentinel-exporter" in {c["name"] for c in rendered.pod_spec(n)["containers"]}}
+
+
+def test_every_sentinel_has_its_exporter_logged_in_as_the_sentinels_metrics_user(
+    regions: tuple[Rendered, Rendered],
+) -> None:
+    r1, r2 = regions
+    # Where there are Sentinels: region 1's groups, and local groups in region 2 (a following group has none).
+    assert sentinel_exporter_pods(r1) == {"sessions", "feature-flags", "rate-limiting"}
+    assert sentinel_exporter_pods(r2) == {"rate-limiting"}
+    for rendered in regions:
+        for name in sentinel_exporter_pods(rendered):
+            sidecar = rendered.container(name, "sentinel-exporter")
+            assert "--redis.addr=rediss://127.0.0.1:26379" in sidecar["args"]
+            assert "--redis.user=metrics" in sidecar["args"]
+            assert sidecar["ports"] == [{"name": "sentinelmetrics", "containerPort": 9122, "protocol": "TCP"}]
+            (flag,) = [a.split("=", 1)[1] for a in sidecar["args"] if a.startswith("--redis.password-file=")]
+            (mount,) = sidecar["volumeMounts"]
+            volume = {v["name"]: v for v in rendered.pod_spec(name)["volumes"]}[mount["name"]]["secret"]
+            keys = {f"{mount['mountPath']}/{item['path']}": item["key"] for item in volume["items"]}
+            assert sorted(keys.values()) == ["ca-bundle.crt", "sentinel-exporter-password.json"]
+            (password,) = set(json.loads(rendered.config_files(name)[keys[flag]]).values())
+            # The same password's hash in the Sentinel's config, with the read-only rules; not a node's user.
+            sentinel_conf = rendered.config_files(name)["sentinel.conf"]
+            assert f"user metrics on #{password_hash(password)} resetchannels {METRICS_RULES}" in sentinel_conf
+            assert password_hash(password) not in rendered.users_acl(name)
+            assert password not in json.dumps(rendered.pod_spec(name))
+            headless = rendered.objects("Service")[f"{name}-headless"]["spec"]["ports"]
+            assert {"name": "sentinelmetrics", "port": 9122, "targetPort": "sentinelmetrics", "protocol": "TCP"} in (
+                headless
+            )
 
 
 def test_scrape_labels_are_on_the_pods(regions: tuple[Rendered, Rendered]) -> None:
@@ -66,21 +103,46 @@ def test_one_servicemonitor_and_one_rule_set_per_stack(regions: tuple[Rendered, 
     for rendered, region in zip(regions, ("region1", "region2"), strict=True):
         (monitor,) = rendered.objects("ServiceMonitor").values()
         (rule,) = rendered.objects("PrometheusRule").values()
-        endpoint = monitor["spec"]["endpoints"][0]
-        assert endpoint["port"] == "metrics" and endpoint["interval"] == "30s"
-        assert {"action": "replace", "targetLabel": "region", "replacement": region} in endpoint["relabelings"]
+        nodes, sentinels = monitor["spec"]["endpoints"]
+        for endpoint, port, job in ((nodes, "metrics", "valkey"), (sentinels, "sentinelmetrics", "valkey-sentinel")):
+            assert endpoint["port"] == port and endpoint["interval"] == "30s"
+            assert {"action": "replace", "targetLabel": "region", "replacement": region} in endpoint["relabelings"]
+            assert {"action": "replace", "targetLabel": "job", "replacement": job} in endpoint["relabelings"]
         records = {r.get("record") for g in rule["spec"]["groups"] for r in g["rules"]}
         assert {"valkey_connected_replicas", "valkey_replication_lag", "valkey_used_memory"} <= records
         assert "valkey_commands_processed_total" in records
 
 
-def test_network_policy_admits_the_monitoring_namespace_to_the_metrics_port(regions: tuple[Rendered, Rendered]) -> None:
-    r1, _ = regions
-    ingress = r1.objects("NetworkPolicy")["sessions"]["spec"]["ingress"]
-    assert {
-        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
-        "ports": [{"port": 9121, "protocol": "TCP"}],
-    } in ingress
+def test_network_policy_admits_the_monitoring_namespace_to_the_metrics_ports(
+    regions: tuple[Rendered, Rendered],
+) -> None:
+    """Both exporters where there are Sentinels; the node's alone in a single pod or a following group."""
+    monitoring = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    for rendered in regions:
+        for name in INSTANCES:
+            ingress = rendered.objects("NetworkPolicy")[name]["spec"]["ingress"]
+            scraped = [rule["ports"] for rule in ingress if rule["from"] == monitoring]
+            ports = [{"port": 9121, "protocol": "TCP"}]
+            if name in sentinel_exporter_pods(rendered):
+                ports.append({"port": 9122, "protocol": "TCP"})
+            assert scraped == [ports], (rendered.stack, name)
+
+
+def test_the_rules_know_each_stacks_groups(regions: tuple[Rendered, Rendered]) -> None:
+    for rendered, mode in zip(regions, ("leader", "follower"), strict=True):
+        (rule,) = rendered.objects("PrometheusRule").values()
+        configured = {
+            r["labels"]["instance"]: (r["expr"], r["labels"]["mode"])
+            for g in rule["spec"]["groups"]
+            for r in g["rules"]
+            if r.get("record") == "valkey_group_members_configured"
+        }
+        # Region 2's DR groups follow region 1; a local group leads in every region; api-cache is one pod.
+        assert configured == {
+            "sessions": ("vector(3)", mode),
+            "feature-flags": ("vector(3)", mode),
+            "rate-limiting": ("vector(3)", "leader"),
+        }
 
 
 def test_thresholds_come_from_the_stack_config() -> None:

@@ -11,126 +11,22 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import needs
 import pytest
 import yaml
+from group_fleets import region1_groups, region2_groups
+from rule_cases import RUNBOOK, Cases, MiB, Target, connected_replica, lbl, primary, replica
 
 from components.config.models import AlertThresholds
 from components.render.alerts import ALERTS, RECORDS, rule_groups, runbook_anchor
 
 PROMTOOL = shutil.which("promtool")
-RUNBOOK = "https://example.com/valkey/README.md"
-MiB = 1024**2
 
 pytestmark = needs.debian({"prometheus": ["promtool"]})
-
-
-@dataclass
-class Target:
-    """One exporter sidecar as Prometheus sees it after the ServiceMonitor's relabelings."""
-
-    region: str
-    instance: str
-    dr: str | None = "true"
-    eviction_policy: str | None = "allkeys-lru"
-    series: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
-    extra: dict[str, str] = field(default_factory=dict)
-    """Labels on every series of the target, e.g. the operator's ``pod``."""
-
-    def labels(self, **extra: str) -> dict[str, str]:
-        base = {"job": "valkey", "region": self.region, "instance": self.instance, "namespace": "databases"}
-        base |= self.extra
-        for name in ("dr", "eviction_policy"):
-            if getattr(self, name) is not None:
-                base[name] = getattr(self, name)
-        return {**base, **extra}
-
-    def add(self, metric: str, values: str, **extra: str) -> Target:
-        self.series.append((metric, self.labels(**extra), values))
-        return self
-
-
-def selector(metric: str, labels: dict[str, str]) -> str:
-    return metric + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-
-
-def server(t: Target, role: str, policy: str, used: int, maxmemory: int) -> Target:
-    """A reachable Valkey: the series every scrape of a healthy exporter has, for 40 minutes."""
-    n = "x40"
-    t.add("up", f"1{n}").add("redis_up", f"1{n}")
-    t.add("redis_instance_info", f"1{n}", role=role, maxmemory_policy=policy, redis_version="7.2.4", redis_mode="")
-    return t.add("redis_memory_used_bytes", f"{used}{n}").add("redis_memory_max_bytes", f"{maxmemory}{n}")
-
-
-def primary(t: Target, replicas: int, policy: str = "allkeys-lru", used: int = 10**9, maxmemory: int = 2**31) -> Target:
-    server(t, "master", policy, used, maxmemory)
-    return t.add("redis_connected_slaves", f"{replicas}x40").add("redis_commands_processed_total", "0+600x40")
-
-
-def replica(t: Target, link: str, last_io: str, role: str = "slave") -> Target:
-    server(t, role, "allkeys-lru", 9 * 10**8, 2**31).add("redis_connected_slaves", "0x40")
-    t.add("redis_commands_processed_total", "0+60x40")
-    t.add("redis_master_link_up", link, master_host="sessions.region1.example.com", master_port="6379")
-    return t.add(
-        "redis_master_last_io_seconds_ago", last_io, master_host="sessions.region1.example.com", master_port="6379"
-    )
-
-
-def connected_replica(t: Target, ip: str, primary_offset: str, replica_offset: str, ack_age: str) -> Target:
-    slave = {"slave_ip": ip, "slave_port": "6379", "slave_state": "online"}
-    t.add("redis_master_repl_offset", primary_offset)
-    return t.add("redis_connected_slave_offset_bytes", replica_offset, **slave).add(
-        "redis_connected_slave_lag_seconds", ack_age, **slave
-    )
-
-
-class Cases:
-    """promtool test groups, and a ledger of what they show, so coverage is checked, not assumed."""
-
-    def __init__(self, thresholds: AlertThresholds) -> None:
-        self.groups = rule_groups(thresholds, RUNBOOK)
-        self.alerts = {r["alert"]: r for g in self.groups for r in g["rules"] if "alert" in r}
-        self.tests: list[dict[str, Any]] = []
-        self.shown: set[tuple[str, str]] = set()
-
-    def group(self, name: str, targets: list[Target]) -> dict[str, Any]:
-        series = [{"series": selector(m, lbl), "values": v} for t in targets for m, lbl, v in t.series]
-        test: dict[str, Any] = {
-            "name": name, "interval": "1m", "input_series": series, "alert_rule_test": [], "promql_expr_test": []
-        }  # fmt: skip
-        self.tests.append(test)
-        return test
-
-    def record(self, test: dict[str, Any], at: str, expr: str, samples: list[tuple[dict[str, str], float]]) -> None:
-        metric = expr.split("{", maxsplit=1)[0]
-        self.shown.add((metric, "present" if samples else "absent"))
-        exp = [{"labels": selector(metric, lbl), "value": value} for lbl, value in samples]
-        test["promql_expr_test"].append({"expr": expr, "eval_time": at, "exp_samples": exp})
-
-    def alert(self, test: dict[str, Any], at: str, name: str, firing: list[dict[str, str]]) -> None:
-        self.shown.add((name, "firing" if firing else "not firing"))
-        rule = self.alerts[name]
-        exp = [
-            {"exp_labels": {**lbl, **rule["labels"]}, "exp_annotations": render(rule["annotations"], lbl)}
-            for lbl in firing
-        ]
-        test["alert_rule_test"].append({"eval_time": at, "alertname": name, "exp_alerts": exp})
-
-
-def render(annotations: dict[str, str], labels: dict[str, str]) -> dict[str, str]:
-    """What Prometheus makes of the annotations: they template nothing but ``$labels``."""
-    return {k: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], v) for k, v in annotations.items()}
-
-
-def lbl(region: str, instance: str, role: str | None = None, **extra: str) -> dict[str, str]:
-    out = {"region": region, "instance": instance, **extra}
-    if role is not None:
-        out["role"] = role
-    return out
 
 
 def healthy_fleet(c: Cases) -> None:
@@ -164,7 +60,7 @@ def healthy_fleet(c: Cases) -> None:
     c.record(test, at, "valkey_replica_link_up", [(lbl("region2", "sessions", "replica"), 1)])
     c.record(test, at, "valkey_replica_last_io_seconds", [(lbl("region2", "sessions", "replica"), 3)])
     c.record(test, at, 'valkey_replica_link_up{region="region1"}', [])  # a primary has no link to report
-    for name in ALERTS:
+    for name in c.alerts:
         c.alert(test, at, name, [])
 
 
@@ -211,7 +107,7 @@ def troubled_fleet(c: Cases) -> None:
         test, at, "ValkeyEvictionsOnNoEvictionInstance", [lbl("region1", "rate-limiting"), lbl("region1", "legacy")]
     )
     # One minute in, every alert with a `for:` is still pending.
-    for name in ALERTS:
+    for name in c.alerts:
         if name != "ValkeyEvictionsOnNoEvictionInstance":
             c.alert(test, "1m", name, [])
 
@@ -254,34 +150,44 @@ def write(tmp: Path, groups: list[dict[str, Any]], tests: list[dict[str, Any]]) 
 
 @pytest.fixture(scope="module")
 def cases() -> Iterator[Cases]:
+    """The fleets of single pods, with the rules of a stack without groups."""
     c = Cases(AlertThresholds())
     healthy_fleet(c)
     troubled_fleet(c)
     yield c
 
 
-def test_rule_file_passes_promtool_check(tmp_path: Path, cases: Cases) -> None:
-    write(tmp_path, cases.groups, [])
-    result = promtool("check", "rules", tmp_path / "rules.yml")
-    assert result.rc == 0, result.output
-    found = re.search(r"SUCCESS: (\d+) rules found", result.output)
-    assert found is not None, result.output
-    assert int(found.group(1)) == len(ALERTS) + len(RECORDS)
+@pytest.fixture(scope="module")
+def group_cases() -> Iterator[list[Cases]]:
+    """Each region's groups, with the rules of that region's stack (group_rules_test.py)."""
+    yield [region1_groups(), region2_groups()]
 
 
-def test_every_rule_and_alert_is_tested_both_ways(cases: Cases) -> None:
-    names = [r.get("record") or r.get("alert") for g in cases.groups for r in g["rules"]]
+def test_rule_file_passes_promtool_check(tmp_path: Path, cases: Cases, group_cases: list[Cases]) -> None:
+    for c in (cases, *group_cases):
+        write(tmp_path, c.groups, [])
+        result = promtool("check", "rules", tmp_path / "rules.yml")
+        assert result.rc == 0, result.output
+        found = re.search(r"SUCCESS: (\d+) rules found", result.output)
+        assert found is not None, result.output
+        assert int(found.group(1)) == sum(len(g["rules"]) for g in c.groups)
+
+
+def test_every_rule_and_alert_is_tested_both_ways(cases: Cases, group_cases: list[Cases]) -> None:
+    names = {r.get("record") or r.get("alert") for c in group_cases for g in c.groups for r in g["rules"]}
     assert sorted(names) == sorted(RECORDS + ALERTS)
     expected = {(r, s) for r in RECORDS for s in ("present", "absent")} | {
         (a, s) for a in ALERTS for s in ("firing", "not firing")
     }
-    assert expected - cases.shown == set()
+    shown = cases.shown.union(*(c.shown for c in group_cases))
+    assert expected - shown == set()
 
 
-def test_promtool_unit_tests_pass(tmp_path: Path, cases: Cases) -> None:
-    result = promtool("test", "rules", write(tmp_path, cases.groups, cases.tests))
-    assert result.rc == 0, result.output
-    assert "SUCCESS" in result.output and "FAILED" not in result.output
+def test_promtool_unit_tests_pass(tmp_path: Path, cases: Cases, group_cases: list[Cases]) -> None:
+    for c in (cases, *group_cases):
+        result = promtool("test", "rules", write(tmp_path, c.groups, c.tests))
+        assert result.rc == 0, result.output
+        assert "SUCCESS" in result.output and "FAILED" not in result.output
 
 
 def test_promtool_harness_catches_a_wrong_expectation(tmp_path: Path, cases: Cases) -> None:
@@ -318,7 +224,7 @@ def test_thresholds_change_the_rules() -> None:
     assert alerts["ValkeyReplicationLagSeconds"]["expr"].count("> 42") == 2
     assert alerts["ValkeyMemoryNearMaxmemory"]["expr"].endswith("> 0.75")
     assert alerts["ValkeyEvictionsOnNoEvictionInstance"]["expr"].count("[10m]") == 2
-    fors = {name: alerts[name]["for"] for name in ALERTS}
+    fors = {name: alerts[name]["for"] for name in ALERTS if name in alerts}
     assert fors == {
         "ValkeyDown": "45s", "ValkeyReplicaLinkDown": "30s", "ValkeyReplicationLagBytes": "90s",
         "ValkeyReplicationLagSeconds": "90s", "ValkeyNoReplicaConnected": "1h", "ValkeyMemoryNearMaxmemory": "0s",

@@ -114,10 +114,7 @@ def test_network_policy_rule_lists_are_exactly_what_the_stack_files_allow(region
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": c["namespace"]}}, "podSelector": {}}
             for c in config["networkPolicy"]["clients"]
         ]
-        metrics = {
-            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
-            "ports": [{"port": 9121, "protocol": "TCP"}],
-        }
+        monitoring = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
         dns = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
         for name, policy in rendered.objects("NetworkPolicy").items():
             dr = config["instances"][name]["dr"]
@@ -130,7 +127,9 @@ def test_network_policy_rule_lists_are_exactly_what_the_stack_files_allow(region
             ingress.append({"from": clients, "ports": group_ports})
             if dr and primary:
                 ingress.append({"from": peers, "ports": port})  # the other region replicates from it
-            ingress.append(metrics)
+            # The node's exporter, and where there are Sentinels, the Sentinel's.
+            scraped = [{"port": 9121, "protocol": "TCP"}] + ([{"port": 9122, "protocol": "TCP"}] if sentinels else [])
+            ingress.append({"from": monitoring, "ports": scraped})
             egress: list[dict[str, Any]] = [dns]
             if group:
                 api = {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}

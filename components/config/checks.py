@@ -6,7 +6,7 @@ from pydantic import ByteSize
 
 from ..object_names import EXTERNAL_DNS_HOSTNAME, InstanceNames
 from ..sizing import backlog_bytes, largest_server_maxmemory, memory_limit_bytes, server_maxmemory_bytes
-from .models import MAX_BACKLOG, METRICS_PORT, StackConfig, external_host, tls_enabled
+from .models import MAX_BACKLOG, METRICS_PORT, SENTINEL_METRICS_PORT, StackConfig, external_host, tls_enabled
 from .names import DNS_SUBDOMAIN_MAX
 from .problems import Described, Problem, described_size
 from .types import cpu_millis, human
@@ -119,13 +119,22 @@ def _cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
 
 
 def _group_checks(cfg: StackConfig) -> list[Problem]:
-    """Groups (replicas > 1): their Sentinel port."""
+    """Groups (replicas > 1): their Sentinel port, and their instance port beside the Sentinel's exporter."""
     problems = []
     groups = {name: inst for name, inst in cfg.instances.items() if inst.replicas > 1}
     for name, inst in groups.items():
+        if cfg.monitoring.enabled and inst.port == SENTINEL_METRICS_PORT:
+            problems.append(
+                Problem(
+                    f"instances.{name}.port",
+                    inst.port,
+                    f"a port other than {SENTINEL_METRICS_PORT}, the Sentinel exporter's (a group's pods run one)",
+                )
+            )
         taken = {inst.port: "the instance's port"}
         if cfg.monitoring.enabled:
             taken[METRICS_PORT] = "the metrics exporter's"
+            taken[SENTINEL_METRICS_PORT] = "the Sentinel exporter's"
         if cfg.failover.sentinel_port in taken:
             problems.append(
                 Problem(
@@ -256,14 +265,19 @@ def _name_checks(cfg: StackConfig) -> list[Problem]:
 
 
 def _monitoring_checks(cfg: StackConfig) -> list[Problem]:
-    window = int(cfg.monitoring.thresholds.eviction_window.total_seconds())
     interval = int(cfg.monitoring.scrape_interval.total_seconds())
-    if cfg.monitoring.enabled and window < 2 * interval:
-        return [
-            Problem(
-                "monitoring.thresholds.evictionWindow",
-                window,
-                f"at least two scrape intervals ({2 * interval}s): increase() needs two samples in its window",
+    thresholds = cfg.monitoring.thresholds
+    windows = {
+        "evictionWindow": (thresholds.eviction_window, "increase() needs two samples in its window"),
+        "failoverWindow": (thresholds.failover_window, "a member's last sample as a replica must fall in it"),
+    }
+    problems = []
+    for key, (length, why) in windows.items():
+        window = int(length.total_seconds())
+        if cfg.monitoring.enabled and window < 2 * interval:
+            problems.append(
+                Problem(
+                    f"monitoring.thresholds.{key}", window, f"at least two scrape intervals ({2 * interval}s): {why}"
+                )
             )
-        ]
-    return []
+    return problems

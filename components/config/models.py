@@ -60,6 +60,9 @@ MAX_WRITE_RATE = GIB
 """Per second; a single-threaded Valkey replicates a few hundred MB/s at best."""
 METRICS_PORT = 9121
 """The metrics exporter sidecar's port: no instance may use it while monitoring is on."""
+SENTINEL_METRICS_PORT = 9122
+"""The port of a group member's second exporter, the Sentinel's: no group's instance or Sentinel
+port may be it while monitoring is on."""
 
 EvictionPolicy = Literal[
     "noeviction",
@@ -236,6 +239,17 @@ class AlertThresholds(ConfigModel):
     """ValkeyDown: how long Valkey or its exporter may not answer."""
     eviction_window: Annotated[Duration, duration_within(1, WEEK)] = timedelta(minutes=5)
     """At least two scrape intervals: increase() needs two samples in the window."""
+    members_missing_for: AlertFor = timedelta(minutes=5)
+    """ValkeyGroupMembersMissing: how long a group may have fewer healthy members than replicas.
+    Longer than one member's restart in a rollout (its stop, start and minReadySeconds)."""
+    no_quorum_for: AlertFor = timedelta(minutes=2)
+    """ValkeySentinelNoQuorum: how long no Sentinel of a group may report a quorum."""
+    failover_window: Annotated[Duration, duration_within(1, WEEK)] = timedelta(minutes=10)
+    """ValkeyFailoverHappened: a member that was a replica within this window and is the primary
+    now fired it; it stays firing this long. At least two scrape intervals."""
+    head_down_for: AlertFor = timedelta(minutes=2)
+    """ValkeyRegion2HeadDown: how long no member of a following group may replicate from the other
+    region. Longer than the keeper's re-pointing (about 6 s); a new head's full sync counts too."""
 
 
 class Monitoring(ConfigModel):

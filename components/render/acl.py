@@ -85,6 +85,8 @@ class Passwords:
     """Not a node's user: the Sentinels' peer user (render/sentinel_conf.py); only in a group."""
     sentinel_client: str | None = None
     """Not a node's user: the Sentinels' user for applications; only in a group."""
+    sentinel_metrics: str | None = None
+    """Not a node's user: the Sentinels' exporter's user; only in a group, with the exporter."""
 
 
 def server_users(passwords: Passwords, denied_commands: Sequence[str] = ()) -> list[AclUser]:

@@ -1,8 +1,10 @@
 """Prometheus recording rules and alerts for Valkey, as the ``spec.groups`` of a PrometheusRule.
 
-Pure functions, no Pulumi: ``rule_groups(thresholds, runbook_base)`` returns plain dicts that are
-both a PrometheusRule's ``spec.groups`` and, under a top-level ``groups:`` key, a Prometheus rule
-file (which is how ``promtool`` tests them).
+Pure functions, no Pulumi: ``rule_groups(thresholds, runbook_base, topology)`` returns plain dicts
+that are both a PrometheusRule's ``spec.groups`` and, under a top-level ``groups:`` key, a
+Prometheus rule file (which is how ``promtool`` tests them). The rules about nodes are here; the
+rules about groups (members missing, Sentinel quorum, failovers, region 2's head) are in
+``render.group_alerts``, the shared PromQL vocabulary in ``render.promql``.
 
 What the rules assume of the scrape (the ServiceMonitor of ``components.specs.monitoring`` and the static
 targets of the end-to-end test do exactly this). Every series of a Valkey pod's exporter carries:
@@ -24,7 +26,17 @@ targets of the end-to-end test do exactly this). Every series of a Valkey pod's 
 from the exporter's ``redis_instance_info{role}`` (``master``/``slave``, mapped to this project's
 words) at evaluation time.
 
-Recorded series (labels ``region``, ``instance``, ``role``):
+**Alerts are per pod.** Every node alert keeps the ``pod`` label: aggregated ``by (region,
+instance)``, a group's one replica with its link down was hidden by its peer whose link is up
+(``max``), and two members down made one alert. A single pod fires under exactly the conditions,
+with the same ``for``, severity and annotations as before groups existed; its alert also names
+its one ``pod`` (a label added, none changed: silences and routes on region and instance match).
+``ValkeyNoReplicaConnected`` counts only replicas from outside the group (a connected replica
+whose name is not a member's, ``group_alerts.member_hosts``): a group's primary always has its
+members as replicas, which hid a lost region-2 copy; a single pod has no members, so for it
+every replica counts, as before.
+
+Recorded series (labels ``region``, ``instance``, ``role``; one series per role, for dashboards):
 
 - ``valkey_connected_replicas``, ``valkey_used_memory`` (bytes), ``valkey_commands_processed_total``;
 - ``valkey_replication_lag``: bytes, one series per connected replica (extra label ``replica`` =
@@ -48,19 +60,34 @@ prometheus-redis-exporter 1.45 (run against Valkey 8.1.8) and in the exporter's 
 (read; the pinned image is v1.92.1), so no ``or`` alternatives are needed. What differs is
 ``redis_instance_info``'s other labels (later versions add ``master_replid``, ``valkey_version``),
 which ``max by`` drops. ``role`` is mapped from ``master``/``slave`` and from ``primary``/``replica``
-in case a later Valkey or exporter renames them.
+in case a later Valkey or exporter renames them. Sentinels are scraped by a second exporter (job
+``valkey-sentinel``, ``render.exporter.sentinel_args``): its series feed the group rules only.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from ..config.models import AlertThresholds
+from . import group_alerts
+from .group_alerts import GROUP_ALERTS, GROUP_RECORDS, Topology, member_hosts
+from .promql import (
+    JOB,
+    PER_POD,
+    PRIMARY_ROLES,
+    WHERE,
+    alert,
+    duration,
+    m,
+    per_pod_with_role,
+    runbook_anchor,
+    size,
+    with_role,
+)
 
-JOB = "valkey"
+__all__ = ["ALERTS", "JOB", "RECORDS", "Topology", "duration", "rule_groups", "runbook_anchor"]
 
-ALERTS = (
+NODE_ALERTS = (
     "ValkeyDown",
     "ValkeyReplicaLinkDown",
     "ValkeyReplicationLagBytes",
@@ -69,7 +96,7 @@ ALERTS = (
     "ValkeyMemoryNearMaxmemory",
     "ValkeyEvictionsOnNoEvictionInstance",
 )
-RECORDS = (
+NODE_RECORDS = (
     "valkey_connected_replicas",
     "valkey_replication_lag",
     "valkey_used_memory",
@@ -77,178 +104,141 @@ RECORDS = (
     "valkey_replica_link_up",
     "valkey_replica_last_io_seconds",
 )
-
-
-def duration(length: timedelta | int) -> str:
-    """A Prometheus duration: ``2m`` rather than ``120s`` where it divides evenly."""
-    seconds = int(length.total_seconds()) if isinstance(length, timedelta) else length
-    return _duration(seconds)
-
-
-def _duration(seconds: int) -> str:
-    for unit, length in (("h", 3600), ("m", 60)):
-        if seconds and seconds % length == 0:
-            return f"{seconds // length}{unit}"
-    return f"{seconds}s"
-
-
-def size(n: int) -> str:
-    """Bytes the way docs/alerts.md writes them: ``64MiB``."""
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= factor and n % factor == 0:
-            return f"{n // factor}{unit}"
-    return f"{n} bytes"
-
-
-def runbook_anchor(alert: str) -> str:
-    """An alert's runbook anchor in docs/alerts.md: the heading ``Alert: ValkeyDown`` becomes ``alert-valkeydown``."""
-    return f"alert-{alert.lower()}"
-
-
-def _m(metric: str, **matchers: str) -> str:
-    """A selector of our exporters' series only."""
-    inner = ", ".join(f'{k}="{v}"' for k, v in {"job": JOB, **matchers}.items())
-    return f"{metric}{{{inner}}}"
-
-
-# One series per pod (region, instance, and the ``pod`` label the Prometheus Operator adds) with
-# the role in this project's words; `max by` drops the exporter's version, run_id, ... labels, and
-# staleness drops the old role at promotion or failover. A group has several pods per (region,
-# instance), one primary and replicas: joins are per pod, and the recorded series then aggregate
-# the pods of one role (a single pod's series are the same as before groups existed).
-ROLE = (
-    "label_replace(label_replace("
-    f"max by (region, instance, pod, role) ({_m('redis_instance_info')}), "
-    '"role", "primary", "role", "master|primary"), '
-    '"role", "replica", "role", "slave|replica")'
-)
-
-
-def _with_role(expr: str, by: str = "region, instance, role") -> str:
-    return f"max by ({by}) ({expr} * on (region, instance, pod) group_left (role) {ROLE})"
+ALERTS = NODE_ALERTS + GROUP_ALERTS
+RECORDS = NODE_RECORDS + GROUP_RECORDS
 
 
 def recording_rules() -> list[dict[str, Any]]:
     lag = (
-        f"clamp_min({_m('redis_master_repl_offset')} - on (region, instance, pod) group_right () "
-        f"{_m('redis_connected_slave_offset_bytes')}, 0)"
+        f"clamp_min({m('redis_master_repl_offset')} - on ({PER_POD}) group_right () "
+        f"{m('redis_connected_slave_offset_bytes')}, 0)"
     )
     return [
-        {"record": "valkey_connected_replicas", "expr": _with_role(_m("redis_connected_slaves"))},
+        {"record": "valkey_connected_replicas", "expr": with_role(m("redis_connected_slaves"))},
         {
             "record": "valkey_replication_lag",
-            "expr": _with_role(
+            "expr": with_role(
                 f'label_join({lag}, "replica", ":", "slave_ip", "slave_port")', by="region, instance, role, replica"
             ),
         },
-        {"record": "valkey_used_memory", "expr": _with_role(_m("redis_memory_used_bytes"))},
-        {"record": "valkey_commands_processed_total", "expr": _with_role(_m("redis_commands_processed_total"))},
-        {"record": "valkey_replica_link_up", "expr": _with_role(_m("redis_master_link_up"))},
+        {"record": "valkey_used_memory", "expr": with_role(m("redis_memory_used_bytes"))},
+        {"record": "valkey_commands_processed_total", "expr": with_role(m("redis_commands_processed_total"))},
+        {"record": "valkey_replica_link_up", "expr": with_role(m("redis_master_link_up"))},
         # The exporter reports -1 while the link is down: no value rather than a misleading one.
         {
             "record": "valkey_replica_last_io_seconds",
-            "expr": _with_role(f"({_m('redis_master_last_io_seconds_ago')} >= 0)"),
+            "expr": with_role(f"({m('redis_master_last_io_seconds_ago')} >= 0)"),
         },
     ]
 
 
-def _alert(
-    name: str, expr: str, *, for_: timedelta | int, severity: str, summary: str, description: str
-) -> dict[str, Any]:
-    return {
-        "alert": name,
-        "expr": expr,
-        "for": duration(for_),
-        "labels": {"severity": severity},
-        "annotations": {"summary": summary, "description": description},
-    }
+def _dr_primary_without_copy(hosts: str | None) -> str:
+    """A DR primary pod with no replica from outside its group connected (a single pod: none at all),
+    labelled ``role="primary"`` as ``valkey_connected_replicas`` was."""
+    up = m("redis_up", dr="true")
+    primary = m("redis_instance_info", role=f"~{PRIMARY_ROLES}")
+    copies = m("redis_connected_slave_offset_bytes", **({"slave_ip": f"!~{hosts}"} if hosts else {}))
+    lonely = f"max by ({PER_POD}) ({up} == 1) and on ({PER_POD}) {primary} unless on ({PER_POD}) {copies}"
+    return f'label_replace({lonely}, "role", "primary", "", "")'
 
 
-def alerting_rules(thresholds: AlertThresholds, runbook_base: str) -> list[dict[str, Any]]:
-    """Annotations template only ``$labels`` (never ``$value``), so a test can predict them exactly."""
-    where = "Valkey {{ $labels.instance }} in {{ $labels.region }}"
+def alerting_rules(thresholds: AlertThresholds, runbook_base: str, hosts: str | None = None) -> list[dict[str, Any]]:
     window = duration(thresholds.eviction_window)
     lag_seconds = int(thresholds.replication_lag_seconds.total_seconds())
-    rules = [
-        _alert(
+    by_pod = f"max by ({PER_POD})"
+    last_io = f"({m('redis_master_last_io_seconds_ago')} >= 0)"
+    return [
+        alert(
             "ValkeyDown",
             # redis_up: the exporter answers but Valkey does not; up: the exporter (the pod) is gone.
-            f"max by (region, instance) ({_m('redis_up')} == 0) or max by (region, instance) ({_m('up')} == 0)",
+            f"{by_pod} ({m('redis_up')} == 0) or {by_pod} ({m('up')} == 0)",
             for_=thresholds.down_for,
             severity="critical",
-            summary=f"{where} is down",
+            summary=f"{WHERE} is down",
             description=f"Valkey or its exporter has not answered for {duration(thresholds.down_for)}.",
+            runbook_base=runbook_base,
         ),
-        _alert(
+        alert(
             "ValkeyReplicaLinkDown",
-            "valkey_replica_link_up == 0",
+            f"{per_pod_with_role(m('redis_master_link_up'))} == 0",
             for_=thresholds.link_down_for,
             severity="critical",
-            summary=f"{where} lost its link to the primary",
+            summary=f"{WHERE} lost its link to the primary",
             description=f"The replica has not been connected to its primary for {duration(thresholds.link_down_for)}: "
             "the DR copy is not being updated.",
+            runbook_base=runbook_base,
         ),
-        _alert(
+        alert(
             "ValkeyReplicationLagBytes",
             f"valkey_replication_lag > {int(thresholds.replication_lag_bytes)}",
             for_=thresholds.replication_lag_for,
             severity="warning",
-            summary=f"Replica {{{{ $labels.replica }}}} of {where} is behind",
+            summary=f"Replica {{{{ $labels.replica }}}} of {WHERE} is behind",
             description=f"The primary has written more than {size(int(thresholds.replication_lag_bytes))} that the "
             f"replica has not acknowledged, for {duration(thresholds.replication_lag_for)}.",
+            runbook_base=runbook_base,
         ),
-        _alert(
+        alert(
             "ValkeyReplicationLagSeconds",
-            f"({_with_role(_m('redis_connected_slave_lag_seconds'))} > {lag_seconds})"
-            f" or (valkey_replica_last_io_seconds > {lag_seconds})",
+            f"({per_pod_with_role(m('redis_connected_slave_lag_seconds'))} > {lag_seconds})"
+            f" or ({per_pod_with_role(last_io)} > {lag_seconds})",
             for_=thresholds.replication_lag_for,
             severity="warning",
-            summary=f"Replication of {where} is stalled",
+            summary=f"Replication of {WHERE} is stalled",
             description=f"More than {lag_seconds} s without an acknowledgement from the replica "
             f"(primary's view) or without data from the primary (replica's view), for "
             f"{duration(thresholds.replication_lag_for)}.",
+            runbook_base=runbook_base,
         ),
-        _alert(
+        alert(
             "ValkeyNoReplicaConnected",
-            f'(valkey_connected_replicas{{role="primary"}} == 0) and on (region, instance) '
-            f"({_m('redis_up', dr='true')} == 1)",
+            _dr_primary_without_copy(hosts),
             for_=thresholds.no_replica_for,
             severity="critical",
-            summary=f"DR primary {where} has no replica",
+            summary=f"DR primary {WHERE} has no replica",
             description=f"No replica has been connected for {duration(thresholds.no_replica_for)}: the instance has no "
             "copy in the other region.",
+            runbook_base=runbook_base,
         ),
-        _alert(
+        alert(
             "ValkeyMemoryNearMaxmemory",
             # maxmemory 0 (no limit) is filtered out before dividing.
-            f"max by (region, instance) ({_m('redis_memory_used_bytes')}) / on (region, instance) "
-            f"max by (region, instance) ({_m('redis_memory_max_bytes')} > 0) > {thresholds.memory_ratio}",
+            f"{by_pod} ({m('redis_memory_used_bytes')}) / on ({PER_POD}) "
+            f"{by_pod} ({m('redis_memory_max_bytes')} > 0) > {thresholds.memory_ratio}",
             for_=thresholds.memory_for,
             severity="warning",
-            summary=f"{where} is nearly full",
+            summary=f"{WHERE} is nearly full",
             description=f"used_memory has been above {thresholds.memory_ratio:.0%} of maxmemory for "
             f"{duration(thresholds.memory_for)}.",
+            runbook_base=runbook_base,
         ),
-        _alert(
+        alert(
             "ValkeyEvictionsOnNoEvictionInstance",
-            f"max by (region, instance) (increase({_m('redis_evicted_keys_total', eviction_policy='noeviction')}"
-            f"[{window}]) > 0) or max by (region, instance) ((increase({_m('redis_evicted_keys_total')}[{window}])"
-            f" > 0) and on (region, instance) {_m('redis_instance_info', maxmemory_policy='noeviction')})",
+            f"{by_pod} (increase({m('redis_evicted_keys_total', eviction_policy='noeviction')}"
+            f"[{window}]) > 0) or {by_pod} ((increase({m('redis_evicted_keys_total')}[{window}])"
+            f" > 0) and on ({PER_POD}) {m('redis_instance_info', maxmemory_policy='noeviction')})",
             for_=0,
             severity="warning",
-            summary=f"{where} evicted keys although its policy is noeviction",
+            summary=f"{WHERE} evicted keys although its policy is noeviction",
             description=f"Keys were evicted in the last {window}: the running maxmemory-policy is not the "
             "configured noeviction (CONFIG SET at run time?), and keys the policy promises to keep are dropped.",
+            runbook_base=runbook_base,
         ),
     ]
-    for rule in rules:
-        rule["annotations"]["runbook_url"] = f"{runbook_base}#{runbook_anchor(rule['alert'])}"
-    return rules
 
 
-def rule_groups(thresholds: AlertThresholds, runbook_base: str) -> list[dict[str, Any]]:
-    """``spec.groups`` of the PrometheusRule; ``runbook_base`` is docs/alerts.md's URL, without ``#``."""
+def rule_groups(
+    thresholds: AlertThresholds, runbook_base: str, topology: Topology | None = None
+) -> list[dict[str, Any]]:
+    """``spec.groups`` of the PrometheusRule; ``runbook_base`` is docs/alerts.md's URL, without ``#``;
+    ``topology`` the stack's groups (none: the rules of single pods only)."""
+    topology = topology or Topology(region="")
+    base = runbook_base.rstrip("#")
     return [
-        {"name": "valkey.recording", "rules": recording_rules()},
-        {"name": "valkey.alerts", "rules": alerting_rules(thresholds, runbook_base.rstrip("#"))},
+        {"name": "valkey.recording", "rules": recording_rules() + group_alerts.recording_rules(topology)},
+        {
+            "name": "valkey.alerts",
+            "rules": alerting_rules(thresholds, base, member_hosts(topology))
+            + group_alerts.alerting_rules(topology, thresholds, base),
+        },
     ]

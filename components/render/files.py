@@ -33,6 +33,7 @@ from .paths import (
     RELOADER_SCRIPT_KEY,
     SENTINEL_CONFIG_KEY,
     SENTINEL_DIR,
+    SENTINEL_EXPORTER_PASSWORD_KEY,
     SENTINEL_MASTER_CONFIG_KEY,
     SENTINEL_PASSWORD_KEY,
     SENTINEL_PEER_PASSWORD_KEY,
@@ -107,6 +108,7 @@ def sentinel_settings(
         node_password=passwords.sentinel,
         data_dir=data_dir,
         tls=tls,
+        metrics_password=passwords.sentinel_metrics,
     )
 
 
@@ -161,6 +163,10 @@ def _group_files(
     files = {}
     if upstream is not None:
         files[UPSTREAM_KEY] = f"{upstream.host} {upstream.port}\n"
+    if sentinel.metrics_password:
+        files[SENTINEL_EXPORTER_PASSWORD_KEY] = exporter.sentinel_password_file(
+            sentinel.port, sentinel.metrics_password, tls=tls is not None
+        )
     return files | {
         MASTERAUTH_CONFIG_KEY: valkey_conf.render_masterauth_conf(login),
         MASTERAUTH_KEY: login.password,
@@ -196,6 +202,8 @@ LIVE_KEYS = {
     EXPORTER_PASSWORD_KEY: "the exporter's reload, which the reloader calls",
     SENTINEL_PEER_PASSWORD_KEY: "read by the pod's scripts at each use; never rotated (also in sentinel.conf)",
     SENTINEL_PASSWORD_KEY: "read by prestop.sh at each use; never rotated (also in sentinel-master.conf)",
+    SENTINEL_EXPORTER_PASSWORD_KEY: "read by the Sentinel's exporter at its start; never rotated (its hash is in "
+    "sentinel.conf)",
     PRESTOP_SCRIPT_KEY: "read by the kubelet at each stop of a group member's Valkey container",
     UPSTREAM_KEY: "read by start.sh at each start and by keeper.sh at each round",
     LABELER_PASSWORD_KEY: "read by the label updater at each ROLE; the server takes it with ACL LOAD",

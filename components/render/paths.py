@@ -64,6 +64,10 @@ EXPORTER_DIR = "/etc/valkey-exporter"
 """The exporter sidecar's own projection of the config Secret: its password file and the CA bundle."""
 EXPORTER_PASSWORD_FILE = f"{EXPORTER_DIR}/password.json"
 EXPORTER_CA_FILE = f"{EXPORTER_DIR}/ca-bundle.crt"
+SENTINEL_EXPORTER_DIR = "/etc/valkey-sentinel-exporter"
+"""The Sentinel's exporter's own projection of the config Secret: its password file and the CA bundle."""
+SENTINEL_EXPORTER_PASSWORD_FILE = f"{SENTINEL_EXPORTER_DIR}/password.json"
+SENTINEL_EXPORTER_CA_FILE = f"{SENTINEL_EXPORTER_DIR}/ca-bundle.crt"
 
 
 def secret_key(path: str) -> str:
@@ -93,6 +97,8 @@ KEEPER_SCRIPT_KEY = secret_key(KEEPER_SCRIPT)
 UPSTREAM_KEY = secret_key(UPSTREAM_FILE)
 EXPORTER_PASSWORD_KEY = "exporter-password.json"
 """Projected as ``EXPORTER_PASSWORD_FILE`` into the exporter sidecar only."""
+SENTINEL_EXPORTER_PASSWORD_KEY = "sentinel-exporter-password.json"
+"""Projected as ``SENTINEL_EXPORTER_PASSWORD_FILE`` into the Sentinel's exporter only."""
 
 PUBLIC_KEYS = frozenset(
     {

@@ -15,6 +15,7 @@ from .valkey_conf import TlsFiles, listeners, quote
 
 PEER_USER = "peer"
 CLIENT_USER = "client"
+METRICS_USER = "metrics"
 # Measured on Valkey 8.1.8 and 9.1.2 (tests/test_sentinel_real.py repeats it): a Sentinel sends its
 # peers PING, PUBLISH on the hello channel, CLIENT SETNAME and SENTINEL IS-MASTER-DOWN-BY-ADDR (its
 # vote: without it no failover happens). The pod's own scripts, logged in as the same user, ask
@@ -30,6 +31,17 @@ CLIENT_RULES = (
     "-@all +ping +sentinel|get-master-addr-by-name +sentinel|masters +sentinel|master +sentinel|slaves "
     "+sentinel|replicas +sentinel|sentinels +subscribe &+switch-master"
 )
+# The Sentinel's exporter (render/exporter.py sentinel_args). Measured on Valkey 8.1.8 and 9.1.2 with
+# Debian's exporter 1.45 (tests/test_sentinel_exporter_real.py repeats it): after AUTH it sends
+# INFO ALL (the Sentinel section: masters, tilt, each master's status), then per master SENTINEL
+# MASTERS, CKQUORUM, SENTINELS and SLAVES (quorum, healthy Sentinels and replicas); with these
+# rules the ACL LOG stays empty. Also sent, and answered "unknown command" by a Sentinel before
+# any ACL check: "- GET *" (1.45's skipped CONFIG), LATENCY LATEST, SLOWLOG LEN/GET. The source of
+# later releases (v1.88.0 and after, read) sends the same, no LATENCY with our flag, and COMMAND
+# INFO COMMANDLOG, which is refused here and logged (one ACL LOG entry, counted): the exporter then
+# skips COMMANDLOG, which a Sentinel does not have anyway. SENTINEL CONFIG GET only with
+# --include-config-metrics, which we do not set. Read-only: no FAILOVER, SET, RESET, no channel.
+METRICS_RULES = "-@all +info +sentinel|masters +sentinel|ckquorum +sentinel|sentinels +sentinel|slaves"
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,8 @@ class SentinelSettings:
     data_dir: str
     tls: TlsFiles | None = None
     """Serve TLS only and reach the nodes over TLS."""
+    metrics_password: str | None = None
+    """The Sentinel's exporter's user; None without monitoring (no such user)."""
 
 
 def render_sentinel_conf(settings: SentinelSettings) -> str:
@@ -64,10 +78,15 @@ def render_sentinel_conf(settings: SentinelSettings) -> str:
         "sentinel announce-hostnames yes",
         "# Scripts cannot be set at run time (SENTINEL SET ... notification-script).",
         "sentinel deny-scripts-reconfig yes",
-        "# Its users: no default user; peers (and this pod's scripts), and applications.",
+        "# Its users: no default user; peers (and this pod's scripts), applications, its exporter.",
         "user default off",
         f"user {PEER_USER} on #{password_hash(settings.peer_password)} resetchannels {PEER_RULES}",
         f"user {CLIENT_USER} on #{password_hash(settings.client_password)} resetchannels {CLIENT_RULES}",
+        *(
+            [f"user {METRICS_USER} on #{password_hash(settings.metrics_password)} resetchannels {METRICS_RULES}"]
+            if settings.metrics_password
+            else []
+        ),
         f"sentinel sentinel-user {PEER_USER}",
         f"sentinel sentinel-pass {quote(settings.peer_password)}",
     ]

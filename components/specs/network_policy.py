@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pulumi_kubernetes as k8s
 
+from ..config.models import SENTINEL_METRICS_PORT
 from ..config.security import ClientPeer
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -19,7 +20,8 @@ class NetworkPolicyRules:
     """The other region's addresses: may replicate from a DR primary; a replica connects to them."""
     monitoring_namespace: str
     metrics_port: int | None = None
-    """Port the metrics exporter listens on, scraped from the monitoring namespace."""
+    """Port the metrics exporter listens on, scraped from the monitoring namespace; with
+    ``sentinel_port``, the Sentinel's exporter's port is scraped too."""
     accepts_replicas: bool = False
     """A DR primary: the other region replicates from it."""
     upstream_port: int | None = None
@@ -79,12 +81,16 @@ def network_policy_spec(
             )
         )
     if rules.metrics_port is not None:
+        scraped = [rules.metrics_port]
+        if rules.sentinel_port is not None:
+            # Where there are Sentinels and exporters, each Sentinel has its own exporter (specs/exporter.py).
+            scraped.append(SENTINEL_METRICS_PORT)
         ingress.append(
             k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                 from_=[
                     k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=_namespace(rules.monitoring_namespace))
                 ],
-                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=rules.metrics_port, protocol="TCP")],
+                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=p, protocol="TCP") for p in scraped],
             )
         )
     # Egress: DNS anywhere, and a replica's connection to the other region's primary.

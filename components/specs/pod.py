@@ -234,6 +234,10 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
                 keeper=follows,
             )
         )
+        if settings.metrics_exporter and not follows:
+            # The Sentinel's own exporter: the Sentinel is a server of its own, with its own users.
+            containers.append(exporter.sentinel_container(group.env.sentinel_port, tls=tls))
+            volumes.append(exporter.sentinel_volume(settings.config_secret, tls=tls))
         containers.append(labeler.container(sentinel.SOCKET_VOLUME, VALKEY_UID, VALKEY_GID, group.env.domain))
         volumes += [*sentinel.volumes(), *labeler.volumes(settings.config_secret)]
     return k8s.core.v1.PodTemplateSpecArgs(

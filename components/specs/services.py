@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pulumi_kubernetes as k8s
 
-from ..config.models import METRICS_PORT
+from ..config.models import METRICS_PORT, SENTINEL_METRICS_PORT
 from .exporter import PORT_NAME as METRICS_PORT_NAME
+from .exporter import SENTINEL_PORT_NAME as SENTINEL_METRICS_PORT_NAME
 from .pod import VALKEY_PORT_NAME
 from .sentinel import PORT_NAME as SENTINEL_PORT_NAME
 
@@ -15,19 +16,25 @@ def valkey_port(port: int) -> k8s.core.v1.ServicePortArgs:
     return k8s.core.v1.ServicePortArgs(name=VALKEY_PORT_NAME, port=port, target_port=VALKEY_PORT_NAME, protocol="TCP")
 
 
-def metrics_port() -> k8s.core.v1.ServicePortArgs:
-    return k8s.core.v1.ServicePortArgs(
-        name=METRICS_PORT_NAME, port=METRICS_PORT, target_port=METRICS_PORT_NAME, protocol="TCP"
-    )
+def metrics_port(name: str = METRICS_PORT_NAME, port: int = METRICS_PORT) -> k8s.core.v1.ServicePortArgs:
+    return k8s.core.v1.ServicePortArgs(name=name, port=port, target_port=name, protocol="TCP")
 
 
-def headless_spec(selector: dict[str, str], port: int, metrics: bool) -> k8s.core.v1.ServiceSpecArgs:
+def headless_spec(
+    selector: dict[str, str], port: int, metrics: bool, sentinel_metrics: bool = False
+) -> k8s.core.v1.ServiceSpecArgs:
+    """``sentinel_metrics``: the pods also run the Sentinel's exporter (a group with Sentinels)."""
+    ports = [valkey_port(port)]
+    if metrics:
+        ports.append(metrics_port())
+    if sentinel_metrics:
+        ports.append(metrics_port(SENTINEL_METRICS_PORT_NAME, SENTINEL_METRICS_PORT))
     return k8s.core.v1.ServiceSpecArgs(
         cluster_ip="None",
         publish_not_ready_addresses=True,
         selector=selector,
-        # The only Service with the metrics port: on two, every series would be scraped twice.
-        ports=[valkey_port(port)] + ([metrics_port()] if metrics else []),
+        # The only Service with the metrics ports: on two, every series would be scraped twice.
+        ports=ports,
     )
 
 
