@@ -78,7 +78,7 @@ def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def differences(a: harness.Rendered, b: harness.Rendered) -> set[str]:
-    """Paths (``<kind>/<name><path>``) at which two renders' objects differ."""
+    """Paths (``<kind>/<namespace>/<name><path>``) at which two renders' objects differ."""
 
     def flat(r: harness.Rendered) -> dict[str, Any]:
         return {
