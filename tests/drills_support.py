@@ -111,6 +111,20 @@ def missing_keys(c: valkey.Valkey, keys: list[str], chunk: int = 2000) -> list[s
     return missing
 
 
+def absent_keys(c: valkey.Valkey, keys: list[str], chunk: int = 1000) -> list[str]:
+    """``missing_keys``, faster where nothing is missing: one EXISTS counts a whole chunk of
+    (distinct) keys, and only a chunk that comes up short is checked key by key."""
+    absent: list[str] = []
+    parts = [keys[i : i + chunk] for i in range(0, len(keys), chunk)]
+    pipe = c.pipeline(transaction=False)
+    for part in parts:
+        pipe.exists(*part)
+    for part, found in zip(parts, pipe.execute(), strict=True):
+        if found != len(part):
+            absent += missing_keys(c, part)
+    return absent
+
+
 # ----- a paced writer -----------------------------------------------------------------------------
 
 
@@ -300,3 +314,74 @@ class Report:
     def lines(self) -> Iterator[str]:
         for drill, values in self.figures.items():
             yield f"DRILL: summary {drill}: {json.dumps(values, sort_keys=True)}"
+
+
+# ----- a dataset of every data type ---------------------------------------------------------------
+
+DATASET_TTL_SECONDS = 3600
+"""Expiry of the dataset's expiring keys: far beyond any drill, so none expires while compared."""
+
+
+def seed_every_type(c: valkey.Valkey, prefix: str, small: int = 50) -> int:
+    """Writes ``small`` keys of each type in its compact encoding (listpack, intset) and one large key
+    of each beyond the default listpack limits (hashtable, skiplist, quicklist, a stream of several
+    nodes): strings, hashes, sets, sorted sets, lists, streams with a consumer group holding pending
+    entries, and strings and hashes with an expiry time. Returns how many keys it wrote."""
+    pipe = c.pipeline(transaction=False)
+    for n in range(small):
+        pipe.set(f"{prefix}:string:{n}", f"value-{n}")
+        pipe.hset(f"{prefix}:hash:{n}", mapping={f"field-{i}": f"{n}-{i}" for i in range(10)})
+        pipe.sadd(f"{prefix}:intset:{n}", *range(n, n + 10))
+        pipe.sadd(f"{prefix}:set:{n}", *(f"member-{i}" for i in range(10)))
+        pipe.zadd(f"{prefix}:zset:{n}", {f"member-{i}": i * 1.5 for i in range(10)})
+        pipe.rpush(f"{prefix}:list:{n}", *(f"item-{i}" for i in range(10)))
+        pipe.set(f"{prefix}:expiring-string:{n}", n, ex=DATASET_TTL_SECONDS)
+        pipe.hset(f"{prefix}:expiring-hash:{n}", mapping={"a": n, "b": -n})
+        pipe.expire(f"{prefix}:expiring-hash:{n}", DATASET_TTL_SECONDS)
+        for i in range(5):
+            pipe.xadd(f"{prefix}:stream:{n}", {"n": str(n), "i": str(i)})
+    pipe.hset(f"{prefix}:big-hash", mapping={f"field-{i}": "x" * (i % 50) for i in range(2000)})
+    pipe.sadd(f"{prefix}:big-set", *(f"member-{i}" for i in range(2000)))
+    pipe.zadd(f"{prefix}:big-zset", {f"member-{i}": i / 7 for i in range(2000)})
+    pipe.rpush(f"{prefix}:big-list", *(f"item-{i}-{'y' * (i % 40)}" for i in range(5000)))
+    for i in range(1000):
+        pipe.xadd(f"{prefix}:big-stream", {"i": str(i), "pad": "z" * (i % 30)})
+    pipe.execute()
+    for stream in [f"{prefix}:stream:{n}" for n in range(small)] + [f"{prefix}:big-stream"]:
+        c.xgroup_create(stream, "readers", id="0")
+        c.xreadgroup("readers", "reader-1", {stream: ">"}, count=3)  # pending, never acknowledged
+    return small * 9 + 5
+
+
+def typed_snapshot(c: valkey.Valkey, match: str) -> dict[bytes, tuple[bytes, Any, int]]:
+    """Every key matching ``match``: (type, its whole value as plain data, absolute expiry time in ms
+    or -1). Two nodes with equal snapshots hold the same keys, values, stream groups and pending
+    entries, and expiry times."""
+    out: dict[bytes, tuple[bytes, Any, int]] = {}
+    for key in c.scan_iter(match=match, count=1000):
+        kind = sync(c.type(key))
+        value: Any
+        if kind == b"string":
+            value = sync(c.get(key))
+        elif kind == b"hash":
+            value = sorted(sync(c.hgetall(key)).items())
+        elif kind == b"set":
+            value = sorted(sync(c.smembers(key)))
+        elif kind == b"zset":
+            value = sync(c.zrange(key, 0, -1, withscores=True))
+        elif kind == b"list":
+            value = sync(c.lrange(key, 0, -1))
+        elif kind == b"stream":
+            groups = [
+                (g["name"], g["consumers"], g["pending"], g["last-delivered-id"]) for g in sync(c.xinfo_groups(key))
+            ]
+            pending = [
+                (p["message_id"], p["consumer"], p["times_delivered"])
+                for name, *_ in groups
+                for p in sync(c.xpending_range(key, name, "-", "+", 1000))
+            ]
+            value = (sync(c.xrange(key)), groups, pending)
+        else:
+            raise AssertionError(f"{key!r}: a type this snapshot does not read: {kind!r}")
+        out[key] = (kind, value, int(sync(c.pexpiretime(key))))
+    return out
