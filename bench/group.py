@@ -360,6 +360,13 @@ def failover(results: Results, runner: PodRunner, r1: Any, pods: list[Pod], s: S
                 log(f"  {at:7.2f} s  {state}")
             for pod in pods:
                 log(f"----- {pod.name} labeler\n{pod.logs('labeler')[-1500:]}")
+        if k.replica_s > k.restarted_s + 30:  # seen in 2 of 10 kills: labelled replica at once, link up ~45 s later
+            killed = next(p for p in pods if p.name == k.killed)
+            log(
+                f"group: kill {n + 1}: {k.killed} restarted after {k.restarted_s:.1f} s, "
+                f"link up after {k.replica_s:.1f} s"
+            )
+            log(f"----- {k.killed} valkey\n{killed.logs('valkey')[-3000:]}")
         log(
             f"group: kill {n + 1}/{s.kills} of {k.killed}: writes back {k.writes_back_s:.2f} s, lost {k.lost} "
             f"of {k.acked}, +switch-master {k.switch_s if k.switch_s is None else round(k.switch_s, 2)} s, "
