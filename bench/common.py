@@ -156,7 +156,7 @@ class Sizing:
 
 
 BACKLOG_FORMULA = f"writeRate × (outageTolerance + {RECONNECT_ALLOWANCE_SECONDS} s)"
-LIMIT_FORMULA = f"{1 / DEFAULT_MAXMEMORY_SHARE:g} × (maxmemory + backlog), 64Mi steps"
+LIMIT_FORMULA = f"{float(1 / DEFAULT_MAXMEMORY_SHARE):g} × (maxmemory + backlog), 64Mi steps"
 AOF_MIN_FORMULA = "min(maxmemory, storage ÷ 3)"
 
 

@@ -2,7 +2,8 @@
 
 Starts real Valkey processes from the rendered pods (tests/podrunner) and prints one table, every
 figure next to a baseline measured in the same run. Sections: 1 throughput, 2 replication lag,
-3 outage tolerance, 4 memory headroom, 5 program evaluation. See bench/README.md.
+3 outage tolerance, 4 memory headroom, 5 program evaluation, 6 group (host endpoint, failover). See
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench  # noqa: F401  (sets up sys.path for the harness and the pod runner)
-from bench import evaluation, lag, memory, outage, throughput
+from bench import evaluation, group, lag, memory, outage, throughput
 from bench.common import RENDER_OVERRIDES, Results, log
 
-SECTIONS = ("evaluation", "throughput", "lag", "outage", "memory")
+SECTIONS = ("evaluation", "throughput", "lag", "outage", "memory", "group")
 
 
 def machine() -> dict[str, str]:
@@ -128,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
             memory.Settings(scenarios=memory.Settings().scenarios[:1], fill_requests=300_000)
             if args.quick
             else memory.Settings(),
+        ),
+        "group": lambda: group.measure(
+            results,
+            group.Settings(repetitions=3, requests=((1, 10_000), (16, 80_000)), kills=3)
+            if args.quick
+            else group.Settings(),
         ),
     }
     for name in SECTIONS:

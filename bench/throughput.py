@@ -59,14 +59,25 @@ class Settings:
     keyspace: int = 100_000
 
 
-def benchmark(pod: Pod, password: str | None, *, pipeline: int, requests: int, test: str, s: Settings) -> float:
-    argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(pod.port)]
+def benchmark_argv(
+    host: str, port: int, password: str | None, *, pipeline: int, requests: int, test: str, s: Settings
+) -> list[str]:
+    """One redis-benchmark run of ``test`` against ``host`` (an address or a name), CSV output."""
+    argv = ["redis-benchmark", "-h", host, "-p", str(port)]
     if password is not None:
         argv += ["-a", password]
     argv += ["-n", str(requests), "-c", str(s.clients), "-d", str(s.size), "-r", str(s.keyspace)]
-    argv += ["-P", str(pipeline), "-t", test, "--csv"]
-    rows = list(csv.DictReader(io.StringIO(run(in_netns(pod, argv)))))
-    return float(rows[0]["rps"])
+    return [*argv, "-P", str(pipeline), "-t", test, "--csv"]
+
+
+def rps_of(output: str) -> float:
+    """Requests per second from redis-benchmark's ``--csv`` output (one test)."""
+    return float(next(csv.DictReader(io.StringIO(output)))["rps"])
+
+
+def benchmark(pod: Pod, password: str | None, *, pipeline: int, requests: int, test: str, s: Settings) -> float:
+    argv = benchmark_argv("127.0.0.1", pod.port, password, pipeline=pipeline, requests=requests, test=test, s=s)
+    return rps_of(run(in_netns(pod, argv)))
 
 
 def wait_idle(controls: list[valkey.Valkey]) -> None:
