@@ -34,8 +34,7 @@ from typing import Any
 
 import valkey
 from drills_support import app, link_up, missing_keys
-from podrunner import Pod, PodRunner
-from test_group_drills import (
+from group_support import (
     HOST,
     WRITE_RATE,
     ReconnectingWriter,
@@ -47,6 +46,7 @@ from test_group_drills import (
     settled,
     start_group,
 )
+from podrunner import Pod, PodRunner
 
 from bench.common import (
     Results,

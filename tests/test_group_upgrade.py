@@ -24,10 +24,7 @@ import harness
 import needs
 import pytest
 from drills_support import Report, absent_keys, admin, app, caught_up, seed_every_type, typed_snapshot
-from podrunner import PodRunner
-from podrunner.pod import Pod
-from replies import info, sync
-from test_group_drills import (
+from group_support import (
     EXTERNAL1,
     IMAGES,
     CrossRegionLink,
@@ -41,6 +38,9 @@ from test_group_drills import (
     settled,
     start_group,
 )
+from podrunner import PodRunner
+from podrunner.pod import Pod
+from replies import info, sync
 from valkey_process import wait_for
 
 from components.config.models import Failover
