@@ -6,7 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config.loader import load_stack_config
-from components.config.models import tls_enabled
+from components.config.models import following_instances, tls_enabled
 from components.credentials import Credentials
 from components.monitoring import Monitoring
 from components.namespace import Namespace, NamespaceArgs
@@ -21,8 +21,8 @@ async def main() -> dict[str, Any]:
     # Both checks raise a RunError naming the bad keys before any Kubernetes object is declared.
     cfg = load_stack_config()
     primary = PrimaryRegion(upstreams={}, ca_bundle=None)
-    replicated = {name: inst for name, inst in cfg.instances.items() if inst.dr}
-    if cfg.role == "replica" and cfg.primary_stack and replicated:
+    replicated = following_instances(cfg)
+    if cfg.primary_stack and replicated:
         primary = await read_primary(cfg.primary_stack, replicated, tls_enabled(cfg))
 
     provider = k8s.Provider(

@@ -331,6 +331,14 @@ def tls_enabled(cfg: StackConfig) -> bool:
     return any(i.dr for i in cfg.instances.values())
 
 
+def following_instances(cfg: StackConfig) -> dict[str, Instance]:
+    """The instances that replicate from the other region in this stack: the DR ones of a replica
+    stack. A group of them follows (a head, no Sentinel); every other instance leads."""
+    if cfg.role != "replica":
+        return {}
+    return {name: inst for name, inst in cfg.instances.items() if inst.dr}
+
+
 def external_host(cfg: StackConfig, name: str) -> str | None:
     """The DNS name another region reaches a DR instance by; None for local instances."""
     inst = cfg.instances[name]

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config.models import StackConfig
+from ..config.models import StackConfig, following_instances
 from ..object_names import InstanceNames
 from ..render.alerts import JOB, Topology, rule_groups
 from ..render.group_alerts import GroupShape
@@ -60,15 +60,16 @@ class MonitoringArgs:
 
 
 def topology(cfg: StackConfig) -> Topology:
-    """The stack's groups as the rules see them. A DR group of a replica stack follows the other
-    region (``__main__`` gives exactly those an upstream); every other group leads."""
+    """The stack's groups as the rules see them: ``following_instances`` follow the other region
+    (``__main__`` gives exactly those an upstream), every other group leads."""
+    following = following_instances(cfg)
     return Topology(
         region=cfg.region or "",
         groups={
             name: GroupShape(
                 members=inst.replicas,
                 domain=InstanceNames(name).member_domain(cfg.namespace, cfg.cluster_domain),
-                follows=cfg.role == "replica" and inst.dr,
+                follows=name in following,
             )
             for name, inst in cfg.instances.items()
             if inst.replicas > 1
