@@ -240,6 +240,9 @@ def directives() -> frozenset[str]:
     """Every directive the program writes, across the configurations it renders differently."""
     seen: set[str] = set()
     renders = [region1(), render("region2", references={PRIMARY: region1()})]
+    # A single pod replicating across regions (the stack files run groups there now, whose
+    # replicaof is written at start by start.sh, not into valkey.conf).
+    renders.append(render("region2", {"instances.sessions.replicas": 1}, references={PRIMARY: region1()}))
     renders.append(render("region1", {"tls": {"enabled": False}}))
     local = {"instances": {"c": {"dr": False, "persistence": False}}, "monitoring": {"enabled": False}}
     renders.append(render("region1", local))

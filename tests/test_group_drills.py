@@ -524,26 +524,16 @@ def test_group_drill6_promotion_promotes_region2s_group_and_failback_returns_it(
     try:
         wait_for(lambda: len(during.acked) > 200, 20, "writes to region 2 flowing")
         roll_out(promoted, members, sentinels=True)
-        # The group fails over on its own now: every Sentinel knows it, and a kill -9 is survived.
+        # The group fails over on its own now: the promoted pod's own restart, last, was handed over
+        # by the new Sentinels (prestop.sh: SENTINEL FAILOVER), and every Sentinel knows the group.
         logged(members, lambda: wait_for(lambda: all(settled(promoted, p) for p in members), 60, "Sentinels"))
-        old = labelled_primary(members)
-        with app(promoted, "sessions", old.address) as c:
+        new = labelled_primary(members)
+        with app(promoted, "sessions", new.address) as c:
             lost_in_rollout = missing_keys(c, during.keys())
-        old.kill9()
-        killed_at = time.monotonic()
-        # The killed pod keeps its last label (its label updater died with it); its Service endpoint
-        # went with its readiness.
-        survivors = [p for p in members if p is not old]
-        new = logged(members, lambda: wait_for(lambda: primary_pod(survivors), 30, "a local failover"))
-        acked = len(during.acked)
-        wait_for(lambda: len(during.acked) > acked + 20, 20, "writes through region 2's host again")
-        failed_over_s = time.monotonic() - killed_at
-        old.restart()
-        wait_for(lambda: node_role(promoted, old) == "slave", 60, "the killed pod back as a replica")
-        logged(members, lambda: wait_for(lambda: all(settled(promoted, p) for p in members), 60, "group settled"))
     finally:
         during.stop()
-    assert new is not None
+    handover = head.prestop_results["valkey"]
+    assert handover.completed and f"handed the primary over to {new.fqdn}" in handover.output, handover.output
 
     # Failback, step 1: region 1 comes back as a following group of region 2 (its own old data is
     # discarded by the full copy); step 2: it catches up.
@@ -582,8 +572,9 @@ def test_group_drill6_promotion_promotes_region2s_group_and_failback_returns_it(
         f"group-6-promotion-failback-{version}",
         acked_in_region1_lost_at_promotion=len(lost_at_promotion),
         acked_lost_in_promotion_rollout=len(lost_in_rollout),
-        local_failover_to=new.name,
-        local_failover_writes_back_s=failed_over_s,
+        handed_over_by_sentinels_to=new.name,
+        handover_s=handover.duration,
+        longest_write_pause_in_rollout_s=longest_pause(during),
         swap_back_s=swapped_s,
         keys_at_swap=len(region2_data),
     )

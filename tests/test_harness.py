@@ -66,7 +66,7 @@ def test_accessors_name_what_they_did_not_find(region1: Rendered) -> None:
         region1.manifest("Secret", "sessions-credentials")
     assert region1.manifest("Secret", "sessions-credentials", namespace="apps")["metadata"]["namespace"] == "apps"
     assert region1.secret_data("sessions-credentials") == region1.secret_data("sessions-credentials", "databases")
-    with pytest.raises(AssertionError, match=r"no container 'sidecar' \(has \[('\w+', )*'valkey'\]\)"):
+    with pytest.raises(AssertionError, match=r"no container 'sidecar' \(has \[('[\w-]+', )*'valkey'\]\)"):
         region1.container("sessions", "sidecar")
     with pytest.raises(AssertionError, match="0 StatefulSet objects named 'nope'"):
         region1.statefulset("nope")

@@ -46,9 +46,9 @@ from valkey_process import BUILDS, VALKEY_CLI, Server, every_build, free_port, s
 from components.config.loader import parse_stack_config
 from components.config.models import Instance
 from components.render import pod_scripts
-from components.render.acl import Passwords, render_acl, server_users
+from components.render.acl import SENTINEL_USER, Passwords, render_acl, server_users
 from components.render.files import LIVE_KEYS, RESTART_KEYS, render_files, restart_checksum
-from components.render.paths import CONFIG_DIR, MASTERAUTH_CONFIG_KEY, MASTERAUTH_KEY, TLS_DIR
+from components.render.paths import CONFIG_DIR, MASTERAUTH_CONFIG_KEY, MASTERAUTH_KEY, SENTINEL_PASSWORD_FILE, TLS_DIR
 from components.render.valkey_conf import Upstream
 
 SCRIPTS_DIR = Path(pod_scripts.__file__).parent / "scripts"
@@ -297,6 +297,49 @@ def test_a_loading_server_passes_alive_and_fails_ready(tmp_path: Path, build: st
         wait_for(lambda: pod.run(ready, env) == (0, ""), 30, "loaded")
     finally:
         stop_process(loading, timeout=20)
+
+
+@every_build
+def test_a_group_replica_is_ready_only_once_it_has_copied_its_primary(
+    tmp_path: Path, build: str, pods: Callable[..., Pod]
+) -> None:
+    """In a group (GROUP_MODE set) readiness also asks INFO replication, as the nodes' Sentinel user:
+    a replica that has not completed a copy since it started is not ready (readHost would serve an
+    empty or stale-from-before-the-restart dataset), one that has copied and then lost its primary is."""
+    files = render_files(sessions(), replace(passwords(), sentinel="sentinel-pw"), None, None, [])
+    files = {**files, "sentinel-password": "sentinel-pw\n"}
+    primary = pods(tmp_path / "primary", files, BUILDS[build])
+    replica = pods(tmp_path / "replica", files, BUILDS[build])
+    group = {
+        "GROUP_MODE": "leader",
+        "SENTINEL_NODE_USER": SENTINEL_USER,
+        "SENTINEL_NODE_PASSWORD_FILE": SENTINEL_PASSWORD_FILE,
+    }
+    env = replica.env({**pod_scripts.probe_env(6379, tls=False), **group})
+    ready = pod_scripts.probe_command(pod_scripts.READY)
+    assert replica.run(ready, env) == (0, "")  # a primary: nothing to copy
+    admin = replica.admin()
+    admin.config_set("masteruser", "replication")
+    admin.config_set("masterauth", REPLICATION[0])
+    # Pointed at a primary that is not there yet: nothing copied, not ready.
+    dead = free_port()
+    admin.replicaof("127.0.0.1", dead)
+    never = "a replica that has not copied its primary's data since it started"
+    wait_for(lambda: replica.run(ready, env) == (1, never), 10, "not ready before its first copy")
+    admin.replicaof("127.0.0.1", primary.port)
+    wait_for(lambda: replica.run(ready, env) == (0, ""), 20, "ready once it copied the primary")
+    # The primary gone: the copy stays, and stays readable (stale), as a single replica's does.
+    primary.server.stop()
+    wait_for(lambda: info(admin, "replication")["master_link_status"] == "down", 20, "link down")
+    assert replica.run(ready, env) == (0, "")
+    # Restarted (its volume kept): what it loads was never confirmed by a primary since; not ready.
+    replica.server.stop()
+    replica.conf.write_text(replica.conf.read_text() + f"replicaof 127.0.0.1 {dead}\n")
+    replica.server = replica.start()
+    assert replica.run(ready, env) == (1, never)
+    # A single pod (no GROUP_MODE) keeps the old verdict: PONG is enough.
+    single = replica.env(pod_scripts.probe_env(6379, tls=False))
+    assert replica.run(ready, single) == (0, "")
 
 
 def test_the_probe_refuses_a_wrong_mode_or_missing_parameters(tmp_path: Path) -> None:

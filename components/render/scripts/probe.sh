@@ -1,7 +1,12 @@
 #!/bin/sh
 # The Valkey container's exec probes: sh probe.sh ready|alive
 #
-#   ready   passes on PONG only (readiness)
+#   ready   passes on PONG only (readiness). In a group (GROUP_MODE set), a replica must also have
+#           copied its primary's data since it started: its link is up, or it was up once since
+#           the start (master_link_down_since_seconds is -1 until the first link, 8.1.8 and 9.1.2).
+#           A new member on an empty volume, or a restarted one whose copy has not completed, is
+#           kept out of readHost and of the rollout's progress; a member that has copied once and
+#           lost its primary stays ready and serves its (stale) data, as a single replica does.
 #   alive   passes on PONG or a reply starting LOADING (startup, liveness): a server loading its
 #           dataset is alive but not ready, and killing it would restart the load from the beginning.
 #
@@ -15,6 +20,10 @@
 #   PROBE_USER           the ACL user that may PING
 #   PROBE_PASSWORD_FILE  its password, read at each run into REDISCLI_AUTH (never into an argument,
 #                        where /proc/<pid>/cmdline would show it)
+#   GROUP_MODE           set in a group member's container (leader or follower)
+#   SENTINEL_NODE_USER, SENTINEL_NODE_PASSWORD_FILE
+#                        in a group: the user that may ask INFO (the probe user may not), already
+#                        in the container for prestop.sh: no ACL change for pods of an older template
 #
 # The kubelet reads this file at each probe: a change reaches running pods without a restart, once
 # the kubelet has refreshed the Secret volume. Keep it working with the environment of pods that
@@ -41,7 +50,24 @@ esac
 reply="$(REDISCLI_AUTH="$(cat "$PROBE_PASSWORD_FILE")" valkey-cli --no-auth-warning --user "$PROBE_USER" \
   -h 127.0.0.1 -p "$VALKEY_PORT" "$@" ping 2>/dev/null)"
 case "$mode:$reply" in
-  ready:PONG | alive:PONG | alive:LOADING*) exit 0 ;;
+  ready:PONG) [ -z "${GROUP_MODE:-}" ] && exit 0 ;;
+  alive:PONG | alive:LOADING*) exit 0 ;;
+  *)
+    echo "$reply"
+    exit 1
+    ;;
 esac
-echo "$reply"
+
+: "${SENTINEL_NODE_USER:?}" "${SENTINEL_NODE_PASSWORD_FILE:?}"
+replication="$(REDISCLI_AUTH="$(cat "$SENTINEL_NODE_PASSWORD_FILE")" valkey-cli --no-auth-warning \
+  --user "$SENTINEL_NODE_USER" -h 127.0.0.1 -p "$VALKEY_PORT" "$@" INFO replication 2>/dev/null | tr -d '\r')"
+field() {
+  echo "$replication" | sed -n "s/^$1://p"
+}
+case "$(field role):$(field master_link_status):$(field master_link_down_since_seconds)" in
+  master:*:* | slave:up:*) exit 0 ;;
+  slave:*:-1) echo "a replica that has not copied its primary's data since it started" ;;
+  slave:*:[0-9]*) exit 0 ;;
+  *) echo "no INFO replication: ${replication:-(no reply)}" | head -n 1 ;;
+esac
 exit 1
