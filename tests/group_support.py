@@ -229,6 +229,13 @@ def settled(rendered: harness.Rendered, pod: Pod) -> bool:
     return fields["num-other-sentinels"] == "2" and flags == ["slave", "slave"]
 
 
+LABEL_STALL_SECONDS = 60
+"""How long a label change may take in the pod runner: a label updater's requests to the runner's
+API stand-in sometimes time out ("curl: (28) Connection timed out") for 30 s and more, then pass,
+in about 1 run in 10 to 20 (cause not found; see docs/testing.md). Waits for a label that no
+figure depends on allow this much; Valkey itself never waits on a label."""
+
+
 def primary_pod(pods: list[Pod]) -> Pod | None:
     """The one pod labelled primary now (None while none or several are)."""
     labelled = [p for p in pods if p.labels.get(NODE_ROLE_LABEL) == "primary"]
@@ -254,7 +261,7 @@ def logged(pods: list[Pod], step: Callable[[], T]) -> T:
         return step()
     except (AssertionError, TimeoutError):
         for pod in pods:
-            for container in ("sentinel", "valkey", "labeler"):
+            for container in ("sentinel", "keeper", "valkey", "labeler"):
                 print(f"----- {pod.name} {container}\n{pod.logs(container)[-3000:]}")
         raise
 

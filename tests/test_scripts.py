@@ -305,7 +305,8 @@ def test_a_group_replica_is_ready_only_once_it_has_copied_its_primary(
 ) -> None:
     """In a group (GROUP_MODE set) readiness also asks INFO replication, as the nodes' Sentinel user:
     a replica that has not completed a copy since it started is not ready (readHost would serve an
-    empty or stale-from-before-the-restart dataset), one that has copied and then lost its primary is."""
+    empty or stale-from-before-the-restart dataset), one that has copied and then lost its primary is.
+    In a following group (region 2) only an empty one waits: it can copy only while region 1 is up."""
     files = render_files(sessions(), replace(passwords(), sentinel="sentinel-pw"), None, None, [])
     files = {**files, "sentinel-password": "sentinel-pw\n"}
     primary = pods(tmp_path / "primary", files, BUILDS[build])
@@ -326,8 +327,12 @@ def test_a_group_replica_is_ready_only_once_it_has_copied_its_primary(
     admin.replicaof("127.0.0.1", dead)
     never = "a replica that has not copied its primary's data since it started"
     wait_for(lambda: replica.run(ready, env) == (1, never), 10, "not ready before its first copy")
+    follower = {**env, "GROUP_MODE": "follower"}
+    assert replica.run(ready, follower) == (1, never)  # empty: nothing to serve either
+    primary.admin().set("session:1", "x")
     admin.replicaof("127.0.0.1", primary.port)
     wait_for(lambda: replica.run(ready, env) == (0, ""), 20, "ready once it copied the primary")
+    assert admin.get("session:1") == "x"
     # The primary gone: the copy stays, and stays readable (stale), as a single replica's does.
     primary.server.stop()
     wait_for(lambda: info(admin, "replication")["master_link_status"] == "down", 20, "link down")
@@ -337,6 +342,9 @@ def test_a_group_replica_is_ready_only_once_it_has_copied_its_primary(
     replica.conf.write_text(replica.conf.read_text() + f"replicaof 127.0.0.1 {dead}\n")
     replica.server = replica.start()
     assert replica.run(ready, env) == (1, never)
+    # In a group that follows the other region, which may be out of reach for long, a member that
+    # loaded data serves it meanwhile.
+    assert replica.run(ready, follower) == (0, "")
     # A single pod (no GROUP_MODE) keeps the old verdict: PONG is enough.
     single = replica.env(pod_scripts.probe_env(6379, tls=False))
     assert replica.run(ready, single) == (0, "")

@@ -126,11 +126,11 @@ find_primary() {
 #      ordinal order stays the head: this pod follows it or, if it is this pod, the upstream. A head
 #      keeps its place while its link is up, so two members never trade it back and forth;
 #   3. no head (it died, or its link is down): the member holding the most data (the highest
-#      replication offset; among equals the former head, else the lowest ordinal) becomes the head. No data flows while
-#      there is no head, so every member sees the same offsets and elects the same one. A pod that
-#      restarted holds no offset it can resume from (Valkey keeps none across a restart), so it
-#      follows a member that does rather than copy everything across regions again; only when no
-#      member answers does it follow the upstream itself.
+#      replication offset; among equals the former head, else the lowest ordinal) becomes the
+#      head. No data flows while there is no head, so every member sees the same offsets and
+#      elects the same one. A pod that restarted holds no offset it can resume from (Valkey keeps
+#      none across a restart), so it follows a member that does rather than copy everything across
+#      regions again; only when no member answers does it follow the upstream itself.
 # ROLE would not do for 3: a replica whose link is down answers offset -1 there (8.1.8, measured).
 # A member with its link down cannot feed a replica (NOMASTERLINK) until it is the head: whoever
 # follows it retries until the keeper of the elected member has pointed that one upstream.

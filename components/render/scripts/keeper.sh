@@ -44,6 +44,9 @@ while :; do
     seen=0
     continue
   fi
+  # The same target, KEEPER_CONFIRMATIONS rounds in a row: a target seen once is not acted on.
+  [ "$wanted" = "${last_wanted:-}" ] || seen=0
+  last_wanted="$wanted"
   seen=$((seen + 1))
   [ "$seen" -ge "$KEEPER_CONFIRMATIONS" ] || continue
   # shellcheck disable=SC2086 # "<host> <port>": two arguments

@@ -7,6 +7,10 @@
 #           A new member on an empty volume, or a restarted one whose copy has not completed, is
 #           kept out of readHost and of the rollout's progress; a member that has copied once and
 #           lost its primary stays ready and serves its (stale) data, as a single replica does.
+#           In a group that follows the other region, whose members can copy only while that
+#           region is reachable, a restarted member that holds data is ready too (it serves what
+#           it loaded, as before): only an empty one waits for its first copy. So region 2 stays
+#           ready, and its rollouts proceed, while region 1 is away.
 #   alive   passes on PONG or a reply starting LOADING (startup, liveness): a server loading its
 #           dataset is alive but not ready, and killing it would restart the load from the beginning.
 #
@@ -66,8 +70,15 @@ field() {
 }
 case "$(field role):$(field master_link_status):$(field master_link_down_since_seconds)" in
   master:*:* | slave:up:*) exit 0 ;;
-  slave:*:-1) echo "a replica that has not copied its primary's data since it started" ;;
   slave:*:[0-9]*) exit 0 ;;
+  slave:*:-1)
+    if [ "$GROUP_MODE" = follower ] && REDISCLI_AUTH="$(cat "$SENTINEL_NODE_PASSWORD_FILE")" valkey-cli \
+      --no-auth-warning --user "$SENTINEL_NODE_USER" -h 127.0.0.1 -p "$VALKEY_PORT" "$@" INFO keyspace \
+      2>/dev/null | grep -q '^db[0-9]*:keys=[1-9]'; then
+      exit 0
+    fi
+    echo "a replica that has not copied its primary's data since it started"
+    ;;
   *) echo "no INFO replication: ${replication:-(no reply)}" | head -n 1 ;;
 esac
 exit 1
