@@ -183,3 +183,21 @@ def test_a_promoted_member_is_followed_by_everyone(path: str, tmp_path: Path) ->
 @pytest.mark.parametrize("self", PODS)
 def test_with_nobody_answering_a_member_follows_the_other_region(path: str, tmp_path: Path, self: str) -> None:
     assert follow_target(path, tmp_path, self, {}) == UPSTREAM
+
+
+def test_the_answers_parsing_takes_ipv6_hosts_trailing_dots_and_refusals(path: str, tmp_path: Path) -> None:
+    # An upstream given as an IPv6 address (INFO's value holds colons): still outside the group.
+    ipv6 = {"sessions-0": replica("fd00::1", 900, "up"), "sessions-1": follows("sessions-0", 900)}
+    (tmp_path / "ipv6").mkdir()
+    assert follow_target(path, tmp_path / "ipv6", "sessions-1", ipv6) == f"{fqdn('sessions-0')} 6379"
+    # A member's name with a trailing dot is still a member: no head, the most data takes over.
+    dotted = {
+        "sessions-1": replica(fqdn("sessions-0") + ".", 700, "up"),
+        "sessions-2": replica(fqdn("sessions-0") + ".", 900, "up"),
+    }
+    (tmp_path / "dotted").mkdir()
+    assert follow_target(path, tmp_path / "dotted", "sessions-2", dotted) == UPSTREAM
+    # A member that refuses (a rotated password) counts as not answering.
+    refused = {"sessions-0": "NOPERM User sentinel has no permissions\r\n", "sessions-1": follows("sessions-0", 5)}
+    (tmp_path / "refused").mkdir()
+    assert follow_target(path, tmp_path / "refused", "sessions-2", refused) == f"{fqdn('sessions-1')} 6379"
