@@ -5,8 +5,9 @@
 #           copied its primary's data since it started: its link is up, or it was up once since
 #           the start (master_link_down_since_seconds is -1 until the first link, 8.1.8 and 9.1.2).
 #           A new member on an empty volume, or a restarted one whose copy has not completed, is
-#           kept out of readHost and of the rollout's progress; a member that has copied once and
-#           lost its primary stays ready and serves its (stale) data, as a single replica does.
+#           kept out of the read Service and of the rollout's progress; a member that has copied
+#           once and lost its primary stays ready and serves its (stale) data, as a single replica
+#           does.
 #           In a group that follows the other region, whose members can copy only while that
 #           region is reachable, a restarted member that holds data is ready too (it serves what
 #           it loaded, as before): only an empty one waits for its first copy. So region 2 stays
