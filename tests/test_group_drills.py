@@ -55,7 +55,6 @@ from valkey_process import wait_for
 from components.config.models import Failover
 from components.render.pod_scripts import KEEPER_CONFIRMATIONS, KEEPER_INTERVAL_SECONDS
 from components.specs.labels import NODE_ROLE_LABEL
-from components.specs.statefulset import GROUP_MIN_READY_SECONDS
 
 pytestmark = needs.root
 
@@ -318,11 +317,11 @@ def test_group_drill2_a_rolling_restart_hands_over_and_copies_nothing_across_reg
     try:
         wait_for(lambda: len(writer.acked) > 1000, 20, "writes flowing")
         # The StatefulSet controller's RollingUpdate: highest ordinal first, each pod deleted
-        # (its preStop hook runs) and recreated; the next one minReadySeconds after it is Ready,
-        # by when every Sentinel has seen it back as a healthy replica (asserted).
+        # (its preStop hook runs) and recreated. The next one as soon as every Sentinel has seen it
+        # back as a healthy replica, which is what a handover needs: sooner than production's
+        # minReadySeconds (GROUP_MIN_READY_SECONDS), so a harsher rollout.
         for pod in sorted(pods, key=lambda p: p.ordinal, reverse=True):
             pod.restart()
-            time.sleep(GROUP_MIN_READY_SECONDS)  # minReadySeconds: the runner does not pace rollouts
             logged(pods, lambda: wait_for(lambda: all(settled(rendered, p) for p in pods), 30, "the group settled"))
         wait_for(lambda: primary_pod(pods) is not None, 20, "one pod labelled primary")
         time.sleep(2)
