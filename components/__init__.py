@@ -22,8 +22,9 @@ render/            files, rendered from validated settings; never imports Pulumi
   valkey_conf.py   valkey.conf (a group member's static part; start.sh adds its role)
   sentinel_conf.py a group's Sentinel config, the two parts sentinel.sh puts its identity between
   exporter.py      the metrics exporters' flags and password files (a node's, a Sentinel's)
-  pod_scripts.py   the shell scripts the pods run (scripts/*.sh: probes, reloader, a group's start,
-                   Sentinel and label updater), read as files, and their environments
+  pod_scripts.py   the shell scripts the pods run (scripts/*.sh: probes, reloader, the fence, a single
+                   pod's and a group's start, Sentinel and label updater), read as files, and
+                   their environments
   files.py         the config Secret's contents, and what needs a restart
   promql.py        the PromQL vocabulary the rules share: selectors, the role join, alert rules
   alerts.py        Prometheus recording rules and alerts about nodes; the rule groups
@@ -39,6 +40,7 @@ specs/             pulumi_kubernetes arguments built from settings; never create
   services.py      headless, client, external (LoadBalancer), and a group's read and Sentinel Services
   disruption_budget.py  the PodDisruptionBudget
   statefulset.py   the StatefulSet, its claim template, the claim-size patch
+  marker.py        the ConfigMap that says an instance was Ready once: its pods then fence an empty primary
   certificate.py   TLS sources, DNS names, the cert-manager Certificate
   network_policy.py  the NetworkPolicy
   monitoring.py    the ServiceMonitor (relabelings) and the PrometheusRule's arguments

@@ -68,6 +68,11 @@ class InstanceNames:
         return f"{self.instance}-labeler"
 
     @property
+    def marker(self) -> str:
+        """The ConfigMap that exists once the instance was first Ready (specs/marker.py)."""
+        return f"{self.instance}-holds-data"
+
+    @property
     def certificate(self) -> str:
         """The cert-manager Certificate, and the Secret cert-manager writes for it."""
         return f"{self.instance}-tls"
@@ -125,6 +130,7 @@ class InstanceNames:
             ("Role", namespace, self.labeler),
             ("RoleBinding", namespace, self.labeler),
             ("PodDisruptionBudget", namespace, self.statefulset),
+            ("ConfigMap", namespace, self.marker),
             ("NetworkPolicy", namespace, self.statefulset),
             ("Certificate", namespace, self.certificate),
             ("Secret", namespace, self.certificate),
@@ -155,6 +161,7 @@ class InstanceNames:
             ("Role", self.labeler),
             ("RoleBinding", self.labeler),
             ("Certificate", self.certificate),
+            ("ConfigMap", self.marker),
             *(("PersistentVolumeClaimPatch", self.claim_patch_resource(n)) for n in range(MAX_PODS)),
             ("ValkeyServer", self.instance),
             ("Credentials", self.instance),

@@ -18,7 +18,7 @@ from .object_names import EXTERNAL_DNS_HOSTNAME, InstanceNames
 from .render import acl, pod_scripts, valkey_conf
 from .render.files import Group, render_files, restart_checksum
 from .sizing import memory_limit_bytes, storage_bytes
-from .specs import certificate, rbac, services
+from .specs import certificate, marker, rbac, services
 from .specs.disruption_budget import disruption_budget_spec
 from .specs.labels import instance_labels, primary_selector, role_labels, scrape_labels, selector_labels
 from .specs.network_policy import NetworkPolicyRules, network_policy_spec
@@ -187,6 +187,8 @@ class ValkeyServer(pulumi.ComponentResource):
                 # incident a promotion answers) must never hold back the StatefulSet's own update.
                 depends_on=[self.statefulset],
             )
+        if settings.persistence:
+            self._marker()
         if settings.persistence and settings.storage.size is not None:
             # Only a size the stack file states: the default follows maxmemory, and lowering
             # maxmemory must not ask Kubernetes to shrink a volume (it refuses, every time).
@@ -344,6 +346,8 @@ class ValkeyServer(pulumi.ComponentResource):
             config_secret=self._names.config_secret,
             tls_secret=args.tls.secret_name(self._names.instance) if args.tls else None,
             persistence=settings.persistence,
+            primary=args.upstream is None,
+            marker=self._names.marker if settings.persistence else None,
             metrics_exporter=args.metrics_exporter,
             # For the scrape (specs/monitoring.py): replicated or not, and the eviction policy.
             pod_labels=scrape_labels(settings.dr, settings.maxmemory_policy) if args.metrics_exporter else None,
@@ -381,6 +385,17 @@ class ValkeyServer(pulumi.ComponentResource):
                     custom_timeouts=pulumi.CustomTimeouts(create=rollout, update=rollout),
                 )
             ),
+        )
+
+    def _marker(self) -> k8s.core.v1.ConfigMap:
+        """Created once the StatefulSet's await saw every pod Ready: from then on its pods fence a
+        primary that starts on an empty volume (specs/marker.py)."""
+        return k8s.core.v1.ConfigMap(
+            self._names.marker,
+            metadata=self._metadata(self._names.marker),
+            data=marker.data(),
+            immutable=True,
+            opts=self._child.merge(pulumi.ResourceOptions(depends_on=[self.statefulset], protect=self._args.protect)),
         )
 
     def _grow_claim(self, ordinal: int, size_bytes: int) -> k8s.core.v1.PersistentVolumeClaimPatch:

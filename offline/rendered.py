@@ -112,6 +112,25 @@ class Rendered:
         """Every Kubernetes object, as plain manifests (secret envelopes unwrapped)."""
         return [unwrap(c.inputs) for c in self._kubernetes()]
 
+    def first_rollout(self) -> list[dict[str, Any]]:
+        """The objects that exist while the stack's first ``pulumi up`` waits for its StatefulSets:
+        every one but those that depend on a StatefulSet, directly or through another resource,
+        which the engine creates only once that StatefulSet's await has seen every pod Ready (an
+        instance's marker ConfigMap, its claim patches, its external Service)."""
+        by_urn = self.registrations
+        after: set[str] = {urn for urn, r in by_urn.items() if r.typ == "kubernetes:apps/v1:StatefulSet"}
+        changed = True
+        while changed:
+            changed = False
+            for urn, registration in by_urn.items():
+                if urn not in after and registration.dependencies & after:
+                    after.add(urn)
+                    changed = True
+        waiting = {(by_urn[urn].typ, by_urn[urn].name) for urn in after} - {
+            (r.typ, r.name) for r in by_urn.values() if r.typ == "kubernetes:apps/v1:StatefulSet"
+        }
+        return [unwrap(c.inputs) for c in self._kubernetes() if (c.typ, c.name) not in waiting]
+
     def objects(self, kind: str) -> dict[str, dict[str, Any]]:
         """Manifests of one kind, by metadata.name (of same-named objects in several namespaces, the
         last by resource name: use ``manifest`` with a namespace to choose)."""

@@ -76,18 +76,19 @@ def program_of(words: list[str]) -> str | None:
     return None
 
 
-START_SCRIPT = "start.sh"
+START_SCRIPTS = ("start.sh", "single.sh")
 """A group member's Valkey container runs ``sh <dir>/start.sh``, which execs valkey-server on a
-config file it writes at each start, including the rendered one its ``CONFIG_FILE`` names
-(the program's components/render/scripts/start.sh)."""
+config file it writes at each start, including the rendered one its ``CONFIG_FILE`` names; a single
+pod's runs ``sh <dir>/single.sh``, which execs valkey-server on ``CONFIG_FILE`` itself (the
+program's components/render/scripts/)."""
 
 
 def started_config(container: Mapping[str, Any]) -> str | None:
-    """The rendered config file of a container started by the group start script, else None."""
+    """The rendered config file of a container started by a start script of the program, else None."""
     words = argv(container)
     if len(words) < 2 or posixpath.basename(words[0]) not in ("sh", "ash", "bash", "dash"):
         return None
-    if posixpath.basename(words[1]) != START_SCRIPT:
+    if posixpath.basename(words[1]) not in START_SCRIPTS:
         return None
     env = {e.get("name"): e.get("value") for e in as_list(container.get("env")) if isinstance(e, Mapping)}
     config = env.get("CONFIG_FILE")

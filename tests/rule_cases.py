@@ -58,13 +58,14 @@ def primary(t: Target, replicas: int, policy: str = "allkeys-lru", used: int = 1
     return t.add("redis_connected_slaves", f"{replicas}x40").add("redis_commands_processed_total", "0+600x40")
 
 
-def replica(t: Target, link: str, last_io: str, role: str = "slave") -> Target:
+def replica(
+    t: Target, link: str, last_io: str, role: str = "slave", master_host: str = "sessions.region1.example.com"
+) -> Target:
     server(t, role, "allkeys-lru", 9 * 10**8, 2**31).add("redis_connected_slaves", "0x40")
     t.add("redis_commands_processed_total", "0+60x40")
-    t.add("redis_master_link_up", link, master_host="sessions.region1.example.com", master_port="6379")
-    return t.add(
-        "redis_master_last_io_seconds_ago", last_io, master_host="sessions.region1.example.com", master_port="6379"
-    )
+    t.add("redis_slave_info", "1x40", master_host=master_host, master_port="6379", read_only="1")
+    t.add("redis_master_link_up", link, master_host=master_host, master_port="6379")
+    return t.add("redis_master_last_io_seconds_ago", last_io, master_host=master_host, master_port="6379")
 
 
 def connected_replica(t: Target, ip: str, primary_offset: str, replica_offset: str, ack_age: str) -> Target:

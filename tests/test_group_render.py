@@ -113,20 +113,22 @@ def test_group_members_fence_themselves_and_announce_their_names(group: harness.
     assert "user sentinel on" in acl and "user labeler on" in acl
 
 
-def test_a_single_pod_renders_exactly_as_before_groups(single: harness.Rendered) -> None:
-    """Nothing of a group reaches a single pod: its template (so no restart on upgrade), Secret keys,
-    Services and users are those of the previous release."""
+def test_nothing_of_a_group_reaches_a_single_pod(single: harness.Rendered) -> None:
+    """A single pod's template, Secret keys, Services and users hold nothing of a group. (Its start
+    script, single.sh, fences a primary on an empty volume: the one change of the fencing release.)"""
     names = {m["metadata"]["name"] for m in sessions_objects(single)}
     assert not {"sessions-read", "sessions-sentinel", "sessions-labeler"} & names
     pod = single.pod_spec("sessions")
     assert [c["name"] for c in pod["containers"]] == ["valkey", "reloader", "exporter"]
     assert "affinity" not in pod and "serviceAccountName" not in pod
-    assert single.container("sessions", "valkey")["command"] == ["valkey-server", "/etc/valkey/valkey.conf"]
+    assert single.container("sessions", "valkey")["command"] == ["sh", "/etc/valkey/single.sh"]
     assert NODE_ROLE_LABEL not in single.objects("Service")["sessions"]["spec"]["selector"]
     assert set(single.config_files("sessions")) & set(RESTART_KEYS) == {
         "valkey.conf",
         "reloader-password",
         "reloader.sh",
+        "fence.sh",
+        "single.sh",
     }
     assert "sentinel" not in single.users_acl("sessions")
 

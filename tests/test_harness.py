@@ -77,3 +77,18 @@ def test_accessors_return_copies(region1: Rendered) -> None:
     region1.pod_spec("sessions")["containers"].clear()
     assert region1.valkey_conf("sessions") != "changed"
     assert region1.container("sessions", "valkey")["name"] == "valkey"
+
+
+def test_the_first_rollout_lacks_what_pulumi_creates_after_the_statefulsets(region1: Rendered) -> None:
+    """What the pods of a first ``pulumi up`` can read: not the markers, claim patches or external
+    Services, each of which depends on its StatefulSet (the engine creates it after the await)."""
+
+    def names(manifests: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        return {(m["kind"], m["metadata"]["name"]) for m in manifests}
+
+    later = names(region1.manifests()) - names(region1.first_rollout())
+    markers = {("ConfigMap", f"{n}-holds-data") for n in region1.objects("StatefulSet")}
+    assert markers <= later
+    assert ("Service", "sessions-external") in later
+    assert {kind for kind, _ in later} == {"ConfigMap", "Service", "PersistentVolumeClaim"}  # the claim patches
+    assert ("StatefulSet", "sessions") not in later and ("Secret", "sessions-config") not in later

@@ -134,11 +134,17 @@ def test_no_password_outside_a_secret(stacks: dict[str, Rendered]) -> None:
         for password in rendered.passwords:
             for where, text in places:
                 assert password not in text, f"{rendered.stack}: a generated password appears in {where}"
-    assert stacks["region1"].objects("ConfigMap") == {}
+    # The only ConfigMaps: each instance's marker (components/specs/marker.py), one key, no file.
+    for rendered in stacks.values():
+        statefulsets = rendered.objects("StatefulSet")
+        persistent = {n for n, s in statefulsets.items() if s["spec"].get("volumeClaimTemplates")}
+        markers = rendered.objects("ConfigMap")
+        assert set(markers) == {f"{n}-holds-data" for n in persistent}
+        assert all(list(m["data"]) == ["expected"] for m in markers.values())
 
 
 def test_container_commands_carry_no_credentials(stacks: dict[str, Rendered]) -> None:
-    for _, spec, _ in pod_specs(stacks["region2"]):
+    for name, spec, _ in pod_specs(stacks["region2"]):
         containers = {c["name"]: c for c in spec["containers"]}
         if "labeler" in containers:  # a group: start.sh decides the role (whom to follow, in a DR one)
             assert containers["valkey"]["command"] == ["sh", "/etc/valkey/start.sh"]
@@ -150,15 +156,19 @@ def test_container_commands_carry_no_credentials(stacks: dict[str, Rendered]) ->
                 {"keeper"},
                 {"sentinel", "sentinel-exporter"},
             )
-        else:
-            assert containers["valkey"]["command"] == ["valkey-server", "/etc/valkey/valkey.conf"]
+        else:  # a single pod with persistence: single.sh fences a primary on an empty volume
+            assert containers["valkey"]["command"] == ["sh", "/etc/valkey/single.sh"]
             assert set(containers) == {"valkey", "reloader", "exporter"}
         for container in containers.values():
             # Only plain values and the pod's own name (no Secret references); what they hold is
             # checked outside Secrets above.
             assert "envFrom" not in container
             for e in container.get("env", []):
-                assert "valueFrom" not in e or e["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}, e
+                assert "valueFrom" not in e or e["valueFrom"] in (
+                    {"fieldRef": {"fieldPath": "metadata.name"}},
+                    # The marker (components/specs/marker.py): one key of a ConfigMap, no Secret.
+                    {"configMapKeyRef": {"name": f"{name}-holds-data", "key": "expected", "optional": True}},
+                ), e
             commands = [" ".join(container["command"] + container.get("args", []))]
             commands += [
                 " ".join(p["exec"]["command"]) for k, p in container.items() if k.endswith("Probe") and "exec" in p

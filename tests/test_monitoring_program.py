@@ -174,7 +174,8 @@ def test_operator_objects_can_be_left_out_and_the_exporter_too() -> None:
     assert {c["name"] for c in off.pod_spec("sessions")["containers"]} == {"valkey", "reloader"}
     # No exporter password file: the files the server and the reloader read, nothing else.
     assert set(off.config_files("sessions")) == {
-        "valkey.conf", "users.acl", "ca-bundle.crt", "probe-password", "reloader-password", "probe.sh", "reloader.sh"
+        "valkey.conf", "users.acl", "ca-bundle.crt", "probe-password", "reloader-password", "probe.sh", "reloader.sh",
+        "fence.sh", "single.sh",
     }  # fmt: skip
     assert "user metrics" not in off.users_acl("sessions")
 

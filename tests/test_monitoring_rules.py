@@ -148,12 +148,21 @@ def write(tmp: Path, groups: list[dict[str, Any]], tests: list[dict[str, Any]]) 
     return test_file
 
 
+def fenced_node(c: Cases) -> None:
+    """Region 1's single primary restarted on an empty volume: fenced (render/scripts/fence.sh), a
+    replica of fenced.invalid, as its exporter reports it (tests/test_fencing.py checks a real one)."""
+    fenced = replica(Target("region1", "sessions"), link="0x40", last_io="-1x40", master_host="fenced.invalid")
+    test = c.group("a fenced node", [fenced])
+    c.alert(test, "1m", "ValkeyNodeFenced", [lbl("region1", "sessions")])
+
+
 @pytest.fixture(scope="module")
 def cases() -> Iterator[Cases]:
     """The fleets of single pods, with the rules of a stack without groups."""
     c = Cases(AlertThresholds())
     healthy_fleet(c)
     troubled_fleet(c)
+    fenced_node(c)
     yield c
 
 
@@ -228,7 +237,7 @@ def test_thresholds_change_the_rules() -> None:
     assert fors == {
         "ValkeyDown": "45s", "ValkeyReplicaLinkDown": "30s", "ValkeyReplicationLagBytes": "90s",
         "ValkeyReplicationLagSeconds": "90s", "ValkeyNoReplicaConnected": "1h", "ValkeyMemoryNearMaxmemory": "0s",
-        "ValkeyEvictionsOnNoEvictionInstance": "0s",
+        "ValkeyEvictionsOnNoEvictionInstance": "0s", "ValkeyNodeFenced": "0s",
     }  # fmt: skip
     assert default_alerts["ValkeyReplicaLinkDown"]["for"] == "2m"
     assert "1234567" not in yaml.safe_dump(default_alerts)

@@ -663,8 +663,9 @@ def test_the_pods_run_the_shipped_scripts_with_their_environment(regions: tuple[
         assert unmounted == [], (script, unmounted)
         assert mounted(container, f"/etc/valkey/{script}")
     probe_user = {e["name"]: e.get("value") for e in valkey["env"]}["PROBE_USER"]
-    # In a group the probe user also answers ROLE, which start.sh asks the peers.
-    assert rendered.acl_line("sessions", probe_user).endswith(("-@all +ping", "-@all +ping +role"))
+    # INFO for a fenced node's state; in a group the probe user also answers ROLE, which start.sh
+    # asks the peers.
+    assert rendered.acl_line("sessions", probe_user).endswith(("-@all +ping +info", "-@all +ping +info +role"))
     exporter_port = rendered.container("sessions", "exporter")["ports"][0]["containerPort"]
     reload_url = {e["name"]: e["value"] for e in reloader["env"]}["EXPORTER_RELOAD_URL"]
     assert reload_url == f"http://127.0.0.1:{exporter_port}/-/reload"

@@ -226,7 +226,7 @@ def test_stateful_resources_are_protected_when_configured(regions: tuple[Rendere
         protected = {typ_name for typ_name in rendered.protected if typ_name[0].startswith("kubernetes:")}
         assert protected == {("kubernetes:core/v1:Namespace", "databases")} | {
             ("kubernetes:apps/v1:StatefulSet", n) for n in DR + LOCAL
-        }
+        } | {("kubernetes:core/v1:ConfigMap", f"{n}-holds-data") for n in DR + LOCAL}
     assert render("region1", {"protect": False}).protected == set()
 
 

@@ -81,7 +81,7 @@ def test_acl_holds_hashes_not_passwords() -> None:
     lines = {line.split()[1]: line for line in text.splitlines()}
     assert set(lines) == {"default", "replication", "probe", "reloader", "admin"}
     assert lines["replication"].endswith("-@all +psync +replconf")
-    assert lines["probe"].endswith("-@all +ping")
+    assert lines["probe"].endswith("-@all +ping +info")
     assert lines["reloader"].endswith("-@all +acl|load +config|set")
     assert lines["default"].endswith("~* &* +@all -flushall -config")
     assert lines["admin"].endswith("~* &* +@all")

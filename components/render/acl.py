@@ -26,7 +26,8 @@ ALL_KEYS_ALL_COMMANDS = "~* &* +@all"
 # replica's listening port and offset ACKs (without it the primary cannot track lag). PING is
 # not needed: a replica's handshake PING is accepted even when it is refused.
 REPLICATION_RULES = "-@all +psync +replconf"
-PROBE_RULES = "-@all +ping"
+# INFO: probe.sh reads a fenced node's replication and persistence state (render/scripts/fence.sh).
+PROBE_RULES = "-@all +ping +info"
 # In a group, start.sh and sentinel.sh also ask the peers' ROLE with it (render/scripts/group.sh).
 GROUP_PROBE_RULES = PROBE_RULES + " +role"
 # What Sentinel sends a node, measured on Valkey 8.1.8 and 9.1.2 (tests/test_sentinel_real.py):

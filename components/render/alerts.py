@@ -71,6 +71,7 @@ from typing import Any
 from ..config.models import AlertThresholds
 from . import group_alerts
 from .group_alerts import GROUP_ALERTS, GROUP_RECORDS, Topology, member_hosts
+from .pod_scripts import FENCE_HOST
 from .promql import (
     JOB,
     PER_POD,
@@ -95,6 +96,7 @@ NODE_ALERTS = (
     "ValkeyNoReplicaConnected",
     "ValkeyMemoryNearMaxmemory",
     "ValkeyEvictionsOnNoEvictionInstance",
+    "ValkeyNodeFenced",
 )
 NODE_RECORDS = (
     "valkey_connected_replicas",
@@ -222,6 +224,18 @@ def alerting_rules(thresholds: AlertThresholds, runbook_base: str, hosts: str | 
             summary=f"{WHERE} evicted keys although its policy is noeviction",
             description=f"Keys were evicted in the last {window}: the running maxmemory-policy is not the "
             "configured noeviction (CONFIG SET at run time?), and keys the policy promises to keep are dropped.",
+            runbook_base=runbook_base,
+        ),
+        alert(
+            "ValkeyNodeFenced",
+            # A fenced node replicates from FENCE_HOST, which its exporter reports as master_host.
+            f"{by_pod} ({m('redis_slave_info', master_host=FENCE_HOST)}) == 1",
+            for_=0,
+            severity="critical",
+            summary=f"{WHERE} is fenced: it started without the data it held",
+            description="The pod started on a volume without data after the instance had held data (a lost or "
+            "replaced volume). It serves nothing and feeds no replica, so the other copies keep theirs, until it "
+            "holds the data again: bring it back as the runbook says.",
             runbook_base=runbook_base,
         ),
     ]

@@ -22,6 +22,7 @@ from .paths import (
     CONFIG_KEY,
     DATA_DIR,
     EXPORTER_PASSWORD_KEY,
+    FENCE_SCRIPT_KEY,
     LABELER_PASSWORD_KEY,
     MASTERAUTH_CONFIG_FILE,
     MASTERAUTH_CONFIG_KEY,
@@ -37,12 +38,13 @@ from .paths import (
     SENTINEL_MASTER_CONFIG_KEY,
     SENTINEL_PASSWORD_KEY,
     SENTINEL_PEER_PASSWORD_KEY,
+    SINGLE_SCRIPT_KEY,
     SOCKET_FILE,
     TLS_CERT_FILE,
     TLS_KEY_FILE,
     UPSTREAM_KEY,
 )
-from .pod_scripts import GROUP_SCRIPT_KEYS, GROUP_SCRIPTS, SCRIPTS
+from .pod_scripts import GROUP_SCRIPT_KEYS, GROUP_SCRIPTS, SCRIPTS, SINGLE_SCRIPTS
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def server_settings(
             replication_user=acl.REPLICATION_USER,
             max_replica_lag_seconds=int(group.failover.max_replica_lag.total_seconds()),
             socket=socket,
-            replica_priority=0 if group.follows else 100,
+            replica_priority=valkey_conf.replica_priority(group.follows),
         )
     return valkey_conf.ServerSettings(
         port=instance.port,
@@ -140,6 +142,8 @@ def render_files(
         files[MASTERAUTH_KEY] = upstream.password
     if group is not None:
         files |= _group_files(group, passwords, tls, upstream)
+    else:
+        files |= SINGLE_SCRIPTS
     if passwords.metrics:
         files[EXPORTER_PASSWORD_KEY] = exporter.password_file(
             instance.port, passwords.metrics[0], tls=ca_bundle is not None
@@ -186,12 +190,14 @@ RESTART_KEYS = (
     SENTINEL_CONFIG_KEY,
     SENTINEL_MASTER_CONFIG_KEY,
     *GROUP_SCRIPT_KEYS,
+    FENCE_SCRIPT_KEY,
+    SINGLE_SCRIPT_KEY,
 )
 """What a running pod cannot take live: valkey.conf (read at start only; it holds no password), the
 reloader's own password (it logs in with it to apply everything else), reloader.sh (a running
 loop never re-reads itself); in a group, the Sentinel's config and the scripts that start the
-server and the Sentinel, read at start only, and the label updater's loop. A single pod has none
-of the group's keys, so its checksum is what it was before groups existed."""
+server and the Sentinel, read at start only, and the label updater's loop; the fence's scripts,
+read at start only (a single pod's start script, fence.sh)."""
 LIVE_KEYS = {
     ACL_KEY: "the reloader's ACL LOAD",
     MASTERAUTH_KEY: "the reloader's CONFIG SET masterauth",

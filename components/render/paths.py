@@ -15,6 +15,13 @@ TLS_DIR = "/etc/valkey-tls"
 DATA_DIR = "/data"
 """The PersistentVolume (or an emptyDir without persistence): the append-only file."""
 
+AOF_DIR_NAME = "appendonlydir"
+"""``appenddirname``: the AOF's directory under DATA_DIR."""
+AOF_MANIFEST_FILE = f"{DATA_DIR}/{AOF_DIR_NAME}/appendonly.aof.manifest"
+"""Written by the server at its first start on a volume (appendfilename's default, appendonly.aof)."""
+FENCE_FILE = f"{DATA_DIR}/fenced"
+"""Present while the node is fenced (render/scripts/fence.sh); its first line says why."""
+
 CONFIG_FILE = f"{CONFIG_DIR}/valkey.conf"
 ACL_FILE = f"{CONFIG_DIR}/users.acl"
 CA_FILE = f"{CONFIG_DIR}/ca-bundle.crt"
@@ -25,6 +32,9 @@ MASTERAUTH_CONFIG_FILE = f"{CONFIG_DIR}/masterauth.conf"
 MASTERAUTH_FILE = f"{CONFIG_DIR}/masterauth-password"
 """The same password, raw (no config quoting): what the reloader gives ``CONFIG SET masterauth``."""
 PROBE_SCRIPT = f"{CONFIG_DIR}/probe.sh"
+FENCE_SCRIPT = f"{CONFIG_DIR}/fence.sh"
+SINGLE_SCRIPT = f"{CONFIG_DIR}/single.sh"
+"""A single pod's start (replicas: 1, with persistence); a group member's is START_SCRIPT."""
 RELOADER_SCRIPT = f"{CONFIG_DIR}/reloader.sh"
 TLS_CERT_FILE = f"{TLS_DIR}/tls.crt"
 TLS_KEY_FILE = f"{TLS_DIR}/tls.key"
@@ -84,6 +94,8 @@ MASTERAUTH_CONFIG_KEY = secret_key(MASTERAUTH_CONFIG_FILE)
 MASTERAUTH_KEY = secret_key(MASTERAUTH_FILE)
 PROBE_SCRIPT_KEY = secret_key(PROBE_SCRIPT)
 RELOADER_SCRIPT_KEY = secret_key(RELOADER_SCRIPT)
+FENCE_SCRIPT_KEY = secret_key(FENCE_SCRIPT)
+SINGLE_SCRIPT_KEY = secret_key(SINGLE_SCRIPT)
 SENTINEL_CONFIG_KEY = secret_key(SENTINEL_CONFIG_FILE)
 SENTINEL_MASTER_CONFIG_KEY = secret_key(SENTINEL_MASTER_CONFIG_FILE)
 SENTINEL_PEER_PASSWORD_KEY = secret_key(SENTINEL_PEER_PASSWORD_FILE)
@@ -106,6 +118,8 @@ PUBLIC_KEYS = frozenset(
         CA_KEY,
         PROBE_SCRIPT_KEY,
         RELOADER_SCRIPT_KEY,
+        FENCE_SCRIPT_KEY,
+        SINGLE_SCRIPT_KEY,
         GROUP_SCRIPT_KEY,
         START_SCRIPT_KEY,
         SENTINEL_SCRIPT_KEY,

@@ -15,8 +15,11 @@ from .acl import PROBE_USER, RELOADER_USER, SENTINEL_USER
 from .exporter import RELOAD_URL
 from .paths import (
     ACL_FILE,
+    AOF_MANIFEST_FILE,
     CA_FILE,
     CONFIG_FILE,
+    FENCE_FILE,
+    FENCE_SCRIPT_KEY,
     GROUP_SCRIPT_KEY,
     KEEPER_SCRIPT,
     KEEPER_SCRIPT_KEY,
@@ -39,6 +42,8 @@ from .paths import (
     SENTINEL_RUNTIME_CONFIG_FILE,
     SENTINEL_SCRIPT,
     SENTINEL_SCRIPT_KEY,
+    SINGLE_SCRIPT,
+    SINGLE_SCRIPT_KEY,
     START_SCRIPT,
     START_SCRIPT_KEY,
     TLS_CERT_FILE,
@@ -46,6 +51,7 @@ from .paths import (
     UPSTREAM_FILE,
 )
 from .sentinel_conf import PEER_USER
+from .valkey_conf import replica_priority
 
 
 def _read(key: str) -> str:
@@ -53,8 +59,10 @@ def _read(key: str) -> str:
     return resources.files(__package__).joinpath("scripts", key).read_text(encoding="utf-8")
 
 
-SCRIPTS = {key: _read(key) for key in (PROBE_SCRIPT_KEY, RELOADER_SCRIPT_KEY)}
+SCRIPTS = {key: _read(key) for key in (PROBE_SCRIPT_KEY, RELOADER_SCRIPT_KEY, FENCE_SCRIPT_KEY)}
 """Config Secret key -> script, in every pod."""
+SINGLE_SCRIPTS = {SINGLE_SCRIPT_KEY: _read(SINGLE_SCRIPT_KEY)}
+"""Config Secret key -> script, in a single pod only (replicas: 1)."""
 GROUP_SCRIPT_KEYS = (GROUP_SCRIPT_KEY, START_SCRIPT_KEY, SENTINEL_SCRIPT_KEY, LABELER_SCRIPT_KEY, KEEPER_SCRIPT_KEY)
 GROUP_SCRIPTS = {key: _read(key) for key in (*GROUP_SCRIPT_KEYS, PRESTOP_SCRIPT_KEY)}
 """Config Secret key -> script, in a group's pods only. prestop.sh is read at each stop (a live
@@ -67,6 +75,12 @@ KEEPER_CONFIRMATIONS = 3
 HANDOVER_TIMEOUT_SECONDS = 10
 """prestop.sh: how long the replicas may take to catch up, and the Sentinels to agree, each."""
 START_COMMAND = ["sh", START_SCRIPT]
+SINGLE_COMMAND = ["sh", SINGLE_SCRIPT]
+FENCE_HOST = "fenced.invalid"
+"""What a fenced node replicates from (render/scripts/fence.sh): under .invalid, it resolves nowhere.
+The alert on fenced nodes matches it (render/alerts.py)."""
+DATA_EXPECTED_ENV = "DATA_EXPECTED"
+"""The Valkey container's variable from the instance's marker ConfigMap (specs/marker.py)."""
 SENTINEL_COMMAND = ["sh", SENTINEL_SCRIPT]
 SENTINEL_PEER_USER = PEER_USER
 """The Sentinels' user the pod's scripts ask them with (render/sentinel_conf.py)."""
@@ -97,6 +111,24 @@ def _connection(port: int, tls: bool) -> dict[str, str]:
 def probe_env(port: int, tls: bool) -> dict[str, str]:
     """The Valkey container's environment, which its exec probes inherit: what probe.sh reads."""
     return {**_connection(port, tls), "PROBE_USER": PROBE_USER, "PROBE_PASSWORD_FILE": PROBE_PASSWORD_FILE}
+
+
+def fence_env(persistence: bool) -> dict[str, str]:
+    """What fence.sh and probe.sh read about the fence, besides DATA_EXPECTED_ENV (specs/pod.py sets
+    it from the marker). Without persistence nothing is fenced: no data is expected after a restart."""
+    if not persistence:
+        return {}
+    return {"FENCE_FILE": FENCE_FILE, "FENCE_HOST": FENCE_HOST, "AOF_MANIFEST_FILE": AOF_MANIFEST_FILE}
+
+
+def single_env(port: int, tls: bool, persistence: bool, primary: bool) -> dict[str, str]:
+    """A single pod's Valkey container (replicas: 1): what single.sh, and probe.sh, read."""
+    return {
+        **probe_env(port, tls),
+        **fence_env(persistence),
+        "CONFIG_FILE": CONFIG_FILE,
+        "SERVER_ROLE": "primary" if primary else "replica",
+    }
 
 
 def reloader_env(port: int, tls: bool, metrics_exporter: bool) -> dict[str, str]:
@@ -150,12 +182,17 @@ def _group_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
     }
 
 
-def start_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
+def start_env(port: int, tls: bool, group: GroupEnv, persistence: bool) -> dict[str, str]:
     """A group member's Valkey container: what start.sh (and probe.sh) read; POD_NAME comes from
     the downward API. It waits for a failover at most one detection and one failover attempt."""
     wait = group.down_after_seconds + group.failover_timeout_seconds
     return {
         **_group_env(port, tls, group),
+        **fence_env(persistence),
+        # probe.sh, lifting a fence: the priority valkey.conf gives, set as the reloader's user.
+        "REPLICA_PRIORITY": str(replica_priority(group.follows)),
+        "RELOADER_USER": RELOADER_USER,
+        "RELOADER_PASSWORD_FILE": RELOADER_PASSWORD_FILE,
         "CONFIG_FILE": CONFIG_FILE,
         "MASTERAUTH_CONFIG_FILE": MASTERAUTH_CONFIG_FILE,
         "RUNTIME_CONFIG_FILE": RUNTIME_CONFIG_FILE,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .paths import MASTERAUTH_CONFIG_FILE
+from .paths import AOF_DIR_NAME, MASTERAUTH_CONFIG_FILE
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,17 @@ class TlsFiles:
     ca: str
 
 
+LEADER_REPLICA_PRIORITY = 100
+"""A leading group's members: any may be promoted (Valkey's default). A fenced one runs with 0
+until probe.sh gives it this back (render/scripts/fence.sh)."""
+
+
+def replica_priority(follows: bool) -> int:
+    """A member's replica-priority: 0 in a group that follows another region (no Sentinel may
+    promote it), else LEADER_REPLICA_PRIORITY."""
+    return 0 if follows else LEADER_REPLICA_PRIORITY
+
+
 @dataclass(frozen=True)
 class GroupMember:
     """A member of a group (replicas > 1): start.sh writes its role and name at each start, into a
@@ -49,7 +60,7 @@ class GroupMember:
     """A primary refuses writes once no replica has acknowledged the stream for this long."""
     socket: str
     """The unix socket the label updater asks ROLE on (plaintext, inside the pod only)."""
-    replica_priority: int = 100
+    replica_priority: int = LEADER_REPLICA_PRIORITY
     """0: no Sentinel ever promotes this node (a group that follows another region)."""
 
 
@@ -156,7 +167,7 @@ def _persistence(enabled: bool, rewrite_min_size: int | None) -> list[str]:
         "# Persistence: AOF on the PersistentVolume; an acknowledged write is on disk within 1 s.",
         "appendonly yes",
         "appendfsync everysec",
-        'appenddirname "appendonlydir"',
+        f"appenddirname {quote(AOF_DIR_NAME)}",
         "aof-use-rdb-preamble yes",
         *rewrite,
         "# No RDB snapshots: the AOF is the persistence, and each snapshot would be another fork.",

@@ -14,7 +14,7 @@ from ..object_names import DATA_CLAIM
 from ..render import pod_scripts
 from ..render.paths import CONFIG_DIR, CONFIG_FILE, DATA_DIR, TLS_DIR
 from ..sizing import mebibytes
-from . import exporter, labeler, sentinel
+from . import exporter, labeler, marker, sentinel
 from .security_context import restricted
 
 VALKEY_PORT_NAME = "valkey"
@@ -45,6 +45,11 @@ class PodSettings:
     """Labels on the pod only (not the selector), e.g. for the scrape's relabelings."""
     group: GroupSettings | None = None
     """A Sentinel group (replicas > 1); None: a single pod that is what its valkey.conf says."""
+    primary: bool = True
+    """A single pod: valkey.conf makes it a primary (False: a replica of the other region)."""
+    marker: str | None = None
+    """The instance's marker ConfigMap (specs/marker.py); its pods fence a primary on an empty volume
+    once it exists. Needs persistence."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,19 @@ class GroupSettings:
 
 def _env(values: dict[str, str]) -> list[k8s.core.v1.EnvVarArgs]:
     return [k8s.core.v1.EnvVarArgs(name=name, value=value) for name, value in values.items()]
+
+
+def _marker_env(name: str | None) -> list[k8s.core.v1.EnvVarArgs]:
+    """DATA_EXPECTED from the marker, optional: unset until Pulumi creates it after the first rollout.
+    The kubelet resolves it at each container start, so a restart after that sees it."""
+    if name is None:
+        return []
+    ref = k8s.core.v1.ConfigMapKeySelectorArgs(name=name, key=marker.KEY, optional=True)
+    return [
+        k8s.core.v1.EnvVarArgs(
+            name=pod_scripts.DATA_EXPECTED_ENV, value_from=k8s.core.v1.EnvVarSourceArgs(config_map_key_ref=ref)
+        )
+    ]
 
 
 def _group_env(values: dict[str, str]) -> list[k8s.core.v1.EnvVarArgs]:
@@ -147,15 +165,26 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
     mounts = [k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True)]
     if tls:
         mounts.append(k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True))
-    if group is None:
+    if settings.marker is not None and not settings.persistence:
+        raise ValueError("a marker needs persistence: without it no data is expected after a restart")
+    marker_env = _marker_env(settings.marker)
+    if group is None and not settings.persistence:
         # `command` replaces the image's entrypoint script: what runs is exactly this line.
         command = ["valkey-server", CONFIG_FILE]
         env = _env(pod_scripts.probe_env(settings.port, tls))
         server_mounts = mounts
+    elif group is None:
+        # single.sh (render/scripts/) fences a primary on an empty volume, then execs valkey-server.
+        command = pod_scripts.SINGLE_COMMAND
+        env = [
+            *_env(pod_scripts.single_env(settings.port, tls, persistence=True, primary=settings.primary)),
+            *marker_env,
+        ]
+        server_mounts = mounts
     else:
         # start.sh (render/scripts/) asks the group for this pod's role, then execs valkey-server.
         command = pod_scripts.START_COMMAND
-        env = _group_env(pod_scripts.start_env(settings.port, tls, group.env))
+        env = [*_group_env(pod_scripts.start_env(settings.port, tls, group.env, settings.persistence)), *marker_env]
         server_mounts = [*mounts, *sentinel.run_mounts()]
     # A group's primary hands over to a replica before it stops (render/scripts/prestop.sh).
     lifecycle = (

@@ -23,6 +23,9 @@ class ObjectStore:
         items = objects.manifests() if hasattr(objects, "manifests") else objects
         self._objects: list[Manifest] = [copy.deepcopy(dict(m)) for m in items]
 
+    def all(self) -> list[Manifest]:
+        return list(self._objects)
+
     def find(self, kind: str, namespace: str, name: str) -> Manifest | None:
         for m in self._objects:
             meta = m.get("metadata", {})

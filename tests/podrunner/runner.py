@@ -17,12 +17,26 @@ from .cluster import Cluster
 from .kubelet import BACKOFF_INITIAL, BACKOFF_MAX
 from .names import NameRegistry
 from .network import TMP_PREFIX, Bridge
-from .objects import HasManifests, ObjectStore, as_int
+from .objects import HasManifests, Manifest, ObjectStore, as_int
 from .pod import Pod
 from .podspec import PodPlan, plan_pod
 from .proxy import FaultProxy
 
 Objects = HasManifests | Iterable[Mapping[str, Any]]
+
+
+def _first_rollout(objects: Objects) -> Objects:
+    """What a new StatefulSet's pods read at their first start: of a harness ``Rendered``, not the
+    ConfigMaps and Secrets Pulumi creates only after the StatefulSet's await (``first_rollout``:
+    the marker ConfigMap the pods read at each start). Services created then (an external one)
+    stay: the runner's names have no notion of when they appear. Later calls with the whole
+    render (``restart``, ``update_volumes``) are the cluster once that ``pulumi up`` completed."""
+    first_rollout = getattr(objects, "first_rollout", None)
+    if first_rollout is None:
+        return objects
+    first: list[Manifest] = first_rollout()
+    later = [m for m in ObjectStore(objects).all() if m not in first]
+    return first + [m for m in later if m.get("kind") not in ("ConfigMap", "Secret")]
 
 
 class PodRunner:
@@ -84,10 +98,11 @@ class PodRunner:
         wait_ready: float | None = 30.0,
         publish: bool = True,
     ) -> Pod:
-        """Start pod ``ordinal`` of a StatefulSet from rendered manifests (a harness ``Rendered`` or
-        a list of manifest dicts) in ``region``. Everything unsupported is refused before anything
-        starts. ``publish`` registers the pod's DNS name and those of the Services selecting it."""
-        store = ObjectStore(objects)
+        """Start pod ``ordinal`` of a StatefulSet from rendered manifests (a harness ``Rendered``, as
+        its first rollout sees them: ``_first_rollout``; or a list of manifest dicts) in ``region``.
+        Everything unsupported is refused before anything starts. ``publish`` registers the pod's
+        DNS name and those of the Services selecting it."""
+        store = ObjectStore(_first_rollout(objects))
         pod = self._new_pod(store, plan_pod(store, statefulset, ordinal, namespace), region, publish)
         self._launch(pod)
         if wait_ready:
@@ -109,7 +124,7 @@ class PodRunner:
         creates pod N+1 only once pod N is Ready (``wait_ready`` seconds per pod, required); Parallel
         creates them all at once, then waits for all (``wait_ready`` None: not at all). Every pod is
         planned, and anything unsupported refused, before the first one starts."""
-        store = ObjectStore(objects)
+        store = ObjectStore(_first_rollout(objects))
         spec = store.statefulset(name, namespace)["spec"]
         first = as_int((spec.get("ordinals") or {}).get("start", 0), "spec.ordinals.start")
         replicas = as_int(spec.get("replicas", 1), "spec.replicas")

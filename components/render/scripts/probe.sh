@@ -12,6 +12,11 @@
 #           region is reachable, a restarted member that holds data is ready too (it serves what
 #           it loaded, as before): only an empty one waits for its first copy. So region 2 stays
 #           ready, and its rollouts proceed, while region 1 is away.
+#           A fenced node (FENCE_FILE present, render/scripts/fence.sh) is never ready. The probe
+#           lifts the fence once the node holds data it may serve and feed: it copied a primary
+#           other than FENCE_HOST (link up, its AOF rewritten since: no rewrite in progress or
+#           scheduled), or a person made it a primary (docs/runbooks.md#runbook-a-fenced-node). In a
+#           group it first gives the node back its replica-priority, as the reloader's user.
 #   alive   passes on PONG or a reply starting LOADING (startup, liveness): a server loading its
 #           dataset is alive but not ready, and killing it would restart the load from the beginning.
 #
@@ -25,6 +30,11 @@
 #   PROBE_USER           the ACL user that may PING
 #   PROBE_PASSWORD_FILE  its password, read at each run into REDISCLI_AUTH (never into an argument,
 #                        where /proc/<pid>/cmdline would show it)
+#   FENCE_FILE           the fence's file on the data volume; unset without persistence
+#   FENCE_HOST           the name a fenced node replicates from (with FENCE_FILE)
+#   REPLICA_PRIORITY     in a group: the replica-priority a lifted fence restores
+#   RELOADER_USER, RELOADER_PASSWORD_FILE
+#                        in a group: the user that may CONFIG SET replica-priority
 #   GROUP_MODE           set in a group member's container (leader or follower)
 #   SENTINEL_NODE_USER, SENTINEL_NODE_PASSWORD_FILE
 #                        in a group: the user that may ask INFO (the probe user may not), already
@@ -54,6 +64,31 @@ esac
 
 reply="$(REDISCLI_AUTH="$(cat "$PROBE_PASSWORD_FILE")" valkey-cli --no-auth-warning --user "$PROBE_USER" \
   -h 127.0.0.1 -p "$VALKEY_PORT" "$@" ping 2>/dev/null)"
+if [ "$mode:$reply" = ready:PONG ] && [ -n "${FENCE_FILE:-}" ] && [ -f "$FENCE_FILE" ]; then
+  : "${FENCE_HOST:?}"
+  state="$(REDISCLI_AUTH="$(cat "$PROBE_PASSWORD_FILE")" valkey-cli --no-auth-warning --user "$PROBE_USER" \
+    -h 127.0.0.1 -p "$VALKEY_PORT" "$@" INFO replication persistence 2>/dev/null | tr -d '\r' |
+    awk -F: '$1 ~ /^(role|master_host|master_link_status|loading|aof_rewrite_in_progress|aof_rewrite_scheduled)$/ {
+      v[$1] = $2 } END { print v["role"], v["master_host"], v["master_link_status"], v["loading"] v["aof_rewrite_in_progress"] v["aof_rewrite_scheduled"] }')"
+  case "$state" in
+    "slave $FENCE_HOST "*)
+      echo "fenced: $(head -n 1 "$FENCE_FILE") (docs/runbooks.md#runbook-a-fenced-node)"
+      exit 1
+      ;;
+    "master "* | "slave "*" up 000") ;;
+    *)
+      echo "fenced ($(head -n 1 "$FENCE_FILE")), copying: $state"
+      exit 1
+      ;;
+  esac
+  if [ -n "${GROUP_MODE:-}" ] && [ "$(REDISCLI_AUTH="$(cat "${RELOADER_PASSWORD_FILE:?}")" valkey-cli --no-auth-warning \
+    --user "${RELOADER_USER:?}" -h 127.0.0.1 -p "$VALKEY_PORT" "$@" CONFIG SET replica-priority \
+    "${REPLICA_PRIORITY:?}" 2>/dev/null)" != OK ]; then
+    echo "fenced: holds data now, but replica-priority could not be restored"
+    exit 1
+  fi
+  rm -f "$FENCE_FILE" || exit 1
+fi
 case "$mode:$reply" in
   ready:PONG) [ -z "${GROUP_MODE:-}" ] && exit 0 ;;
   alive:PONG | alive:LOADING*) exit 0 ;;

@@ -19,6 +19,12 @@
 # at most FAILOVER_WAIT_SECONDS, and then joins as that one's replica; if none was promoted by
 # then (no replica could take over), it starts as the primary.
 #
+# A member that starts without the data it is expected to hold (fence.sh) never starts as the
+# primary: when the group names it, it waits for the Sentinels to promote a member that holds the
+# data, as above, and joins that one; when none is promoted, it starts fenced, as a replica of
+# FENCE_HOST. Either way it starts with replica-priority 0, so no Sentinel promotes it before it
+# has copied the data; probe.sh lifts the fence (and the priority) once it has.
+#
 # In a group that follows another region (GROUP_MODE=follower), there are no Sentinels: the pod
 # follows what follow_target (group.sh) says, always as a replica, and announces a name that
 # resolves nowhere (ANNOUNCE_SUFFIX, under .invalid): the other region's primary lists it, and that
@@ -34,6 +40,8 @@
 : "${CONFIG_FILE:?}" "${MASTERAUTH_CONFIG_FILE:?}" "${RUNTIME_CONFIG_FILE:?}" "${FAILOVER_WAIT_SECONDS:?}"
 # shellcheck source=SCRIPTDIR/group.sh
 . "$(dirname "$0")/group.sh"
+# shellcheck source=SCRIPTDIR/fence.sh
+. "$(dirname "$0")/fence.sh"
 
 announce="$SELF"
 if [ "$GROUP_MODE" = follower ]; then
@@ -44,11 +52,16 @@ if [ "$GROUP_MODE" = follower ]; then
   PRIMARY_PORT="${target#* }"
   log "following $PRIMARY:$PRIMARY_PORT"
 else
+  # A follower is a replica whatever it holds: it copies its head, or the other region.
+  fence_check
   find_primary
   PRIMARY_PORT="$VALKEY_PORT"
 fi
-if [ "$GROUP_MODE" = leader ] && [ "$PRIMARY" = "$SELF" ] && [ "$PRIMARY_SOURCE" = sentinels ]; then
-  log "the Sentinels still name this pod: waiting up to ${FAILOVER_WAIT_SECONDS}s for them to promote a replica"
+if [ "$GROUP_MODE" = leader ] && [ "$PRIMARY" = "$SELF" ] && { [ "$PRIMARY_SOURCE" = sentinels ] || [ "$FENCED" = yes ]; }; then
+  if [ "$FENCED" = yes ]; then
+    fence_log "FENCED: $FENCE_REASON; the group names this pod (from the $PRIMARY_SOURCE)"
+  fi
+  log "the group still names this pod: waiting up to ${FAILOVER_WAIT_SECONDS}s for the Sentinels to promote a replica"
   waited=0
   while [ "$waited" -lt "$FAILOVER_WAIT_SECONDS" ]; do
     sleep 1
@@ -72,6 +85,10 @@ rm -f "$RUNTIME_CONFIG_FILE" || exit 1
   echo "# Written by start.sh at the container's start; Sentinel may rewrite it. Never read back."
   echo "include $(quote "$CONFIG_FILE")"
   echo "replica-announce-ip $(quote "$announce")"
+  if [ "${FENCED:-no}" = yes ]; then
+    echo "replica-priority 0"
+    [ "$PRIMARY" = "$SELF" ] && PRIMARY="$FENCE_HOST"
+  fi
   if [ "$PRIMARY" != "$SELF" ]; then
     echo "replicaof $(quote "$PRIMARY") $PRIMARY_PORT"
   fi
@@ -80,6 +97,10 @@ rm -f "$RUNTIME_CONFIG_FILE" || exit 1
 mv "$RUNTIME_CONFIG_FILE.tmp" "$RUNTIME_CONFIG_FILE" || exit 1
 if [ "$PRIMARY" = "$SELF" ]; then
   log "starting as the primary"
+elif [ "$PRIMARY" = "$FENCE_HOST" ]; then
+  fence_log "no member was promoted: serving nothing, as a replica of $FENCE_HOST, until one holding the data is the primary (docs/runbooks.md#runbook-a-fenced-node)"
+elif [ "${FENCED:-no}" = yes ]; then
+  fence_log "starting as a replica of $PRIMARY with replica-priority 0 until it has copied the data"
 else
   log "starting as a replica of $PRIMARY"
 fi
