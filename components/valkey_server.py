@@ -137,8 +137,9 @@ class ValkeyServer(pulumi.ComponentResource):
             opts=self._child,
         )
         # Everything the pod needs to serve; the StatefulSet depends on all of it. Removing the
-        # instance while protected fails at the StatefulSet, and the engine then skips every delete
-        # it depends on: nothing of a running instance goes away while its pod stays.
+        # instance while protected fails at its marker (deleted first, protected too) or its
+        # StatefulSet, and the engine then skips every delete they depend on: nothing of a running
+        # instance goes away while its pod stays.
         serving: list[pulumi.Resource] = [config_secret, *self._certificate(), *args.credentials.secrets]
         headless = self._service(
             self._names.headless_service,

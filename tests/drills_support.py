@@ -16,8 +16,11 @@ from typing import Any, TypeVar
 
 import harness
 import valkey
+from podrunner.pod import Pod
 from replies import info, sync
 from valkey_process import wait_for
+
+from ops.switchover import Node
 
 T = TypeVar("T")
 CONNECTION_ERRORS = (valkey.ConnectionError, valkey.TimeoutError, OSError)
@@ -65,6 +68,17 @@ def replication_login(rendered: harness.Rendered, instance: str, host: str, port
     """The replication user, with the password the region exports for the other region."""
     creds = rendered.exports["replicationCredentials"][instance]
     return valkey.Valkey(host=host, port=port, username=creds["username"], password=creds["password"], socket_timeout=5)
+
+
+def node(rendered: harness.Rendered, pod: Pod, instance: str = "sessions") -> Node:
+    """A pod as the switchover tool (ops/switchover.py) logs in to it: as the admin user."""
+    creds = rendered.secret_data(f"{instance}-admin-credentials")
+    return Node(pod.address, 6379, creds["password"], username=creds["username"])
+
+
+def replication_password(rendered: harness.Rendered, instance: str = "sessions") -> str:
+    """The region's replication password, as its stack output replicationCredentials gives it."""
+    return str(rendered.exports["replicationCredentials"][instance]["password"])
 
 
 def role(c: valkey.Valkey) -> str:

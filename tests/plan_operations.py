@@ -165,12 +165,17 @@ OPERATIONS = [
     Operation("move a single pod to a group of 3 (replicas)", "region1", region1, lambda: region1(**GROUP)),
     Operation("grow a group's volumes", "region1", lambda: region1(**GROUP), lambda: region1(**GROUP_GROWN)),
     Operation(
-        "promote region 2",
+        "promote region 2 (also a planned switchover's first pulumi up)",
         "region2",
         region2,
         lambda: _render("region2", json.dumps(PROMOTED_REGION2, sort_keys=True), None),
     ),
-    Operation("failback: region 1 follows region 2", "region1", region1, _failback_region1),
+    Operation(
+        "failback: region 1 follows region 2 (also a planned switchover's second pulumi up)",
+        "region1",
+        region1,
+        _failback_region1,
+    ),
     Operation("failback: region 1 primary again", "region1", _failback_region1, region1),
     Operation(
         "failback: region 2 follows region 1 again",

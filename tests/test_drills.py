@@ -260,7 +260,7 @@ def test_drill2_auth_on_every_pod(runner: PodRunner, regions_without_tls: harnes
             assert pod.probe(kind).success, (where, kind)
         container = r.container(instance, "valkey")
         command = container["readinessProbe"]["exec"]["command"]
-        env = {e["name"]: e["value"] for e in container["env"]}
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}  # not the marker's valueFrom
         assert (env["PROBE_USER"], env["PROBE_PASSWORD_FILE"]) == ("probe", "/etc/valkey/probe-password")
         wrong = ["env", "PROBE_PASSWORD_FILE=/etc/valkey/reloader-password", *command]
         none = ["env", "PROBE_PASSWORD_FILE=/dev/null", *command]

@@ -37,11 +37,18 @@ def follows(pod: str, offset: int, link: str = "up") -> str:
     return replica(fqdn(pod), offset, link)
 
 
-def replica(host: str, offset: int, link: str) -> str:
+def replica(host: str, offset: int, link: str, keys: int = 5000) -> str:
     return (
         f"# Replication\r\nrole:slave\r\nmaster_host:{host}\r\nmaster_port:6379\r\n"
-        f"master_link_status:{link}\r\nmaster_repl_offset:{offset}\r\n"
+        f"master_link_status:{link}\r\nmaster_repl_offset:{offset}\r\n" + keyspace(keys)
     )
+
+
+def keyspace(keys: int) -> str:
+    """INFO keyspace: a member holding ``keys`` keys, over two databases (none: an empty member)."""
+    if not keys:
+        return "\r\n# Keyspace\r\n"
+    return f"\r\n# Keyspace\r\ndb0:keys={keys - 1},expires=0,avg_ttl=0\r\ndb3:keys=1,expires=1,avg_ttl=9\r\n"
 
 
 def primary(offset: int) -> str:
@@ -91,7 +98,7 @@ def follow_target(path: str, tmp_path: Path, self: str, answers: dict[str, str])
         "ANSWERS": str(tmp_path),
     }
     # ask HOST PORT USER PASSWORD_FILE COMMAND...: the table's answer for HOST, if any.
-    stub = 'ask() { [ "$5 $6" = "INFO replication" ] && cat "$ANSWERS/$1" 2>/dev/null; }'
+    stub = 'ask() { [ "$5 $6 $7" = "INFO replication keyspace" ] && cat "$ANSWERS/$1" 2>/dev/null; }'
     done = subprocess.run(
         [
             str(Path(path) / "sh") if path != "/usr/bin:/bin" else "sh",
@@ -172,6 +179,26 @@ def test_when_the_other_region_is_out_of_reach_the_head_stays_where_it_is(path: 
     for pod in PODS:
         expected = UPSTREAM if pod == "sessions-1" else f"{fqdn('sessions-1')} 6379"
         assert follow_target(path, tmp_path, pod, cut_off) == expected
+
+
+def test_after_restarts_a_member_holding_keys_wins_over_an_empty_one(path: str, tmp_path: Path) -> None:
+    # Every member restarted (offsets 0, no link yet); sessions-0 came back on an empty volume. It
+    # must not become the head that region 2's promotion would pick, nor be copied by the others.
+    restarted = {
+        "sessions-0": replica("sessions.region1.example.com", 0, "down", keys=0),
+        "sessions-1": follows("sessions-0", 0, "down"),
+        "sessions-2": follows("sessions-0", 0, "down"),
+    }
+    assert follow_target(path, tmp_path, "sessions-1", restarted) == UPSTREAM
+    assert follow_target(path, tmp_path, "sessions-0", restarted) == f"{fqdn('sessions-1')} 6379"
+    assert follow_target(path, tmp_path, "sessions-2", restarted) == f"{fqdn('sessions-1')} 6379"
+    # A fenced member (a replica of fenced.invalid, render/scripts/fence.sh) is no head either.
+    fenced = {
+        "sessions-0": replica("fenced.invalid", 0, "down", keys=0),
+        "sessions-1": follows("sessions-0", 0, "down"),
+    }
+    (tmp_path / "fenced").mkdir()
+    assert follow_target(path, tmp_path / "fenced", "sessions-1", fenced) == UPSTREAM
 
 
 def test_a_promoted_member_is_followed_by_everyone(path: str, tmp_path: Path) -> None:

@@ -268,7 +268,8 @@ def valkeys(setup: Setup) -> Iterator[Callable[..., Server]]:
 )
 def test_the_label_follows_the_role(setup: Setup, valkeys: Callable[..., Server], build: str, shell: str) -> None:
     """With the default period (1 s): a master is primary; a replica of a group member, replica; a
-    replica of a host outside the group (region 2's head), primary; no server, unknown."""
+    replica of a host outside the group (region 2's head), primary; a fenced node, replica; no
+    server, unknown."""
     server = valkeys(build)
     began = time.monotonic()
     labeler = setup.start(shell, PERIOD_SECONDS="")
@@ -279,6 +280,9 @@ def test_the_label_follows_the_role(setup: Setup, valkeys: Callable[..., Server]
     setup.wait_label("replica", 2.5, labeler)
     admin.replicaof(REMOTE_HEAD, 6379)
     setup.wait_label("primary", 2.5, labeler)
+    # Fenced (render/scripts/fence.sh): a replica of a name under .invalid is nobody's head.
+    admin.replicaof("fenced.invalid", 6379)
+    setup.wait_label("replica", 2.5, labeler)
     server.stop()
     setup.wait_label("unknown", 2.5, labeler)
     assert labeler.process.poll() is None
@@ -288,8 +292,9 @@ def test_the_label_follows_the_role(setup: Setup, valkeys: Callable[..., Server]
             changed("(none)", "primary"),
             changed("primary", "replica"),
             changed("replica", "primary"),
+            changed("primary", "replica"),
             f"labeler: valkey: no socket at {setup.socket} (Valkey not started?)",
-            changed("primary", "unknown"),
+            changed("replica", "unknown"),
         ]
     )
 

@@ -221,6 +221,23 @@ def test_promotion_restarts_region2s_dr_pods_on_their_volumes() -> None:
     assert PROMOTED_REGION2["role"] == "primary"
 
 
+def test_a_switchover_and_a_fenced_recovery_keep_every_volume_and_marker() -> None:
+    """The pulumi ups of a planned switchover, there and back (ops/switchover.py), which are also
+    a fenced single pod's recovery (docs/runbooks.md#runbook-a-fenced-node): each succeeds, no
+    StatefulSet is replaced or deleted, and each instance keeps its marker: a node that comes back
+    empty afterwards is still fenced."""
+    for title, stack in (
+        ("promote region 2", "region2"),
+        ("failback: region 1 follows region 2", "region1"),
+        ("failback: region 1 primary again", "region1"),
+        ("failback: region 2 follows region 1 again", "region2"),
+    ):
+        p = operation(title, stack).plan()
+        assert p.succeeds, title
+        kept = {"StatefulSet", "ConfigMap", "PersistentVolumeClaimPatch"}
+        assert [s.label() for s in p.steps if s.op in ("replace", "delete") and s.kind in kept] == [], title
+
+
 # --- The rules themselves, on a real render changed by hand ------------------------------------
 
 

@@ -4,6 +4,7 @@ cross-region wiring through region 1's actual exports, promotion and failback.""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -240,6 +241,20 @@ def test_promotion_makes_region2_primaries_that_stay_primaries() -> None:
             svc["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/hostname"] == f"{name}.region2.example.com"
         )
     assert promoted.exports["role"] == "primary"
+
+
+def test_a_promoted_region2_needs_nothing_from_region1() -> None:
+    """Region 1's cluster, state and secrets may all be out of reach when region 2 is promoted
+    (docs/runbooks.md#runbook-promote-region-2): its render reads no StackReference, and nothing of
+    region 1's (a password, the replication login) is in any object or output."""
+    region1 = render("region1")
+    promoted = render("region2", {"role": "primary", "primaryStack": None})  # no reference answered
+    assert promoted.references == []
+    text = json.dumps([promoted.manifests(), promoted.exports], default=str)
+    leaked = [p for p in region1.passwords if p in text]
+    assert leaked == []
+    for name in DR:
+        assert promoted.directive(name, "replicaof") is None
 
 
 def test_failback_region1_replicates_from_promoted_region2() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import valkey
 from harness import stack_file_config
-from replies import acl_log, config_value, info
+from replies import acl_log, config_value, info, sync
 from valkey_process import Server, free_port, wait_for, write_config
 
 from components.config.loader import parse_stack_config
@@ -142,11 +142,15 @@ def test_replication_user_cannot_read_or_write(pair: Pair, command: tuple[str, .
     assert pair.primary.client().get("k") == "secret-value"
 
 
-def test_probe_user_may_only_ping(pair: Pair) -> None:
+def test_probe_user_may_not_read_or_write(pair: Pair) -> None:
     probe = pair.primary.client("probe", PROBE)
     assert probe.ping()
+    # INFO: a fenced node's state (render/scripts/probe.sh); no key, no write.
+    assert sync(probe.info("replication"))["role"] == "master"
     with pytest.raises(valkey.exceptions.NoPermissionError):
         probe.get("k")
+    with pytest.raises(valkey.exceptions.NoPermissionError):
+        probe.set("k", "v")
 
 
 @pytest.mark.parametrize(

@@ -302,8 +302,9 @@ class StackConfig(ConfigModel):
     failover: Failover = Failover()
     """Failure detection and fencing of groups (replicas > 1)."""
     protect: bool = True
-    """Pulumi `protect` on the namespace and StatefulSets: a `pulumi destroy`, a replacing change or
-    removing an instance fails instead of deleting them (and, with them, the data)."""
+    """Pulumi `protect` on the namespace, StatefulSets and each instance's marker ConfigMap: a `pulumi
+    destroy`, a replacing change or removing an instance fails instead of deleting them (and, with
+    them, the data or the knowledge that it existed)."""
     tls: Tls = Tls()
     """TLS for client and replication connections."""
     network_policy: NetworkPolicy = NetworkPolicy()

@@ -54,4 +54,6 @@ fence_check() {
   FENCE_REASON="started on a volume without data ($AOF_MANIFEST_FILE is missing) after the instance had held data"
   { echo "$FENCE_REASON"; echo "since $(date -u +%Y-%m-%dT%H:%M:%SZ)"; } >"$FENCE_FILE.tmp" || exit 1
   mv "$FENCE_FILE.tmp" "$FENCE_FILE" || exit 1
+  # On disk before the server writes its first AOF: a crash must not leave a manifest without it.
+  sync
 }

@@ -119,16 +119,16 @@ find_primary() {
 }
 
 # A follower group's member: "<host> <port>" of what it should replicate from now; fails when the
-# upstream cannot be read. It asks every member INFO replication once (this pod's own Valkey too,
-# which answers unless it has not started yet), then decides, in this order:
+# upstream cannot be read. It asks every member INFO replication and keyspace once (this pod's own
+# Valkey too, which answers unless it has not started yet), then decides, in this order:
 #   1. a member that is a primary was promoted by a person (docs/runbooks.md): follow it;
 #   2. a head is a member that replicates from outside the group with its link up. The first one in
 #      ordinal order stays the head: this pod follows it or, if it is this pod, the upstream. A head
 #      keeps its place while its link is up, so two members never trade it back and forth;
 #   3. no head (it died, or its link is down): the member holding the most data (the highest
-#      replication offset; among equals the former head, else the lowest ordinal) becomes the
-#      head. No data flows while there is no head, so every member sees the same offsets and
-#      elects the same one. A pod that restarted holds no offset it can resume from (Valkey keeps
+#      replication offset; among equals one holding keys, then the former head, else the lowest
+#      ordinal) becomes the head. No data flows while there is no head, so every member sees the
+#      same offsets and elects the same one. A pod that restarted holds no offset it can resume from (Valkey keeps
 #      none across a restart), so it follows a member that does rather than copy everything across
 #      regions again; only when no member answers does it follow the upstream itself.
 # ROLE would not do for 3: a replica whose link is down answers offset -1 there (8.1.8, measured).
@@ -139,10 +139,11 @@ follow_target() {
   infos=""
   for pod in $GROUP_PODS; do
     infos="$infos$(ask "$pod.$GROUP_DOMAIN" "$VALKEY_PORT" "$SENTINEL_NODE_USER" "$SENTINEL_NODE_PASSWORD_FILE" \
-      INFO replication | tr -d '\r' | awk -v pod="$pod" '{
+      INFO replication keyspace | tr -d '\r' | awk -v pod="$pod" '{
         key = $0; sub(/:.*/, "", key)
         if (key ~ /^(role|master_host|master_link_status|master_repl_offset)$/) print pod, key, substr($0, length(key) + 2)
-      }')
+        if (key ~ /^db[0-9]+$/ && match($0, /keys=[0-9]+/)) keys += substr($0, RSTART + 5, RLENGTH - 5)
+      } END { print pod, "keys", keys + 0 }')
 "
   done
   upstream="$(cat "$UPSTREAM_FILE")" || return 1
@@ -150,6 +151,8 @@ follow_target() {
     { value[$1, $2] = $3 }
     function outside(host) {
       sub(/\.$/, "", host)
+      # A fenced member replicates from a name under .invalid (fence.sh): no upstream, no head.
+      if (host ~ /\.invalid$/) return 0
       return length(host) <= length(domain) || substr(host, length(host) - length(domain) + 1) != domain
     }
     END {
@@ -162,11 +165,14 @@ follow_target() {
         if (value[pod, "master_link_status"] == "up" && outside(value[pod, "master_host"]) && head == "") head = pod
         offset = value[pod, "master_repl_offset"]
         if (offset !~ /^[0-9]+$/) continue
-        # Among equals, a former head (its link down) before the lowest ordinal: when the other
-        # region is out of reach, the head stays where it is.
+        # Among equals, a member holding keys before an empty one (after restarts every offset is
+        # 0: an empty new volume must not win), then a former head (its link down) before the
+        # lowest ordinal: when the other region is out of reach, the head stays where it is.
         former = outside(value[pod, "master_host"])
-        if (best == "" || offset + 0 > most || (offset + 0 == most && former && !best_former)) {
-          best = pod; most = offset + 0; best_former = former
+        holds = value[pod, "keys"] + 0 > 0
+        if (best == "" || offset + 0 > most || (offset + 0 == most &&
+            (holds > best_holds || (holds == best_holds && former && !best_former)))) {
+          best = pod; most = offset + 0; best_former = former; best_holds = holds
         }
       }
       if (promoted != "") print promoted

@@ -136,6 +136,8 @@ EOF
       host="${host%.}"
       case "$host" in
         *"$domain") role=replica ;;
+        # Fenced (fence.sh): it replicates from a name that resolves nowhere, it is nobody's head.
+        *.invalid) role=replica ;;
         *) role=primary ;;
       esac
       ;;

@@ -37,8 +37,9 @@
 #                        in a group: the user that may CONFIG SET replica-priority
 #   GROUP_MODE           set in a group member's container (leader or follower)
 #   SENTINEL_NODE_USER, SENTINEL_NODE_PASSWORD_FILE
-#                        in a group: the user that may ask INFO (the probe user may not), already
-#                        in the container for prestop.sh: no ACL change for pods of an older template
+#                        in a group: the user the readiness of a replica asks INFO as (the probe
+#                        user may ask INFO only since the fence: pods of an older template's ACL
+#                        do not have it), already in the container for prestop.sh
 #
 # The kubelet reads this file at each probe: a change reaches running pods without a restart, once
 # the kubelet has refreshed the Secret volume. Keep it working with the environment of pods that

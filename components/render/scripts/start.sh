@@ -19,8 +19,8 @@
 # at most FAILOVER_WAIT_SECONDS, and then joins as that one's replica; if none was promoted by
 # then (no replica could take over), it starts as the primary.
 #
-# A member that starts without the data it is expected to hold (fence.sh) never starts as the
-# primary: when the group names it, it waits for the Sentinels to promote a member that holds the
+# A member of a leading group that starts without the data it is expected to hold (fence.sh)
+# never starts as the primary: when the group names it, it waits for the Sentinels to promote a member that holds the
 # data, as above, and joins that one; when none is promoted, it starts fenced, as a replica of
 # FENCE_HOST. Either way it starts with replica-priority 0, so no Sentinel promotes it before it
 # has copied the data; probe.sh lifts the fence (and the priority) once it has.
@@ -46,13 +46,16 @@
 announce="$SELF"
 if [ "$GROUP_MODE" = follower ]; then
   : "${ANNOUNCE_SUFFIX:?}"
+  # A follower is a replica whatever it holds, and copies its head or the other region; an empty
+  # one is still recorded as fenced, so it is not Ready (nor promoted by a person going by the
+  # readiness) until it holds the data (probe.sh).
+  fence_check
   announce="$POD_NAME.$ANNOUNCE_SUFFIX"
   target="$(follow_target)"
   PRIMARY="${target% *}"
   PRIMARY_PORT="${target#* }"
   log "following $PRIMARY:$PRIMARY_PORT"
 else
-  # A follower is a replica whatever it holds: it copies its head, or the other region.
   fence_check
   find_primary
   PRIMARY_PORT="$VALKEY_PORT"
