@@ -1,41 +1,37 @@
 """A planned switchover between the regions with no acknowledged write lost: the old primary's
-writes pause, the other region's head receives everything, the roles swap, writes resume there.
+writes pause, the other region's copy receives everything, the roles swap, writes resume there.
 
     python -m ops.switchover --old HOST:PORT --new HOST:PORT --new-external HOST:PORT \\
-        [--local-replica HOST:PORT ...] [--tls-ca FILE] [--pause-timeout SECONDS]
+        [--tls-ca FILE] [--pause-timeout SECONDS]
 
 Logins come from the environment, never from arguments: ``OLD_ADMIN_PASSWORD`` and
 ``NEW_ADMIN_PASSWORD`` (each region's ``<instance>-admin-credentials``, user ``admin``), and
 ``NEW_REPLICATION_PASSWORD`` (the new primary's region's replication password, its stack output
 ``replicationCredentials``; user ``replication``), with which the old primary then replicates.
 
+**Single pods only, for now**: an old primary with replicas of its own region, or a new one with
+replicas (a group's head), is refused; groups' rollouts after a switchover are not drilled yet
+(docs/design.md#planned-switchover).
+
 The steps, each checked before the next (docs/runbooks.md#runbook-planned-switchover):
 
-1. The old primary is a primary and the new one is its replica with its link up; in a group, each
-   of the old primary's members (``--local-replica``) gets ``replica-priority 0``, so the group's
-   Sentinels cannot promote one once the old primary has become a replica of the other region.
-2. ``CLIENT PAUSE <timeout> WRITE`` on the old primary: writes wait (reads go on); the server also
-   stops expiring keys, so its offset stays still.
-3. Wait until the new primary's offset equals the old one's: it holds every acknowledged write.
+1. Checks: the old node is a primary; the new one is its replica (the same replication ID), with
+   its link up; the replication login works on the new one; neither has replicas of its own.
+2. ``CLIENT PAUSE <timeout> WRITE`` on the old primary: writes wait, reads go on.
+3. Wait until the new node's offset reaches the old one's.
 4. The old primary becomes a replica of the new one's external endpoint (``REPLICAOF``, as the
-   replication user). From here on neither region takes writes, so nothing can be written twice.
-   In a group, its members follow the new primary's external endpoint too: whichever pod the
-   old group's rollout (to a following group) restarts first, the others still replicate.
-5. ``REPLICAOF NO ONE`` on the new primary: it takes writes. In a following group, its members
-   follow it (keeper.sh); the old primary and its members resume from it (psync2: the same
-   history under the new primary's second replication ID).
-6. ``CLIENT UNPAUSE`` on the old primary: the writes that waited there are refused (``READONLY``),
-   and applications reconnect to the new primary.
+   replication user). From here on neither region takes writes, and the old offset is final:
+   wait until the new node has that too (a replication PING may have been sent meanwhile).
+5. ``REPLICAOF NO ONE`` on the new node: it takes writes. The old one resumes from it later
+   (psync2: the same history under the new primary's second replication ID).
+6. ``CLIENT UNPAUSE`` on the old node: the writes that waited there get ``READONLY``.
 
-If a step before 4 fails, the old primary is unpaused and the priorities restored: nothing
-changed. If 4 succeeded and 5 fails, no region takes writes: run step 5 by hand (the promotion
-runbook). Valkey's ``FAILOVER TO`` does 2-6 inside one server, but only towards a replica that
-announces an address the old primary can reach; region 2's members announce a name that resolves
-nowhere, on purpose (region 1's Sentinels must never reach them), so this drives the same steps
-across two servers instead.
-
-Then make both stacks say so, so that the next ``pulumi up`` of each keeps the roles: the tool
-prints the ``pulumi config`` commands.
+A failure before 5 puts the old primary back (``REPLICAOF NO ONE`` if it was demoted, its
+``masteruser``/``masterauth`` restored, unpaused): nothing changed, and the message says so. If 5
+fails, no region takes writes: promote the new one by hand (the promotion runbook). Any other
+error reports the roles both nodes have then. Valkey's ``FAILOVER TO`` does 2-6 inside one server,
+but only towards a replica that announces an address the old primary can reach; region 2's
+replicas do not (docs/design.md#planned-switchover), so this drives the same steps across two.
 """
 
 from __future__ import annotations
@@ -51,6 +47,8 @@ import valkey
 
 ADMIN_USER = "admin"
 REPLICATION_USER = "replication"
+MIN_PAUSE_S = 2.0
+"""The pause must outlast the waits (each at most half of it) by a margin."""
 
 
 class SwitchoverError(Exception):
@@ -65,18 +63,22 @@ class Node:
     username: str = ADMIN_USER
     tls_ca: str | None = None
 
-    def connect(self) -> valkey.Valkey:
+    def connect(self, username: str | None = None, password: str | None = None) -> valkey.Valkey:
         tls = {"ssl": True, "ssl_ca_certs": self.tls_ca} if self.tls_ca else {}
-        return valkey.Valkey(
+        client = valkey.Valkey(
             host=self.host,
             port=self.port,
-            username=self.username,
-            password=self.password,
+            username=username or self.username,
+            password=password or self.password,
             socket_timeout=5,
             socket_connect_timeout=3,
             decode_responses=True,
             **tls,  # type: ignore[arg-type]
         )
+        # INFO as the server sends it: valkey-py's parser turns values that look numeric (a
+        # replication ID of digits) into numbers.
+        client.set_response_callback("INFO", lambda response, **_: response)
+        return client
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
@@ -95,16 +97,24 @@ class Result:
 
     @property
     def write_pause_s(self) -> float:
-        """From the pause to the new primary taking writes: the longest a write waits, plus the
-        time applications take to reconnect to the new primary."""
+        """From the pause to the new primary taking writes: how long a write had no primary."""
         return self.promoted_at - self.paused_at
 
 
 def _replication(c: valkey.Valkey) -> dict[str, str]:
-    reply = c.info("replication")
-    if not isinstance(reply, dict):  # a synchronous client answers a dict
+    reply = c.execute_command("INFO", "replication")
+    if not isinstance(reply, str):  # raw text: valkey-py's parser would make an ID look numeric
         raise SwitchoverError(f"INFO replication answered {type(reply).__name__}")
-    return {str(k): str(v) for k, v in reply.items()}
+    fields = (line.split(":", 1) for line in reply.splitlines() if ":" in line)
+    return {key: value.strip() for key, value in fields}
+
+
+def _role(node: Node) -> str:
+    try:
+        with node.connect() as c:
+            return str(_replication(c).get("role"))
+    except (valkey.ValkeyError, SwitchoverError) as error:
+        return f"unknown ({error})"
 
 
 def switchover(
@@ -113,10 +123,11 @@ def switchover(
     new_external: tuple[str, int],
     replication_password: str,
     *,
-    local_replicas: Sequence[Node] = (),
     pause_timeout_s: float = 10.0,
     log: Callable[[str], None] = print,
 ) -> Result:
+    if pause_timeout_s < MIN_PAUSE_S:
+        raise SwitchoverError(f"a pause of {pause_timeout_s:g}s is too short (at least {MIN_PAUSE_S:g}s)")
     steps: list[str] = []
 
     def say(message: str) -> None:
@@ -125,33 +136,31 @@ def switchover(
 
     with old.connect() as o, new.connect() as n:
         try:
-            _check(o, n, old, new)
-        except valkey.ValkeyError as error:
+            _check(o, n, old, new, replication_password)
+            saved = {k: str(v) for k, v in o.config_get("master*").items() if k in ("masteruser", "masterauth")}
+        except (valkey.ValkeyError, KeyError) as error:
             raise SwitchoverError(f"{error}: nothing changed") from error
-        priorities: dict[Node, str] = {}
+        demoted = False
         try:
-            priorities = _hold_members(local_replicas, say)
-            paused_at, caught_up_at, offset = _pause_until_caught_up(o, n, old, new, timeout_s=pause_timeout_s, say=say)
-        except (SwitchoverError, valkey.ValkeyError) as error:
-            _undo(o, priorities)
-            raise SwitchoverError(f"{error}; writes resumed on {old}, priorities restored: nothing changed") from error
-        host, port = new_external
-        try:
-            _follow(o, host, port, replication_password)
+            o.execute_command("CLIENT", "PAUSE", int(pause_timeout_s * 1000), "WRITE")
+            paused_at = time.monotonic()
+            say(f"writes paused on {old} (at most {pause_timeout_s:g}s)")
+            deadline = paused_at + pause_timeout_s / 2
+            target = _wait_caught_up(o, n, new, deadline)
+            caught_up_at = time.monotonic()
+            say(f"{new} has offset {target}")
+            host, port = new_external
+            o.config_set("masteruser", REPLICATION_USER)
+            o.config_set("masterauth", replication_password)
+            o.execute_command("REPLICAOF", host, port)
+            demoted = True
             demoted_at = time.monotonic()
             say(f"{old} replicates from {host}:{port} (it takes no writes now)")
-        except valkey.ValkeyError as error:
-            _undo(o, priorities)
-            raise SwitchoverError(f"{old} could not be made a replica ({error}): writes resumed there") from error
-        # The old group's members follow the new primary directly too (a partial resync each): so
-        # whichever the old group's rollout to a following group restarts first, the others
-        # still replicate from outside (each a possible head, render/scripts/group.sh), and none
-        # waits on a restarting pod of the old template, which has no keeper to re-point it.
-        for replica in local_replicas:
-            with replica.connect() as r:
-                _follow(r, host, port, replication_password)
-        if local_replicas:
-            say(f"{', '.join(map(str, local_replicas))} replicate from {host}:{port} too")
+            # Final now: a replica without a link adds nothing. Wait for what was sent meanwhile.
+            target = _wait_caught_up(o, n, new, deadline)
+        except (valkey.ValkeyError, SwitchoverError, KeyError) as error:
+            _put_back(o, saved, demoted)
+            raise SwitchoverError(f"{error}; {old} is the primary again and unpaused: nothing changed") from error
         try:
             n.execute_command("REPLICAOF", "NO", "ONE")
         except valkey.ValkeyError as error:
@@ -163,65 +172,54 @@ def switchover(
         say(f"{new} is the primary")
         try:
             o.execute_command("CLIENT", "UNPAUSE")
-            say(f"{old} unpaused: the writes that waited there are refused (READONLY)")
+            say(f"{old} unpaused: the writes that waited there get READONLY")
         except valkey.ValkeyError as error:
             say(f"{old} could not be unpaused ({error}); its pause ends by itself, and it is a replica")
         unpaused_at = time.monotonic()
-    return Result(offset, paused_at, caught_up_at, demoted_at, promoted_at, unpaused_at, steps)
+    return Result(target, paused_at, caught_up_at, demoted_at, promoted_at, unpaused_at, steps)
 
 
-def _follow(c: valkey.Valkey, host: str, port: int, replication_password: str) -> None:
-    c.config_set("masteruser", REPLICATION_USER)
-    c.config_set("masterauth", replication_password)
-    c.execute_command("REPLICAOF", host, port)
-
-
-def _check(o: valkey.Valkey, n: valkey.Valkey, old: Node, new: Node) -> None:
+def _check(o: valkey.Valkey, n: valkey.Valkey, old: Node, new: Node, replication_password: str) -> None:
     before_old, before_new = _replication(o), _replication(n)
     if before_old.get("role") != "master":
-        raise SwitchoverError(f"{old} is not a primary ({before_old.get('role')}): nothing changed")
+        raise SwitchoverError(f"{old} is not a primary ({before_old.get('role')})")
     if before_new.get("role") != "slave" or before_new.get("master_link_status") != "up":
-        raise SwitchoverError(f"{new} is not a replica with its link up: nothing changed")
+        raise SwitchoverError(f"{new} is not a replica with its link up")
+    if before_new.get("master_replid") != before_old.get("master_replid"):
+        raise SwitchoverError(f"{new} does not replicate {old} (another replication ID): check --old and --new")
+    if before_old.get("connected_slaves") != "1" or before_new.get("connected_slaves", "0") != "0":
+        raise SwitchoverError(
+            "only single pods are supported for now: the old primary must have one replica (the new one), "
+            "and the new one none (docs/runbooks.md#runbook-planned-switchover)"
+        )
+    if not replication_password or replication_password == "null":
+        raise SwitchoverError("the new region's replication password is empty")
+    try:
+        with new.connect(REPLICATION_USER, replication_password) as r:
+            r.ping()
+    except valkey.exceptions.NoPermissionError:
+        pass  # logged in: the replication user may not PING
+    except valkey.AuthenticationError as error:
+        raise SwitchoverError(f"{new} refuses the replication login ({error})") from error
 
 
-def _hold_members(local_replicas: Sequence[Node], say: Callable[[str], None]) -> dict[Node, str]:
-    """replica-priority 0 on the old group's members; returns what each had."""
-    priorities: dict[Node, str] = {}
-    for replica in local_replicas:
-        with replica.connect() as r:
-            priorities[replica] = str(r.config_get("replica-priority")["replica-priority"])
-            r.config_set("replica-priority", 0)
-    if local_replicas:
-        say(f"replica-priority 0 on {', '.join(map(str, local_replicas))}: no Sentinel promotes them")
-    return priorities
-
-
-def _pause_until_caught_up(
-    o: valkey.Valkey, n: valkey.Valkey, old: Node, new: Node, *, timeout_s: float, say: Callable[[str], None]
-) -> tuple[float, float, int]:
-    """Pauses writes on the old primary and waits, for at most half the pause, until the new one's
-    offset reaches it. Returns (paused at, caught up at, offset)."""
-    o.execute_command("CLIENT", "PAUSE", int(timeout_s * 1000), "WRITE")
-    paused_at = time.monotonic()
-    say(f"writes paused on {old} (at most {timeout_s:g}s)")
-    deadline = paused_at + timeout_s / 2
+def _wait_caught_up(o: valkey.Valkey, n: valkey.Valkey, new: Node, deadline: float) -> int:
     while True:
         target = int(_replication(o)["master_repl_offset"])
         have = int(_replication(n).get("slave_repl_offset", "-1"))
         if have >= target:
-            break
+            return target
         if time.monotonic() > deadline:
             raise SwitchoverError(f"{new} reached offset {have} of {target} in time")
         time.sleep(0.01)
-    say(f"{new} holds everything {old} acknowledged (offset {target})")
-    return paused_at, time.monotonic(), target
 
 
-def _undo(o: valkey.Valkey, priorities: dict[Node, str]) -> None:
+def _put_back(o: valkey.Valkey, saved: dict[str, str], demoted: bool) -> None:
+    if demoted:
+        o.execute_command("REPLICAOF", "NO", "ONE")
+    for key in ("masteruser", "masterauth"):
+        o.config_set(key, saved.get(key, ""))
     o.execute_command("CLIENT", "UNPAUSE")
-    for replica, priority in priorities.items():
-        with replica.connect() as r:
-            r.config_set("replica-priority", priority)
 
 
 def _endpoint(text: str) -> tuple[str, int]:
@@ -234,34 +232,33 @@ def _endpoint(text: str) -> tuple[str, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.switchover", description=__doc__.split("\n\n")[0])
     parser.add_argument("--old", type=_endpoint, required=True, help="the current primary, HOST:PORT")
-    parser.add_argument("--new", type=_endpoint, required=True, help="the other region's head, HOST:PORT")
+    parser.add_argument("--new", type=_endpoint, required=True, help="the other region's replica, HOST:PORT")
     parser.add_argument("--new-external", type=_endpoint, required=True, help="what the old primary replicates from")
-    parser.add_argument("--local-replica", type=_endpoint, action="append", default=[], help="the old group's members")
     parser.add_argument("--tls-ca", help="the CA bundle, when the nodes serve TLS")
     parser.add_argument("--pause-timeout", type=float, default=10.0, help="longest write pause, seconds")
     args = parser.parse_args(argv)
-    try:
-        old_password = os.environ["OLD_ADMIN_PASSWORD"]
-        new_password = os.environ["NEW_ADMIN_PASSWORD"]
-        replication_password = os.environ["NEW_REPLICATION_PASSWORD"]
-    except KeyError as missing:
-        parser.error(f"{missing.args[0]} is not set (passwords come from the environment, never arguments)")
-    old = Node(args.old[0], args.old[1], old_password, tls_ca=args.tls_ca)
-    new = Node(args.new[0], args.new[1], new_password, tls_ca=args.tls_ca)
-    replicas = [Node(host, port, old_password, tls_ca=args.tls_ca) for host, port in args.local_replica]
+    passwords = {}
+    for name in ("OLD_ADMIN_PASSWORD", "NEW_ADMIN_PASSWORD", "NEW_REPLICATION_PASSWORD"):
+        value = os.environ.get(name, "")
+        if value in ("", "null"):
+            parser.error(f"{name} is not set (passwords come from the environment, never arguments)")
+        passwords[name] = value
+    old = Node(args.old[0], args.old[1], passwords["OLD_ADMIN_PASSWORD"], tls_ca=args.tls_ca)
+    new = Node(args.new[0], args.new[1], passwords["NEW_ADMIN_PASSWORD"], tls_ca=args.tls_ca)
     try:
         result = switchover(
-            old,
-            new,
-            args.new_external,
-            replication_password,
-            local_replicas=replicas,
-            pause_timeout_s=args.pause_timeout,
+            old, new, args.new_external, passwords["NEW_REPLICATION_PASSWORD"], pause_timeout_s=args.pause_timeout
         )
     except SwitchoverError as error:
         print(f"switchover: failed: {error}", file=sys.stderr)
         return 1
-    print(f"switchover: done; writes paused {result.write_pause_s:.3f}s; offset {result.offset}")
+    except Exception as error:  # noqa: BLE001 - whatever went wrong, say where the roles are
+        print(
+            f"switchover: failed ({type(error).__name__}: {error}); roles now: {old} {_role(old)}, {new} {_role(new)}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"switchover: done; writes had no primary for {result.write_pause_s:.3f}s; offset {result.offset}")
     print("switchover: now make both stacks say so (docs/runbooks.md#runbook-planned-switchover)")
     return 0
 

@@ -230,10 +230,10 @@ def settled(rendered: harness.Rendered, pod: Pod) -> bool:
 
 
 LABEL_STALL_SECONDS = 60
-"""How long a label change may take in the pod runner: a label updater's requests to the runner's
-API stand-in sometimes time out ("curl: (28) Connection timed out") for 30 s and more, then pass,
-in about 1 run in 10 to 20 (cause not found; see docs/testing.md). Waits for a label that no
-figure depends on allow this much; Valkey itself never waits on a label."""
+"""How long a label change may take in the pod runner, for waits that no figure depends on: a
+margin kept from when the runner's bridge changed its MAC as pods came and went, and a label
+updater's requests to the API stand-in timed out for 30 s and more (fixed: docs/testing.md).
+Valkey itself never waits on a label."""
 
 
 def primary_pod(pods: list[Pod]) -> Pod | None:

@@ -192,13 +192,15 @@ def test_after_restarts_a_member_holding_keys_wins_over_an_empty_one(path: str, 
     assert follow_target(path, tmp_path, "sessions-1", restarted) == UPSTREAM
     assert follow_target(path, tmp_path, "sessions-0", restarted) == f"{fqdn('sessions-1')} 6379"
     assert follow_target(path, tmp_path, "sessions-2", restarted) == f"{fqdn('sessions-1')} 6379"
-    # A fenced member (a replica of fenced.invalid, render/scripts/fence.sh) is no head either.
+    # A fenced member (a replica of fenced.invalid, render/scripts/fence.sh) is no former head:
+    # between two empty members it does not win the tie as a former head would.
     fenced = {
-        "sessions-0": replica("fenced.invalid", 0, "down", keys=0),
-        "sessions-1": follows("sessions-0", 0, "down"),
+        "sessions-0": replica(fqdn("sessions-1"), 0, "down", keys=0),
+        "sessions-1": replica("fenced.invalid", 0, "down", keys=0),
     }
     (tmp_path / "fenced").mkdir()
-    assert follow_target(path, tmp_path / "fenced", "sessions-1", fenced) == UPSTREAM
+    assert follow_target(path, tmp_path / "fenced", "sessions-0", fenced) == UPSTREAM
+    assert follow_target(path, tmp_path / "fenced", "sessions-1", fenced) == f"{fqdn('sessions-0')} 6379"
 
 
 def test_a_promoted_member_is_followed_by_everyone(path: str, tmp_path: Path) -> None:

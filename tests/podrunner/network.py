@@ -71,6 +71,13 @@ class Bridge:
             self.network = ipaddress.ip_network(f"{PREFIX}.{third}.0/24")
             self.gateway = str(self.network[1])
             ip("link", "add", self.name, "type", "bridge")
+            # A fixed address of its own: a bridge without one takes the lowest MAC among its
+            # ports and changes it as pods (veths) come and go. Pods that cached the old one for
+            # the gateway, the API stand-in or a proxy then send into the void until their
+            # neighbour entry expires: 30 s and more of connect timeouts from one pod while the
+            # others pass (seen in the label updaters' requests, docs/testing.md).
+            mac = "02:" + ":".join(secrets.token_hex(1) for _ in range(5))
+            ip("link", "set", self.name, "address", mac)
             ip("link", "set", self.name, "alias", f"{ALIAS}{os.getpid()}")
             ip("addr", "add", f"{self.gateway}/24", "dev", self.name)
             ip("link", "set", self.name, "up")
