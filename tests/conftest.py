@@ -7,7 +7,9 @@ import pytest
 pytest.register_assert_rewrite("harness", "pss")
 
 import pulumi  # noqa: E402
+from drills_support import Report  # noqa: E402
 from harness import NO_TLS, SINGLE_PODS, Rendered, RenderedPair, render_both  # noqa: E402
+from podrunner import PodRunner  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -54,3 +56,21 @@ def regions_without_tls(_regions_without_tls_once: RenderedPair) -> RenderedPair
 def region1(regions: RenderedPair) -> Rendered:
     """Region 1 as its stack file renders it: the first of ``regions`` (a copy of its own)."""
     return regions[0]
+
+
+@pytest.fixture(scope="module")
+def report() -> Iterator[Report]:
+    """A drill module's figures, printed once the module is done (run with -s to see them)."""
+    r = Report()
+    yield r
+    print()
+    for line in r.lines():
+        print(line)
+
+
+@pytest.fixture
+def runner() -> Iterator[PodRunner]:
+    """A pod runner of the test's own: every pod, proxy and directory removed afterwards, also when
+    the test failed."""
+    with PodRunner() as r:
+        yield r

@@ -21,7 +21,6 @@ from __future__ import annotations
 import shutil
 import time
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import harness
@@ -61,21 +60,6 @@ FENCE_FILE = "/data/fenced"
 FENCE_HOST = "fenced.invalid"
 EXPORTER_PORT = 9121
 FIRST_START = "fence: no data on this volume and no marker: a first start"
-
-
-@pytest.fixture(scope="module")
-def report() -> Iterator[Report]:
-    r = Report()
-    yield r
-    print()
-    for line in r.lines():
-        print(line)
-
-
-@pytest.fixture
-def runner() -> Iterator[PodRunner]:
-    with PodRunner() as r:
-        yield r
 
 
 def single_config(image: str) -> dict[str, Any]:

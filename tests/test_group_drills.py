@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
 
 import harness
 import needs
@@ -82,21 +81,6 @@ def unreachable_from_region1(rendered: harness.Rendered, pods: list[Pod]) -> boo
         ):
             return False
     return True
-
-
-@pytest.fixture(scope="module")
-def report() -> Iterator[Report]:
-    r = Report()
-    yield r
-    print()
-    for line in r.lines():
-        print(line)
-
-
-@pytest.fixture
-def runner() -> Iterator[PodRunner]:
-    with PodRunner() as r:
-        yield r
 
 
 @pytest.mark.parametrize("version", sorted(IMAGES))

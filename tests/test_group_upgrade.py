@@ -24,7 +24,6 @@ from typing import Any
 
 import harness
 import needs
-import pytest
 from drills_support import Report, absent_keys, admin, app, caught_up, seed_every_type, typed_snapshot
 from group_support import (
     EXTERNAL1,
@@ -176,21 +175,6 @@ def full_syncs_after_the_first(pod: Pod) -> list[tuple[int, str, str, str]]:
     one could have replaced."""
     events = sync_events(pod)
     return [e for i, e in enumerate(events) if e[3] == "full" and any(prev[0] == e[0] for prev in events[:i])]
-
-
-@pytest.fixture(scope="module")
-def report() -> Iterator[Report]:
-    r = Report()
-    yield r
-    print()
-    for line in r.lines():
-        print(line)
-
-
-@pytest.fixture
-def runner() -> Iterator[PodRunner]:
-    with PodRunner() as r:
-        yield r
 
 
 def test_upgrade_8_1_to_9_1_region2_first_then_region1_pod_by_pod_keeps_replicating(

@@ -12,7 +12,6 @@ files by ``harness.NO_TLS``, ``harness.SINGLE_PODS`` and the image.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import harness
@@ -31,21 +30,6 @@ pytestmark = needs.root
 
 WRITE_RATE = 5000.0
 LATENCY = 0.040
-
-
-@pytest.fixture(scope="module")
-def report() -> Iterator[Report]:
-    r = Report()
-    yield r
-    print()
-    for line in r.lines():
-        print(line)
-
-
-@pytest.fixture
-def runner() -> Iterator[PodRunner]:
-    with PodRunner() as r:
-        yield r
 
 
 def run_switchover(
