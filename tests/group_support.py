@@ -9,6 +9,7 @@ from the stack files only by ``harness.NO_TLS``, the image and the group size.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -117,6 +118,32 @@ def resyncs(pod: Pod) -> tuple[int, int]:
     """(full, partial) resynchronizations a replica's log shows so far."""
     log = pod.logs("valkey")
     return log.count("Full resync from primary"), log.count("Successful partial resynchronization")
+
+
+ASKS = re.compile(r"Replica (\S+) asks for synchronization")
+AHEAD = re.compile(r"Partial resynchronization not accepted: Requested offset for second ID was (\d+), "
+                   r"but I can reply up to (\d+)")  # fmt: skip
+
+
+def refused_ahead(primary: Pod) -> list[tuple[str, int, int]]:
+    """(replica, offset asked, offset it can reply up to) of each replica ``primary`` refused a
+    partial resync because it asked to continue past the history ``primary`` had received from its
+    own old primary: the replica was **ahead** of ``primary`` when ``primary`` was promoted
+    (docs/design.md, "A replica ahead of a newly promoted primary"), and is copied anew. A full
+    resync for any other reason is not in this list. The replica is named as it announces itself
+    (``<pod>.<suffix>.invalid:6379`` for region 2's)."""
+    refused, asking = [], ""
+    for line in primary.logs("valkey").splitlines():
+        if match := ASKS.search(line):
+            asking = match.group(1)
+        elif match := AHEAD.search(line):
+            refused.append((asking, int(match.group(1)), int(match.group(2))))
+    return refused
+
+
+def region2_ahead(new: Pod) -> list[tuple[str, int, int]]:
+    """Region 2's refusals among ``new``'s (its members announce names under .invalid)."""
+    return [refusal for refusal in refused_ahead(new) if ".invalid:" in refusal[0]]
 
 
 @dataclass

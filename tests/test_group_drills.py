@@ -38,6 +38,7 @@ from group_support import (
     longest_pause,
     node_role,
     primary_pod,
+    region2_ahead,
     region2_of,
     replicated,
     resyncs,
@@ -140,6 +141,7 @@ def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
         killed_pod_replica_again_after_s=replica_again_s,
         new_primary=new.name,
         region2_resyncs_full_partial=list(resyncs(dr)),
+        region2_ahead_of_the_new_primary_by=[asked - can for _, asked, can in region2_ahead(new)],
         region2_keys_missing=len(lost_in_region2),
     )
     # The target is under 10 s (about 6.3 s measured); 20 s bounds a failover whose first election
@@ -147,8 +149,13 @@ def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
     link.stop()
     assert recovered_s < 20, writer.errors[:5]
     assert len(lost) <= WRITE_RATE * 1.0
-    # Region 2 followed the external endpoint to the new primary without copying everything again.
-    assert resyncs(dr) == (1, 1)
+    # Region 2 followed the external endpoint to the new primary without copying everything again,
+    # unless it had been ahead of the promoted member: then the new primary refused to continue its
+    # history and copied it anew (seen once on 9.1; in that run no acknowledged write was missing
+    # anywhere: what region 2 was ahead by had not been acknowledged yet).
+    ahead = region2_ahead(new)
+    assert resyncs(dr) == ((1, 1) if not ahead else (2, 0)), ahead
+    assert all(asked > can for _, asked, can in ahead), ahead
     assert lost_in_region2 == lost
 
 

@@ -232,10 +232,11 @@ def alerting_rules(thresholds: AlertThresholds, runbook_base: str, hosts: str | 
             f"{by_pod} ({m('redis_slave_info', master_host=FENCE_HOST)}) == 1",
             for_=0,
             severity="critical",
-            summary=f"{WHERE} is fenced: it started without the data it held",
+            summary=f"{WHERE} is fenced: it started without all the data it held",
             description="The pod started on a volume without data after the instance had held data (a lost or "
-            "replaced volume). It serves nothing and feeds no replica, so the other copies keep theirs, until it "
-            "holds the data again: bring it back as the runbook says.",
+            "replaced volume), or on an AOF a machine crash cut inside its last command (its log says which). It "
+            "serves nothing and feeds no replica, so the other copies keep theirs, until it holds the data again: "
+            "bring it back as the runbook says.",
             runbook_base=runbook_base,
         ),
     ]

