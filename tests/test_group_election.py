@@ -55,7 +55,7 @@ def primary(offset: int) -> str:
     return f"# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_repl_offset:{offset}\r\n"
 
 
-TOOLS = ("sh", "awk", "cat", "tr", "head", "sort", "uniq", "timeout")
+TOOLS = ("sh", "awk", "cat", "tr", "head", "sort", "uniq", "timeout", "sed")
 
 
 @pytest.fixture(params=["host", "busybox"])
@@ -230,3 +230,73 @@ def test_the_answers_parsing_takes_ipv6_hosts_trailing_dots_and_refusals(path: s
     refused = {"sessions-0": "NOPERM User sentinel has no permissions\r\n", "sessions-1": follows("sessions-0", 5)}
     (tmp_path / "refused").mkdir()
     assert follow_target(path, tmp_path / "refused", "sessions-2", refused) == f"{fqdn('sessions-1')} 6379"
+
+
+# --- A leading group's member at its start: find_primary ------------------------------------
+
+
+def role_slave(host: str) -> str:
+    """ROLE of a replica of ``host`` (valkey-cli's lines)."""
+    return f"slave\n{host}\n6379\nconnected\n900\n"
+
+
+def find_primary(path: str, tmp_path: Path, self: str, roles: dict[str, str]) -> str:
+    """``find_primary`` of ``self`` in a leading group whose Sentinels do not answer (a rollout
+    from a following group's template: none runs yet), each member answering ROLE with
+    ``roles[pod]``. Returns "<primary> <source>"."""
+    for pod, text in roles.items():
+        (tmp_path / fqdn(pod)).write_text(text)
+    (tmp_path / "password").write_text("unused\n")
+    group = pod_scripts.GroupEnv(
+        pods=list(PODS),
+        domain=DOMAIN,
+        master_name="sessions",
+        sentinel_port=26379,
+        down_after_seconds=5,
+        failover_timeout_seconds=30,
+    )
+    env = pod_scripts.keeper_env(6379, False, group) | {
+        "POD_NAME": self,
+        "PROBE_PASSWORD_FILE": str(tmp_path / "password"),
+        "SENTINEL_PEER_PASSWORD_FILE": str(tmp_path / "password"),
+        "SENTINEL_NODE_PASSWORD_FILE": str(tmp_path / "password"),
+        "PATH": path,
+        "ANSWERS": str(tmp_path),
+    }
+    stub = 'ask() { [ "$5" = ROLE ] && cat "$ANSWERS/$1" 2>/dev/null; }'
+    done = subprocess.run(
+        [
+            str(Path(path) / "sh") if path != "/usr/bin:/bin" else "sh",
+            "-c",
+            f'. "$1"; {stub}; find_primary 2>/dev/null; echo "$PRIMARY $PRIMARY_SOURCE"',
+            "sh",
+            str(GROUP_SH),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_a_restarted_primary_that_its_peers_still_replicate_is_the_primary_again(path: str, tmp_path: Path) -> None:
+    """A following group's head, promoted by a person (a promotion, a switchover) and not pod 0,
+    is the first pod its rollout to a leading template restarts, with no Sentinel running yet:
+    its members still replicate it, so it is the primary, not pod 0 (itself a replica)."""
+    roles = {"sessions-0": role_slave(fqdn("sessions-2")), "sessions-1": role_slave(fqdn("sessions-2") + ".")}
+    assert find_primary(path, tmp_path, "sessions-2", roles) == f"{fqdn('sessions-2')} replicas"
+
+
+def test_a_peer_that_is_the_primary_comes_before_what_replicas_name(path: str, tmp_path: Path) -> None:
+    roles = {"sessions-0": role_slave(fqdn("sessions-2")), "sessions-1": "master\n900\n"}
+    assert find_primary(path, tmp_path, "sessions-2", roles) == f"{fqdn('sessions-1')} peers"
+
+
+def test_replicas_of_nothing_in_the_group_leave_the_bootstrap_choice(path: str, tmp_path: Path) -> None:
+    # Fenced members and a following group's head name no member: the first pod, as before.
+    roles = {"sessions-1": role_slave("fenced.invalid"), "sessions-2": role_slave("sessions.region2.example.com")}
+    assert find_primary(path, tmp_path, "sessions-0", roles) == f"{fqdn('sessions-0')} bootstrap"
+    (tmp_path / "none").mkdir()
+    assert find_primary(path, tmp_path / "none", "sessions-1", {}) == f"{fqdn('sessions-0')} bootstrap"

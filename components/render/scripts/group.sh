@@ -6,7 +6,12 @@
 # The answer comes from the group, never from what this pod was before, in this order:
 #   1. the Sentinels: when at least QUORUM of them name the same primary, that one;
 #   2. the Valkey nodes: a peer that says it is a primary (ROLE), the lowest ordinal first;
-#   3. nobody answers (a new group, or every pod was down): the first pod, GROUP_PODS' first.
+#   3. the member the peers replicate from (ROLE), the one most of them name: the primary that
+#      stopped, this pod too. So the member a person promoted in a following group (region 2's
+#      head at a promotion or a switchover), which that group's rollout to a leading one may
+#      restart first, with no Sentinel yet to hand it over, comes back as the primary, and its
+#      members keep following it, instead of all following the first pod, itself a replica;
+#   4. nobody answers (a new group, or every pod was down): the first pod, GROUP_PODS' first.
 #
 # A group that follows another region (GROUP_MODE=follower) has no Sentinel and no primary: its
 # head replicates from the other region (UPSTREAM_FILE), and every other member from the head. One
@@ -104,12 +109,34 @@ peer_primary() {
   return 1
 }
 
-# Sets PRIMARY (a pod's DNS name) and PRIMARY_SOURCE (sentinels, peers or bootstrap).
+# The member (its DNS name) most peers replicate from; fails when no peer replicates from a member.
+# With PEERS_INCLUDE_SELF=yes this pod's own Valkey answers too.
+replicas_primary() {
+  named=""
+  for pod in $GROUP_PODS; do
+    [ "$pod" = "$POD_NAME" ] && [ "${PEERS_INCLUDE_SELF:-no}" != yes ] && continue
+    reply="$(ask "$pod.$GROUP_DOMAIN" "$VALKEY_PORT" "$PROBE_USER" "$PROBE_PASSWORD_FILE" ROLE | head -n 2)"
+    [ "$(printf '%s\n' "$reply" | head -n 1)" = slave ] || continue
+    host="$(printf '%s\n' "$reply" | sed -n 2p)"
+    host="${host%.}"
+    for member in $GROUP_PODS; do
+      [ "$host" = "$member.$GROUP_DOMAIN" ] && named="$named$host
+"
+    done
+  done
+  best="$(printf '%s' "$named" | sort | uniq -c | sort -rn | awk 'NR == 1 { print $2 }')"
+  [ -n "$best" ] || return 1
+  echo "$best"
+}
+
+# Sets PRIMARY (a pod's DNS name) and PRIMARY_SOURCE (sentinels, peers, replicas or bootstrap).
 find_primary() {
   if PRIMARY="$(sentinel_primary)"; then
     PRIMARY_SOURCE=sentinels
   elif PRIMARY="$(peer_primary)"; then
     PRIMARY_SOURCE=peers
+  elif PRIMARY="$(replicas_primary)"; then
+    PRIMARY_SOURCE=replicas
   else
     first="${GROUP_PODS%% *}"
     PRIMARY="$first.$GROUP_DOMAIN"

@@ -64,7 +64,11 @@ if [ "$GROUP_MODE" = leader ] && [ "$PRIMARY" = "$SELF" ] && { [ "$PRIMARY_SOURC
   if [ "$FENCED" = yes ]; then
     fence_log "FENCED: $FENCE_REASON; the group names this pod (from the $PRIMARY_SOURCE)"
   fi
-  log "the group still names this pod: waiting up to ${FAILOVER_WAIT_SECONDS}s for the Sentinels to promote a replica"
+  if [ "$PRIMARY_SOURCE" = sentinels ]; then
+    log "the group still names this pod: waiting up to ${FAILOVER_WAIT_SECONDS}s for the Sentinels to promote a replica"
+  else
+    log "no member is primary and this pod would be: waiting up to ${FAILOVER_WAIT_SECONDS}s for the Sentinels to promote a replica"
+  fi
   waited=0
   while [ "$waited" -lt "$FAILOVER_WAIT_SECONDS" ]; do
     sleep 1
