@@ -11,8 +11,9 @@ and requires one of two outcomes:
   directive, no extra user, no unknown ACL rule).
 
 Anything else - another exception, a RunError after objects were registered - fails the test with
-the mutation that caused it. The case count is ``FUZZ_EXAMPLES`` (default 400), drawn from a fixed
-seed so CI runs the same cases every time; raise it locally to search further.
+the mutation that caused it. The case count is ``FUZZ_EXAMPLES`` (default 200, which keeps CI
+under its 30 minutes), drawn from a fixed seed so CI runs the same cases every time; raise it
+locally to search further (400 and 1,000 found nothing more at this commit).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from hypothesis import strategies as st
 from components.config.models import StackConfig
 from components.config.valkey_commands import known_categories, known_commands
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 PRIMARY = "organization/valkey/region1"
 USERS = {"default", "replication", "probe", "reloader", "admin", "metrics", "sentinel", "labeler"}
 

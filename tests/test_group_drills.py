@@ -193,69 +193,30 @@ def full_syncs_served(rendered: harness.Rendered, pods: list[Pod]) -> int:
 
 
 @pytest.mark.parametrize("version", sorted(IMAGES))
-def test_group_drill3_region2_keeps_a_replicating_copy_when_its_heads_node_dies(
+def test_group_drill3_region2s_head_restarts_then_its_node_dies_and_region2_keeps_replicating(
     runner: PodRunner, version: str, report: Report
 ) -> None:
+    """Region 2's head, twice on one start of both groups: (3b) its Valkey crashes and restarts,
+    and the one full copy that needs comes from inside region 2; (3) then the new head's node is
+    lost, and a member takes over with a partial resync from region 1."""
     r1, r2, region1_pods, members = start_both_groups(runner, version)
-    head, second, third = members
+    head = members[0]
     writer = ReconnectingWriter(lambda: host_client(runner, r1), f"head-{version}", rate=1000.0)
     writer.start()
     try:
         wait_for(lambda: len(writer.acked) > 200, 20, "writes flowing")
-        before = {p.name: resyncs(p) for p in (second, third)}
-        killed_at = time.monotonic()
-        # The head's node is lost: every container of the pod dies and nothing restarts it. The
-        # member with the most data takes its place (either one: that depends on the moment).
-        head.kill9()
-        new_head = follow_each_other(r2, [second, third], EXTERNAL1, 30)
-        took_over_s = time.monotonic() - killed_at
-        # Region 2 still serves reads and keeps replicating while its head is away.
-        mark = f"while-head-down-{version}"
-        with host_client(runner, r1) as c:
-            c.set(mark, "1")
-        wait_for(lambda: replicated(r2, second, mark) and replicated(r2, third, mark), 10, "members still replicating")
-        took_over = resyncs(new_head)
-    finally:
-        writer.stop()
-    before_new_head = before[new_head.name]
-    with app(r2, "sessions", new_head.address) as c:
-        wait_for(lambda: not missing_keys(c, writer.keys()[-50:]), 20, "region 2 has the last writes")
-        missing = missing_keys(c, writer.keys())
-    # Region 1's Sentinels know region 2's members only by names that resolve nowhere.
-    wait_for(lambda: unreachable_from_region1(r1, region1_pods), 60, "region 1's Sentinels cannot reach region 2")
-    report.add(
-        f"group-3-region2-head-{version}",
-        member_follows_region1_after_s=took_over_s,
-        new_head=new_head.name,
-        member_resyncs_full_partial_before=list(before_new_head),
-        member_resyncs_full_partial_after_takeover=list(took_over),
-        keys_missing_in_region2=len(missing),
-    )
-    # The member that took over resumed from region 1 with a partial resync, not a full copy.
-    assert took_over[0] == before_new_head[0] and took_over[1] > before_new_head[1]
-    assert missing == []
-
-
-@pytest.mark.parametrize("version", sorted(IMAGES))
-def test_group_drill3b_a_restarted_head_copies_from_its_region_not_across_regions(
-    runner: PodRunner, version: str, report: Report
-) -> None:
-    r1, r2, region1_pods, members = start_both_groups(runner, version)
-    head, second, third = members
-    writer = ReconnectingWriter(lambda: host_client(runner, r1), f"head-restart-{version}", rate=1000.0)
-    writer.start()
-    try:
-        wait_for(lambda: len(writer.acked) > 200, 20, "writes flowing")
+        # 3b. Only the head's Valkey crashes (an OOM kill): the kubelet starts it again within a
+        # second, with nothing it can resume replication from. The member with the most data
+        # becomes the head; the restarted pod follows it.
+        # The head's own counters start again at its restart: count what the others served.
+        others = [p for p in members if p is not head]
         across_before = full_syncs_served(r1, region1_pods)
-        in_region_before = full_syncs_served(r2, [second, third])
+        in_region_before = full_syncs_served(r2, others)
         killed_at = time.monotonic()
-        # Only the head's Valkey crashes (an OOM kill): the kubelet starts it again within a second,
-        # with nothing it can resume replication from. The member with the most data becomes the
-        # head; the restarted pod follows it.
         head.kill_container("valkey")
-        new_head = follow_each_other(r2, members, EXTERNAL1, 60)
-        assert new_head is not head
-        took_over_s = time.monotonic() - killed_at
+        restart_head = follow_each_other(r2, members, EXTERNAL1, 60)
+        assert restart_head is not head
+        restart_took_over_s = time.monotonic() - killed_at
         with admin(r2, "sessions", head.address) as c:
             wait_for(lambda: link_up(c), 30, "the restarted pod copied the dataset")
         mark = f"after-head-restart-{version}"
@@ -267,29 +228,61 @@ def test_group_drill3b_a_restarted_head_copies_from_its_region_not_across_region
             lambda: wait_for(
                 lambda: (
                     [p.labels.get(NODE_ROLE_LABEL) for p in members]
-                    == ["primary" if p is new_head else "replica" for p in members]
+                    == ["primary" if p is restart_head else "replica" for p in members]
                 ),
                 LABEL_STALL_SECONDS,
                 "region 2's new head labelled primary",
             ),
         )
+        with app(r2, "sessions", head.address) as c:
+            wait_for(lambda: not missing_keys(c, writer.keys()[-50:]), 20, "the restarted pod has the last writes")
+            missing_on_restarted = missing_keys(c, writer.keys())
+        across = full_syncs_served(r1, region1_pods) - across_before
+        in_region = full_syncs_served(r2, others) - in_region_before
+
+        # 3. The new head's node is lost: every container of the pod dies and nothing restarts it.
+        # The member with the most data takes its place (either one: that depends on the moment).
+        survivors = [p for p in members if p is not restart_head]
+        before = {p.name: resyncs(p) for p in survivors}
+        killed_at = time.monotonic()
+        restart_head.kill9()
+        new_head = follow_each_other(r2, survivors, EXTERNAL1, 30)
+        took_over_s = time.monotonic() - killed_at
+        # Region 2 still serves reads and keeps replicating while its head is away.
+        mark = f"while-head-down-{version}"
+        with host_client(runner, r1) as c:
+            c.set(mark, "1")
+        wait_for(lambda: all(replicated(r2, p, mark) for p in survivors), 10, "members still replicating")
+        took_over = resyncs(new_head)
     finally:
         writer.stop()
-    with app(r2, "sessions", head.address) as c:
-        wait_for(lambda: not missing_keys(c, writer.keys()[-50:]), 20, "the restarted pod has the last writes")
+    before_new_head = before[new_head.name]
+    with app(r2, "sessions", new_head.address) as c:
+        wait_for(lambda: not missing_keys(c, writer.keys()[-50:]), 20, "region 2 has the last writes")
         missing = missing_keys(c, writer.keys())
-    across = full_syncs_served(r1, region1_pods) - across_before
-    in_region = full_syncs_served(r2, [second, third]) - in_region_before
+    # Region 1's Sentinels know region 2's members only by names that resolve nowhere.
+    wait_for(lambda: unreachable_from_region1(r1, region1_pods), 60, "region 1's Sentinels cannot reach region 2")
     report.add(
         f"group-3b-region2-head-restart-{version}",
-        new_head=new_head.name,
-        new_head_follows_region1_after_s=took_over_s,
+        new_head=restart_head.name,
+        new_head_follows_region1_after_s=restart_took_over_s,
         full_copies_across_regions=across,
         full_copies_inside_region2=in_region,
-        keys_missing_on_restarted_pod=len(missing),
+        keys_missing_on_restarted_pod=len(missing_on_restarted),
     )
-    # The one full copy the restart needs came from inside region 2; region 1 sent none.
+    report.add(
+        f"group-3-region2-head-{version}",
+        member_follows_region1_after_s=took_over_s,
+        new_head=new_head.name,
+        member_resyncs_full_partial_before=list(before_new_head),
+        member_resyncs_full_partial_after_takeover=list(took_over),
+        keys_missing_in_region2=len(missing),
+    )
+    # 3b: the one full copy the restart needs came from inside region 2; region 1 sent none.
     assert (across, in_region) == (0, 1)
+    assert missing_on_restarted == []
+    # 3: the member that took over resumed from region 1 with a partial resync, not a full copy.
+    assert took_over[0] == before_new_head[0] and took_over[1] > before_new_head[1]
     assert missing == []
 
 
