@@ -23,9 +23,10 @@ def rewriting(client: valkey.Valkey) -> bool:
     return bool(int(persistence["aof_rewrite_in_progress"]) or int(persistence["aof_rewrite_scheduled"]))
 
 
-def write_an_aof(directory: Path, build: str, rewrites: int = 0) -> Path:
+def write_an_aof(directory: Path, build: str, rewrites: int = 0, *, write_last: bool = True) -> Path:
     """A real server's AOF in ``directory``/appendonlydir, after a few writes (and ``rewrites``
-    BGREWRITEAOFs, each starting a new incremental file). Returns the manifest."""
+    BGREWRITEAOFs, each starting a new incremental file; without ``write_last`` nothing is
+    written after the last one: its incremental file is empty). Returns the manifest."""
     port = free_port()
     args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--appendonly", "yes"]
     server = subprocess.Popen(
@@ -37,7 +38,7 @@ def write_an_aof(directory: Path, build: str, rewrites: int = 0) -> Path:
         client = valkey.Valkey(port=port, socket_timeout=5)
         wait_for(client.ping, what="the server answering")
         for round_ in range(rewrites + 1):
-            for i in range(20):
+            for i in range(20 if write_last or round_ < rewrites else 0):
                 client.set(f"key:{round_}:{i}", "v" * 40)
             if round_ < rewrites:
                 client.bgrewriteaof()
@@ -48,11 +49,18 @@ def write_an_aof(directory: Path, build: str, rewrites: int = 0) -> Path:
 
 
 def fence_check(
-    directory: Path, build: str, manifest: Path, *, check_aof: bool = True, log: list[str] | None = None
+    directory: Path,
+    build: str,
+    manifest: Path,
+    *,
+    mode: str = "primary",
+    data_expected: str = "yes",
+    check_aof: bool = True,
+    log: list[str] | None = None,
 ) -> tuple[str, str, bool]:
-    """Runs fence_check as the pods do (sourced), with the image's valkey-check-aof on PATH (unless
-    not ``check_aof``). Returns FENCED, FENCE_REASON and whether FENCE_FILE was written; appends
-    what it logged to ``log``."""
+    """Runs ``fence_check <mode>`` as the pods do (sourced), with the marker's ``data_expected``
+    and the image's valkey-check-aof on PATH (unless not ``check_aof``). Returns FENCED,
+    FENCE_REASON and whether FENCE_FILE was written; appends what it logged to ``log``."""
     bin_dir = directory / "bin"
     bin_dir.mkdir(exist_ok=True)
     link = bin_dir / "valkey-check-aof"
@@ -62,13 +70,13 @@ def fence_check(
         link.unlink()
     fence_file = directory / "fenced"
     result = subprocess.run(
-        ["sh", "-c", f'. "{FENCE_SH}"; fence_check; printf "%s|%s" "$FENCED" "$FENCE_REASON"'],
+        ["sh", "-c", f'. "{FENCE_SH}"; fence_check {mode}; printf "%s|%s" "$FENCED" "$FENCE_REASON"'],
         env={
             "PATH": f"{bin_dir}:/usr/bin:/bin",
             "FENCE_FILE": str(fence_file),
             "FENCE_HOST": "fenced.invalid",
             "AOF_MANIFEST_FILE": str(manifest),
-            "DATA_EXPECTED": "yes",
+            "DATA_EXPECTED": data_expected,
         },
         capture_output=True,
         text=True,
@@ -134,3 +142,33 @@ def test_an_image_without_valkey_check_aof_starts_unfenced_and_says_so(tmp_path:
     log: list[str] = []
     assert fence_check(tmp_path, build, manifest, check_aof=False, log=log) == ("no", "", False)
     assert "fence: the image has no valkey-check-aof" in log[0], log
+
+
+@every_build
+def test_an_empty_last_file_after_a_rewrite_is_not_fenced(tmp_path: Path, build: str) -> None:
+    """What every rewrite, every full sync of a replica and every first start leave."""
+    manifest = write_an_aof(tmp_path, build, rewrites=1, write_last=False)
+    assert incr_files(manifest)[-1].stat().st_size == 0
+    assert fence_check(tmp_path, build, manifest) == ("no", "", False)
+
+
+@every_build
+def test_a_cut_aof_is_not_fenced_on_a_replica_nor_before_the_marker(tmp_path: Path, build: str) -> None:
+    """A replica's copy is replaced by its primary's, or is the best there is while the primary is
+    away; before the marker exists the instance has held no data (a first deployment)."""
+    manifest = write_an_aof(tmp_path, build)
+    cut(incr_files(manifest)[-1])
+    assert fence_check(tmp_path, build, manifest, mode="replica") == ("no", "", False)
+    assert fence_check(tmp_path, build, manifest, data_expected="") == ("no", "", False)
+    assert fence_check(tmp_path, build, manifest)[0] == "yes"
+
+
+@every_build
+def test_a_check_that_cannot_run_is_logged_and_leaves_the_load_to_the_server(tmp_path: Path, build: str) -> None:
+    """An unreadable or missing last file is no proof of a cut: the server's own load refuses
+    what it cannot read, and nothing serves from it."""
+    manifest = write_an_aof(tmp_path, build)
+    incr_files(manifest)[-1].unlink()
+    log: list[str] = []
+    assert fence_check(tmp_path, build, manifest, log=log) == ("no", "", False)
+    assert "fence: the AOF's last file (appendonly.aof.1.incr.aof) could not be checked: " in log[0], log

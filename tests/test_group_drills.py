@@ -155,7 +155,6 @@ def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
     # anywhere: what region 2 was ahead by had not been acknowledged yet).
     ahead = region2_ahead(new)
     assert resyncs(dr) == ((1, 1) if not ahead else (2, 0)), ahead
-    assert all(asked > can for _, asked, can in ahead), ahead
     assert lost_in_region2 == lost
 
 

@@ -300,3 +300,18 @@ def test_replicas_of_nothing_in_the_group_leave_the_bootstrap_choice(path: str, 
     assert find_primary(path, tmp_path, "sessions-0", roles) == f"{fqdn('sessions-0')} bootstrap"
     (tmp_path / "none").mkdir()
     assert find_primary(path, tmp_path / "none", "sessions-1", {}) == f"{fqdn('sessions-0')} bootstrap"
+
+
+def test_a_member_that_is_itself_a_replica_is_never_taken_for_the_primary(path: str, tmp_path: Path) -> None:
+    # The member the others still name came back fenced: it cannot be the primary.
+    fenced = {
+        "sessions-0": role_slave(fqdn("sessions-2")),
+        "sessions-1": role_slave(fqdn("sessions-2")),
+        "sessions-2": role_slave("fenced.invalid"),
+    }
+    (tmp_path / "fenced").mkdir()
+    assert find_primary(path, tmp_path / "fenced", "sessions-1", fenced) == f"{fqdn('sessions-0')} bootstrap"
+    # A chain (sessions-1 copies sessions-2, which copies this stopped pod): this pod, not sessions-2.
+    chain = {"sessions-1": role_slave(fqdn("sessions-2")), "sessions-2": role_slave(fqdn("sessions-0"))}
+    (tmp_path / "chain").mkdir()
+    assert find_primary(path, tmp_path / "chain", "sessions-0", chain) == f"{fqdn('sessions-0')} replicas"

@@ -37,8 +37,10 @@ fence_log() {
 }
 
 # The AOF's incremental file that the server appends to, as the manifest names it (the last one of
-# type i). Only this file can end inside a command: the base and older files were complete before
-# the server moved on from them.
+# type i). It is the file a crash cuts: the base and older files were complete and flushed before
+# the server moved on from them (except in the moment right after a rewrite, when the old file's
+# fsync may still be running: a crash then cuts the older file, which the server refuses to load,
+# so that node never starts and serves nothing either).
 last_incr_file() {
   awk '{ name = ""; kind = ""
          for (i = 1; i < NF; i += 2) { if ($i == "file") name = $(i + 1); if ($i == "type") kind = $(i + 1) }
@@ -46,13 +48,14 @@ last_incr_file() {
        END { print last }' "$AOF_MANIFEST_FILE"
 }
 
-# True unless the AOF's last file ends inside a command, which is what a crash of the node (not of
-# the process: the kernel keeps what was written) leaves behind. The server would load it anyway
-# (aof-load-truncated yes, Valkey's default, and what a replica should do with a copy) and, as a
-# primary, hand the shorter dataset to every replica, which would lose the tail they still hold.
-# valkey-check-aof (the image's link to valkey-server) reads this one file, never the base.
-# An image without valkey-check-aof (a custom one) is not fenced at every start for it: the log
-# says that this check is off.
+# Fails when the AOF's last file does not end with a whole command, which is what a crash of the
+# machine leaves behind (the kernel keeps what the process wrote, so a process crash rarely does;
+# a kill during one large write can). The server would load it anyway (aof-load-truncated yes,
+# Valkey's default, and what a replica should do with a copy) and, as a primary, hand the shorter
+# dataset to every replica, which would lose the tail they still hold. valkey-check-aof (the
+# image's link to valkey-server) reads this one file, never the base. Only its verdict "is not
+# valid" counts: a check that cannot run (no such tool in a custom image, an unreadable file) is
+# logged, and the server's own load decides.
 aof_tail_complete() {
   incr="$(last_incr_file)"
   [ -n "$incr" ] || return 0
@@ -60,12 +63,20 @@ aof_tail_complete() {
     fence_log "the image has no valkey-check-aof: an AOF cut by a crash cannot be told from a whole one"
     return 0
   fi
-  valkey-check-aof "$(dirname "$AOF_MANIFEST_FILE")/$incr" >/dev/null 2>&1
+  verdict="$(valkey-check-aof "$(dirname "$AOF_MANIFEST_FILE")/$incr" 2>&1)" && return 0
+  case "$verdict" in
+    *" is not valid"*) return 1 ;;
+  esac
+  fence_log "the AOF's last file ($incr) could not be checked: $(printf '%s\n' "$verdict" | tail -n 1)"
+  return 0
 }
 
-# Sets FENCED (yes or no) and FENCE_REASON; begins a fence (writes FENCE_FILE) when this volume has
-# no data and the instance has held data, or its AOF was cut. Exits when the fence cannot be
-# recorded: a node that cannot say it is fenced must not start at all.
+# fence_check primary|replica: sets FENCED (yes or no) and FENCE_REASON. Begins a fence (writes
+# FENCE_FILE) when this volume has no data and the instance has held data, or, for a node that
+# would be the primary (what others copy from), when its AOF was cut. A replica's copy is replaced
+# by its primary's, or is the best there is while its primary is away: it is never checked for a
+# cut. Exits when the fence cannot be recorded: a node that cannot say it is fenced must not start
+# at all.
 fence_check() {
   FENCED=no
   FENCE_REASON=""
@@ -76,6 +87,8 @@ fence_check() {
     return 0
   fi
   if [ -f "$AOF_MANIFEST_FILE" ]; then
+    # Before the marker, a first deployment: nothing to protect, as for an empty volume.
+    [ "${1:?fence_check primary|replica}" = primary ] && [ "${DATA_EXPECTED:-}" = yes ] || return 0
     aof_tail_complete && return 0
     FENCE_REASON="the AOF's last file ($(last_incr_file)) does not end with a whole command (valkey-check-aof): a crash cut its tail, which a replica may still hold"
   elif [ "${DATA_EXPECTED:-}" != yes ]; then

@@ -109,14 +109,18 @@ peer_primary() {
   return 1
 }
 
-# The member (its DNS name) most peers replicate from; fails when no peer replicates from a member.
-# With PEERS_INCLUDE_SELF=yes this pod's own Valkey answers too.
+# The member (its DNS name) most peers replicate from; fails when no peer replicates from a member
+# that could be the primary. A member that itself answered as a replica (fenced, or a following
+# group's member whose head is a replica) cannot be: only one that does not answer (stopped, this
+# pod at its start) is named. With PEERS_INCLUDE_SELF=yes this pod's own Valkey answers too.
 replicas_primary() {
   named=""
+  replicas=" "
   for pod in $GROUP_PODS; do
     [ "$pod" = "$POD_NAME" ] && [ "${PEERS_INCLUDE_SELF:-no}" != yes ] && continue
     reply="$(ask "$pod.$GROUP_DOMAIN" "$VALKEY_PORT" "$PROBE_USER" "$PROBE_PASSWORD_FILE" ROLE | head -n 2)"
     [ "$(printf '%s\n' "$reply" | head -n 1)" = slave ] || continue
+    replicas="$replicas$pod.$GROUP_DOMAIN "
     host="$(printf '%s\n' "$reply" | sed -n 2p)"
     host="${host%.}"
     for member in $GROUP_PODS; do
@@ -124,7 +128,8 @@ replicas_primary() {
 "
     done
   done
-  best="$(printf '%s' "$named" | sort | uniq -c | sort -rn | awk 'NR == 1 { print $2 }')"
+  best="$(printf '%s' "$named" | sort | uniq -c | sort -rn | awk -v replicas="$replicas" \
+    'index(replicas, " " $2 " ") == 0 { print $2; exit }')"
   [ -n "$best" ] || return 1
   echo "$best"
 }

@@ -17,7 +17,7 @@
 . "$(dirname "$0")/fence.sh"
 
 if [ "$SERVER_ROLE" = primary ]; then
-  fence_check
+  fence_check primary
   if [ "$FENCED" = yes ]; then
     fence_log "FENCED: $FENCE_REASON. Serving nothing, as a replica of $FENCE_HOST, until it holds the data again (docs/runbooks.md#runbook-a-fenced-node)"
     # Not a secret: the host is a constant; the replication password stays in the config file.

@@ -12,18 +12,20 @@
 #                                            the primary too: Sentinel may make it a replica
 #
 # When the Sentinels name this very pod as the primary, it was the primary before it stopped (a
-# crash, a kill, a restart too quick for the Sentinels to notice). Starting as the primary again
-# would give it a new replication ID (Valkey does not keep it across a restart with AOF): every
-# replica, the other region too, would copy the whole dataset from it, and lose what it had
-# received that this pod's AOF had not. So it waits for the Sentinels to promote a replica, for
-# at most FAILOVER_WAIT_SECONDS, and then joins as that one's replica; if none was promoted by
-# then (no replica could take over), it starts as the primary.
+# crash, a kill, a restart too quick for the Sentinels to notice); so it was when, without a
+# Sentinel quorum, the other members still replicate it. Starting as the primary again would give
+# it a new replication ID (Valkey does not keep it across a restart with AOF): every replica, the
+# other region too, would copy the whole dataset from it, and lose what it had received that this
+# pod's AOF had not. So it waits for the Sentinels to promote a replica, for at most
+# FAILOVER_WAIT_SECONDS, and then joins as that one's replica; if none was promoted by then (no
+# replica could take over), it starts as the primary.
 #
-# A member of a leading group that starts without the data it is expected to hold (fence.sh)
-# never starts as the primary: when the group names it, it waits for the Sentinels to promote a member that holds the
-# data, as above, and joins that one; when none is promoted, it starts fenced, as a replica of
-# FENCE_HOST. Either way it starts with replica-priority 0, so no Sentinel promotes it before it
-# has copied the data; probe.sh lifts the fence (and the priority) once it has.
+# A member of a leading group that starts without the data it is expected to hold, or that would
+# be the primary on an AOF a crash cut (fence.sh), never starts as the primary: when the group
+# names it, it waits for the Sentinels to promote a member that holds the data, as above, and
+# joins that one; when none is promoted, it starts fenced, as a replica of FENCE_HOST. Either way
+# it starts with replica-priority 0, so no Sentinel promotes it before it has copied the data;
+# probe.sh lifts the fence (and the priority) once it has.
 #
 # In a group that follows another region (GROUP_MODE=follower), there are no Sentinels: the pod
 # follows what follow_target (group.sh) says, always as a replica, and announces a name that
@@ -49,26 +51,31 @@ if [ "$GROUP_MODE" = follower ]; then
   # A follower is a replica whatever it holds, and copies its head or the other region; an empty
   # one is still recorded as fenced, so it is not Ready (nor promoted by a person going by the
   # readiness) until it holds the data (probe.sh).
-  fence_check
+  fence_check replica
   announce="$POD_NAME.$ANNOUNCE_SUFFIX"
   target="$(follow_target)"
   PRIMARY="${target% *}"
   PRIMARY_PORT="${target#* }"
   log "following $PRIMARY:$PRIMARY_PORT"
 else
-  fence_check
   find_primary
   PRIMARY_PORT="$VALKEY_PORT"
+  if [ "$PRIMARY" = "$SELF" ]; then
+    fence_check primary
+  else
+    fence_check replica
+  fi
 fi
-if [ "$GROUP_MODE" = leader ] && [ "$PRIMARY" = "$SELF" ] && { [ "$PRIMARY_SOURCE" = sentinels ] || [ "$FENCED" = yes ]; }; then
+if [ "$GROUP_MODE" = leader ] && [ "$PRIMARY" = "$SELF" ] && { [ "$PRIMARY_SOURCE" != bootstrap ] || [ "$FENCED" = yes ]; }; then
   if [ "$FENCED" = yes ]; then
     fence_log "FENCED: $FENCE_REASON; the group names this pod (from the $PRIMARY_SOURCE)"
   fi
-  if [ "$PRIMARY_SOURCE" = sentinels ]; then
-    log "the group still names this pod: waiting up to ${FAILOVER_WAIT_SECONDS}s for the Sentinels to promote a replica"
-  else
-    log "no member is primary and this pod would be: waiting up to ${FAILOVER_WAIT_SECONDS}s for the Sentinels to promote a replica"
-  fi
+  case "$PRIMARY_SOURCE" in
+    sentinels) why="the group still names this pod" ;;
+    replicas) why="the other members still replicate this pod" ;;
+    *) why="no member is primary and this pod would be" ;;
+  esac
+  log "$why: waiting up to ${FAILOVER_WAIT_SECONDS}s for the Sentinels to promote a replica"
   waited=0
   while [ "$waited" -lt "$FAILOVER_WAIT_SECONDS" ]; do
     sleep 1
