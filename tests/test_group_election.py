@@ -74,9 +74,18 @@ def path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 def follow_target(path: str, tmp_path: Path, self: str, answers: dict[str, str]) -> str:
     """What ``self`` should replicate from, each member answering INFO replication with
     ``answers[pod]`` (a member missing from it does not answer: down, or not started)."""
+    (tmp_path / "upstream").write_text(UPSTREAM + "\n")
+    # ask HOST PORT USER PASSWORD_FILE COMMAND...: the table's answer for HOST, if any.
+    stub = 'ask() { [ "$5 $6 $7" = "INFO replication keyspace" ] && cat "$ANSWERS/$1" 2>/dev/null; }'
+    return run_group_sh(path, tmp_path, self, answers, f"{stub}; follow_target", follows=True)
+
+
+def run_group_sh(path: str, tmp_path: Path, self: str, answers: dict[str, str], script: str, *, follows: bool) -> str:
+    """``script`` run after sourcing group.sh as ``self`` of a leading or following (``follows``)
+    group, with ``path``'s tools; each member's answer is ``answers[pod]``, in a file under
+    ``ANSWERS`` for the script's ``ask`` stub. Returns its output, stripped."""
     for pod, text in answers.items():
         (tmp_path / fqdn(pod)).write_text(text)
-    (tmp_path / "upstream").write_text(UPSTREAM + "\n")
     (tmp_path / "password").write_text("unused\n")
     group = pod_scripts.GroupEnv(
         pods=list(PODS),
@@ -85,8 +94,8 @@ def follow_target(path: str, tmp_path: Path, self: str, answers: dict[str, str])
         sentinel_port=26379,
         down_after_seconds=5,
         failover_timeout_seconds=30,
-        follows=True,
-        announce_suffix="region2.invalid",
+        follows=follows,
+        announce_suffix="region2.invalid" if follows else "",
     )
     env = pod_scripts.keeper_env(6379, False, group) | {
         "POD_NAME": self,
@@ -97,16 +106,9 @@ def follow_target(path: str, tmp_path: Path, self: str, answers: dict[str, str])
         "PATH": path,
         "ANSWERS": str(tmp_path),
     }
-    # ask HOST PORT USER PASSWORD_FILE COMMAND...: the table's answer for HOST, if any.
-    stub = 'ask() { [ "$5 $6 $7" = "INFO replication keyspace" ] && cat "$ANSWERS/$1" 2>/dev/null; }'
+    shell = str(Path(path) / "sh") if path != "/usr/bin:/bin" else "sh"
     done = subprocess.run(
-        [
-            str(Path(path) / "sh") if path != "/usr/bin:/bin" else "sh",
-            "-c",
-            f'. "$1"; {stub}; follow_target',
-            "sh",
-            str(GROUP_SH),
-        ],
+        [shell, "-c", f'. "$1"; {script}', "sh", str(GROUP_SH)],
         env=env,
         capture_output=True,
         text=True,
@@ -244,41 +246,9 @@ def find_primary(path: str, tmp_path: Path, self: str, roles: dict[str, str]) ->
     """``find_primary`` of ``self`` in a leading group whose Sentinels do not answer (a rollout
     from a following group's template: none runs yet), each member answering ROLE with
     ``roles[pod]``. Returns "<primary> <source>"."""
-    for pod, text in roles.items():
-        (tmp_path / fqdn(pod)).write_text(text)
-    (tmp_path / "password").write_text("unused\n")
-    group = pod_scripts.GroupEnv(
-        pods=list(PODS),
-        domain=DOMAIN,
-        master_name="sessions",
-        sentinel_port=26379,
-        down_after_seconds=5,
-        failover_timeout_seconds=30,
-    )
-    env = pod_scripts.keeper_env(6379, False, group) | {
-        "POD_NAME": self,
-        "PROBE_PASSWORD_FILE": str(tmp_path / "password"),
-        "SENTINEL_PEER_PASSWORD_FILE": str(tmp_path / "password"),
-        "SENTINEL_NODE_PASSWORD_FILE": str(tmp_path / "password"),
-        "PATH": path,
-        "ANSWERS": str(tmp_path),
-    }
     stub = 'ask() { [ "$5" = ROLE ] && cat "$ANSWERS/$1" 2>/dev/null; }'
-    done = subprocess.run(
-        [
-            str(Path(path) / "sh") if path != "/usr/bin:/bin" else "sh",
-            "-c",
-            f'. "$1"; {stub}; find_primary 2>/dev/null; echo "$PRIMARY $PRIMARY_SOURCE"',
-            "sh",
-            str(GROUP_SH),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return done.stdout.strip()
+    script = f'{stub}; find_primary 2>/dev/null; echo "$PRIMARY $PRIMARY_SOURCE"'
+    return run_group_sh(path, tmp_path, self, roles, script, follows=False)
 
 
 def test_a_restarted_primary_that_its_peers_still_replicate_is_the_primary_again(path: str, tmp_path: Path) -> None:
