@@ -6,10 +6,11 @@
 # The answer comes from the group, never from what this pod was before, in this order:
 #   1. the Sentinels: when at least QUORUM of them name the same primary, that one;
 #   2. the Valkey nodes: a peer that says it is a primary (ROLE), the lowest ordinal first;
-#   3. the member the peers replicate from (ROLE), the one most of them name: the primary that
-#      stopped, this pod too. So the member a person promoted in a following group (region 2's
-#      head at a promotion or a switchover), which that group's rollout to a leading one may
-#      restart first, with no Sentinel yet to hand it over, comes back as the primary, and its
+#   3. the member the peers replicate from (ROLE), the one most of them name that does not answer
+#      as a replica itself: the primary that stopped, this pod too. So the member a person
+#      promoted in a following group (region 2's head at a promotion), which that group's rollout
+#      to a leading one may restart first, with no Sentinel yet to hand it over, comes back as the
+#      primary (start.sh waits for a failover first, as for any restarted primary), and its
 #      members keep following it, instead of all following the first pod, itself a replica;
 #   4. nobody answers (a new group, or every pod was down): the first pod, GROUP_PODS' first.
 #
