@@ -6,7 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config.loader import load_stack_config
-from components.config.models import following_instances, tls_enabled
+from components.config.models import following_instances, sentinel_master_name, tls_enabled
 from components.credentials import Credentials
 from components.monitoring import Monitoring
 from components.namespace import Namespace, NamespaceArgs
@@ -23,7 +23,8 @@ async def main() -> dict[str, Any]:
     primary = PrimaryRegion(upstreams={}, ca_bundle=None)
     replicated = following_instances(cfg)
     if cfg.primary_stack and replicated:
-        primary = await read_primary(cfg.primary_stack, replicated, tls_enabled(cfg))
+        names = {name: sentinel_master_name(cfg, name) for name in replicated}
+        primary = await read_primary(cfg.primary_stack, replicated, tls_enabled(cfg), names)
 
     provider = k8s.Provider(
         "kubernetes",

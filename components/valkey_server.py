@@ -72,6 +72,8 @@ class ValkeyServerArgs:
     """How a group's pods spread over nodes and zones."""
     region: str = ""
     """This stack's region: a following group's members announce <pod>.<region>.invalid."""
+    master_name: str = ""
+    """The name a group's Sentinels know it by in this region (config.models.sentinel_master_name)."""
 
 
 class ValkeyServer(pulumi.ComponentResource):
@@ -118,7 +120,9 @@ class ValkeyServer(pulumi.ComponentResource):
         self.leads = self.group and args.upstream is None
         self.replicas = settings.replicas
         self.sentinel_port = args.failover.sentinel_port if self.leads else None
-        self.master_name = name if self.leads else None
+        if self.group and not args.master_name:
+            raise ValueError(f"instance {name}: a group needs its Sentinel master name")
+        self.master_name = args.master_name if self.leads else None
         self.read_host = (
             f"{self._names.read_service}.{args.namespace}.svc.{args.cluster_domain}" if self.group else None
         )
@@ -235,7 +239,7 @@ class ValkeyServer(pulumi.ComponentResource):
         return pod_scripts.GroupEnv(
             pods=[self._names.pod(n) for n in range(args.settings.replicas)],
             domain=self._names.member_domain(args.namespace, args.cluster_domain),
-            master_name=self._names.instance,
+            master_name=args.master_name,
             sentinel_port=args.failover.sentinel_port,
             down_after_seconds=int(args.failover.down_after.total_seconds()),
             failover_timeout_seconds=int(args.failover.timeout.total_seconds()),
@@ -279,7 +283,7 @@ class ValkeyServer(pulumi.ComponentResource):
                 upstream=values["upstream"],
                 ca_bundle=args.tls.ca_bundle if args.tls else None,
                 denied_commands=args.denied_commands,
-                group=Group(master_name=self._names.instance, failover=args.failover, follows=args.upstream is not None)
+                group=Group(master_name=args.master_name, failover=args.failover, follows=args.upstream is not None)
                 if self.group
                 else None,
             )

@@ -60,6 +60,7 @@ NAMES = {
     "label_key": "qualified name",
     "label_value": "label value",
     "instance_name": "instance name",
+    "master_name": "Sentinel master name",
 }
 
 

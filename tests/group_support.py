@@ -229,6 +229,11 @@ def start_group(runner: PodRunner, rendered: harness.Rendered) -> list[Pod]:
     return pods
 
 
+def master_name(rendered: harness.Rendered) -> str:
+    """The name this region's Sentinels know the group by (each region has its own)."""
+    return str(rendered.exports["instances"]["sessions"]["sentinelMasterName"])
+
+
 def sentinel(rendered: harness.Rendered, pod: Pod) -> valkey.Valkey:
     """A Sentinel-aware application's login: user client, password from the client Secret."""
     password = rendered.secret_data("sessions-credentials")[SENTINEL_SECRET_KEY]
@@ -248,8 +253,8 @@ def settled(rendered: harness.Rendered, pod: Pod) -> bool:
     (flags exactly ``slave``: not down, not disconnected). Region 2's replica, which the primary
     also lists, is not the group's."""
     with sentinel(rendered, pod) as s:
-        master = s.execute_command("SENTINEL", "MASTER", "sessions")
-        replicas = s.execute_command("SENTINEL", "REPLICAS", "sessions")
+        master = s.execute_command("SENTINEL", "MASTER", master_name(rendered))
+        replicas = s.execute_command("SENTINEL", "REPLICAS", master_name(rendered))
     fields = {str(k): str(v) for k, v in zip(master[::2], master[1::2], strict=True)}
     members = [dict(zip(r[::2], r[1::2], strict=True)) for r in replicas]
     flags = [m.get("flags") for m in members if ".sessions-headless." in str(m.get("name"))]

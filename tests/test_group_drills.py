@@ -36,6 +36,7 @@ from group_support import (
     host_client,
     logged,
     longest_pause,
+    master_name,
     node_role,
     primary_pod,
     region2_ahead,
@@ -73,9 +74,8 @@ def unreachable_from_region1(rendered: harness.Rendered, pods: list[Pod]) -> boo
     .invalid, and as disconnected: they can neither resolve nor reach them."""
     for pod in pods:
         with sentinel(rendered, pod) as s:
-            replicas = [
-                dict(zip(r[::2], r[1::2], strict=True)) for r in s.execute_command("SENTINEL", "REPLICAS", "sessions")
-            ]
+            listed = s.execute_command("SENTINEL", "REPLICAS", master_name(rendered))
+            replicas = [dict(zip(r[::2], r[1::2], strict=True)) for r in listed]
         foreign = [r for r in replicas if ".sessions-headless." not in str(r["name"])]
         if not foreign or not all(
             str(r["name"]).endswith(".region2.invalid:6379") and "disconnected" in str(r["flags"]) for r in foreign
@@ -98,8 +98,9 @@ def test_group_drill1_kill9_of_the_primary_fails_over_through_the_host_endpoint(
     assert resyncs(dr) == (1, 0)
     with sentinel(rendered, old) as s:
         # The application user reads where the primary is, and may change nothing.
-        assert s.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "sessions")[0] == old.fqdn
-        for command in (("FAILOVER", "sessions"), ("SET", "sessions", "quorum", "1"), ("RESET", "*")):
+        name = master_name(rendered)
+        assert s.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)[0] == old.fqdn
+        for command in (("FAILOVER", name), ("SET", name, "quorum", "1"), ("RESET", "*")):
             with pytest.raises(valkey.exceptions.NoPermissionError):
                 s.execute_command("SENTINEL", *command)
     writer = ReconnectingWriter(lambda: host_client(runner, rendered), f"kill-{version}")
@@ -431,8 +432,8 @@ def ready_for_the_next(rendered: harness.Rendered, pod: Pod, restarted: list[Pod
 def knows_replica(rendered: harness.Rendered, sentinel_pod: Pod, pod: Pod) -> bool:
     """``sentinel_pod``'s Sentinel lists ``pod`` as a healthy replica (or monitors it as the primary)."""
     with sentinel(rendered, sentinel_pod) as s:
-        master = s.execute_command("SENTINEL", "MASTER", "sessions")
-        replicas = s.execute_command("SENTINEL", "REPLICAS", "sessions")
+        master = s.execute_command("SENTINEL", "MASTER", master_name(rendered))
+        replicas = s.execute_command("SENTINEL", "REPLICAS", master_name(rendered))
     fields = {str(k): str(v) for k, v in zip(master[::2], master[1::2], strict=True)}
     if fields["ip"] == pod.fqdn:
         return True

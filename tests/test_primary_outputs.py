@@ -91,3 +91,24 @@ def test_extra_outputs_of_a_newer_primary_are_ignored(region1: Rendered) -> None
     newer = doctored(region1, sessions("readHost", "sessions-ro.databases.svc.cluster.local"))
     rendered = render("region2", references={PRIMARY: newer})
     assert "readHost" not in repr(rendered.manifests())
+
+
+def test_region2_may_not_name_a_group_as_region1s_sentinels_do(region1: Rendered) -> None:
+    mocks = CaptureMocks()
+    with pytest.raises(pulumi.RunError) as raised:
+        render(
+            "region2", {"instances.sessions.sentinelMasterName": "sessions"}, references={PRIMARY: region1}, mocks=mocks
+        )
+    message = str(raised.value)
+    assert re.findall(r"^  valkey:(\S+): given ", message, flags=re.MULTILINE) == [
+        "instances.sessions.sentinelMasterName"
+    ]
+    assert "a name other than 'sessions'" in message
+    assert {typ for typ, _ in mocks.resources} <= {STACK_REFERENCE}
+    # Any other name is accepted; a single pod's is never compared.
+    render("region2", {"instances.sessions.sentinelMasterName": "sessions-dr"}, references={PRIMARY: region1})
+    render(
+        "region2",
+        {"instances.sessions.replicas": 1, "instances.sessions.sentinelMasterName": "sessions"},
+        references={PRIMARY: region1},
+    )

@@ -243,6 +243,27 @@ def test_promotion_makes_region2_primaries_that_stay_primaries() -> None:
     assert promoted.exports["role"] == "primary"
 
 
+def master_names(rendered: Rendered, name: str) -> set[str]:
+    """The MASTER_NAME every container of the instance's pods is given."""
+    containers = rendered.pod_spec(name)["containers"] + rendered.pod_spec(name).get("initContainers", [])
+    return {e["value"] for c in containers for e in c.get("env", []) if e["name"] == "MASTER_NAME"}
+
+
+def test_each_regions_sentinels_know_a_group_by_a_name_of_their_own() -> None:
+    """Sentinel hellos reach the other region through the replication stream: under one name, the
+    two regions' Sentinels would take each other's primary (docs/design.md)."""
+    region1 = render("region1")
+    promoted = render("region2", {"role": "primary", "primaryStack": None})
+    unpinned = render("region1", {f"instances.{name}.sentinelMasterName": None for name in DR})
+    for name in DR:
+        # Region 1's stack file keeps the names its groups had; the default is per region.
+        assert region1.exports["instances"][name]["sentinelMasterName"] == name
+        assert master_names(region1, name) == {name}
+        assert promoted.exports["instances"][name]["sentinelMasterName"] == f"{name}-region2"
+        assert master_names(promoted, name) == {f"{name}-region2"}
+        assert master_names(unpinned, name) == {f"{name}-region1"}
+
+
 def test_a_promoted_region2_needs_nothing_from_region1() -> None:
     """Region 1's cluster, state and secrets may all be out of reach when region 2 is promoted
     (docs/runbooks.md#runbook-promote-region-2): its render reads no StackReference, and nothing of

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, ByteSize, Field
 from pydantic_core import PydanticCustomError
 
-from .names import DnsLabel, DnsSubdomain, Hostname, InstanceName, LabelKey, LabelValue
+from .names import DnsLabel, DnsSubdomain, Hostname, InstanceName, LabelKey, LabelValue, SentinelMasterName
 from .security import (
     DEFAULT_DENIED_COMMANDS,
     MAX_LIST,
@@ -166,6 +166,11 @@ class Instance(ConfigModel):
     """The replication backlog's sizing."""
     external_host: Hostname | None = None
     """DNS name region 2 uses to reach this primary; default <instance>.<region>.<externalDomain>."""
+    sentinel_master_name: SentinelMasterName | None = None
+    """The name a group's Sentinels know it by (a single pod has none); default <instance>-<region>.
+    The regions' names must differ: Sentinels announce themselves through the primary, whose stream
+    carries that to the other region. Changing it on a running group costs one failover without a
+    handover (docs/design.md)."""
 
 
 Spread = Literal["required", "preferred", "none"]
@@ -346,3 +351,8 @@ def external_host(cfg: StackConfig, name: str) -> str | None:
     if not inst.dr:
         return None
     return inst.external_host or f"{name}.{cfg.region}.{cfg.external_domain}"
+
+
+def sentinel_master_name(cfg: StackConfig, name: str) -> str:
+    """The name this region's Sentinels monitor a group under (the other region's is another)."""
+    return cfg.instances[name].sentinel_master_name or f"{name}-{cfg.region}"

@@ -140,3 +140,16 @@ InstanceName = Annotated[
         "starting with a letter and ending with a letter or digit",
     ),
 ]
+
+# A Sentinel master name is written into sentinel.conf and the pods' environment, and travels in
+# Sentinel hellos split on ','; it is kept to the characters of a label value, longer.
+MASTER_NAME_MAX = 127
+SentinelMasterName = Annotated[
+    str,
+    checked(
+        "master_name",
+        lambda value: len(value) <= MASTER_NAME_MAX and _QUALIFIED_NAME_PART.fullmatch(value) is not None,
+        f"expected a Sentinel master name: at most {MASTER_NAME_MAX} letters, digits, '-', '_' and '.', starting "
+        "and ending with a letter or digit",
+    ),
+]

@@ -4,7 +4,7 @@ network policy admits. ``__main__.py`` only creates the components these argumen
 
 from __future__ import annotations
 
-from ..config.models import METRICS_PORT, StackConfig, external_host, tls_enabled
+from ..config.models import METRICS_PORT, StackConfig, external_host, sentinel_master_name, tls_enabled
 from ..credentials import Credentials, CredentialsArgs
 from ..specs.certificate import TlsSource
 from ..specs.network_policy import NetworkPolicyRules
@@ -53,6 +53,7 @@ def server_args(cfg: StackConfig, name: str, credentials: Credentials, primary: 
         failover=cfg.failover,
         scheduling=cfg.scheduling,
         region=cfg.region or "",
+        master_name=sentinel_master_name(cfg, name),
     )
 
 

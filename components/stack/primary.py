@@ -9,6 +9,7 @@ stops the program with one RunError before any Kubernetes object is declared.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
 from ..config.models import MAX_MAXMEMORY, Instance
-from ..config.names import Hostname, checked
+from ..config.names import Hostname, SentinelMasterName, checked
 from ..config.pem import PemBundle
 from ..config.problems import Described, Problem, described_size, format_problems, not_shown
 from ..config.types import MIB, Integer, within
@@ -56,6 +57,7 @@ class ExportedInstance(_Output):
     port: Annotated[Integer, within(1, 65535)]
     tls: bool
     maxmemory_bytes: Annotated[Integer, within(MIB, MAX_MAXMEMORY)]
+    sentinel_master_name: SentinelMasterName | None = None
 
 
 class ReplicationLogin(_Output):
@@ -71,7 +73,9 @@ class PrimaryRegion:
     """PEM of the CA that signs the primary's certificates, to verify them; None without TLS."""
 
 
-async def read_primary(stack_name: str, replicas: dict[str, Instance], tls: bool) -> PrimaryRegion:
+async def read_primary(
+    stack_name: str, replicas: dict[str, Instance], tls: bool, master_names: Mapping[str, str]
+) -> PrimaryRegion:
     """Awaited before any Kubernetes resource is declared, so a replica stack that does not match
     its primary stops with one message and creates nothing."""
     reference = pulumi.StackReference("primary-stack", stack_name=stack_name)
@@ -91,6 +95,7 @@ async def read_primary(stack_name: str, replicas: dict[str, Instance], tls: bool
         credentials=credentials.secret_value,
         ca_bundle=ca_bundle.value,
         tls=tls,
+        master_names=master_names,
     )
     if problems:
         title = f"Stack {pulumi.get_stack()!r} does not match its primary stack {stack_name}"
@@ -119,9 +124,11 @@ def check_primary(
     credentials: Any,
     ca_bundle: Any,
     tls: bool,
+    master_names: Mapping[str, str],
 ) -> tuple[dict[str, Upstream], str | None, list[Problem]]:
     """Upstreams per replicated instance, the primary's CA bundle, and what is wrong with either.
-    Pure: the StackReference's values in, validated settings out."""
+    Pure: the StackReference's values in, validated settings out. ``master_names``: this region's
+    Sentinel master name of each replicated group, which must not be the primary region's."""
     problems: list[Problem] = []
     upstreams: dict[str, Upstream] = {}
     if not isinstance(instances, dict) or not isinstance(credentials, dict):
@@ -152,32 +159,13 @@ def check_primary(
             # A secret output: what it holds never reaches a message.
             problems += _output_problems(stack_name, f"{REPLICATION_CREDENTIALS}.{name}", error, secret=True)
             continue
-        if primary.external_host is None:
-            problems.append(Problem("primaryStack", None, f"stack {stack_name} to export an externalHost for {name}"))
-        elif primary.port != settings.port:
-            problems.append(Problem(f"{key}.port", settings.port, f"the primary's port {primary.port}"))
-        elif primary.tls != tls:
-            problems.append(
-                Problem(
-                    "tls.enabled",
-                    tls,
-                    f"{str(primary.tls).lower()}, as stack {stack_name} serves {name}: a replica replicates over TLS "
-                    "exactly when its primary serves TLS",
-                )
-            )
-        elif settings.maxmemory < primary.maxmemory_bytes:
-            problems.append(
-                Problem(
-                    f"{key}.maxmemory",
-                    described_size(settings.maxmemory),
-                    f"at least the primary's {primary.maxmemory_bytes} bytes "
-                    "(a replica does not evict; it would run out)",
-                )
-            )
+        mismatch = _mismatch(stack_name, name, settings, primary, tls=tls, master_name=master_names.get(name))
+        if mismatch is not None:
+            problems.append(mismatch)
         else:
             serves_tls = serves_tls or primary.tls
             upstreams[name] = Upstream(
-                host=primary.external_host, port=primary.port, username=login.username, password=login.password
+                host=primary.external_host or "", port=primary.port, username=login.username, password=login.password
             )
     if serves_tls:
         try:
@@ -185,3 +173,35 @@ def check_primary(
         except ValidationError as error:
             problems += _output_problems(stack_name, CA_BUNDLE, error)
     return upstreams, trusted, problems
+
+
+def _mismatch(
+    stack_name: str, name: str, settings: Instance, primary: ExportedInstance, *, tls: bool, master_name: str | None
+) -> Problem | None:
+    """What makes this region's settings of a replicated instance unfit for the primary's, if anything."""
+    key = f"instances.{name}"
+    if primary.external_host is None:
+        return Problem("primaryStack", None, f"stack {stack_name} to export an externalHost for {name}")
+    if primary.port != settings.port:
+        return Problem(f"{key}.port", settings.port, f"the primary's port {primary.port}")
+    if primary.tls != tls:
+        return Problem(
+            "tls.enabled",
+            tls,
+            f"{str(primary.tls).lower()}, as stack {stack_name} serves {name}: a replica replicates over TLS "
+            "exactly when its primary serves TLS",
+        )
+    if settings.replicas > 1 and master_name == primary.sentinel_master_name:
+        return Problem(
+            f"{key}.sentinelMasterName",
+            master_name,
+            f"a name other than {primary.sentinel_master_name!r}, stack {stack_name}'s for {name}: the regions' "
+            "Sentinels would hear each other through the replication stream and take each other's primary",
+        )
+    if settings.maxmemory < primary.maxmemory_bytes:
+        return Problem(
+            f"{key}.maxmemory",
+            described_size(settings.maxmemory),
+            f"at least the primary's {primary.maxmemory_bytes} bytes (a replica does not evict; it would run out)",
+        )
+    return None
