@@ -28,19 +28,22 @@ def fqdn(pod: str) -> str:
     return f"{pod}.{DOMAIN}"
 
 
-def head(offset: int, link: str = "up") -> str:
+def head(offset: int, link: str = "up", announced: int = 0) -> str:
     """INFO replication of a member replicating from the other region."""
-    return replica("sessions.region1.example.com", offset, link)
+    return replica("sessions.region1.example.com", offset, link, announced=announced)
 
 
-def follows(pod: str, offset: int, link: str = "up") -> str:
-    return replica(fqdn(pod), offset, link)
+def follows(pod: str, offset: int, link: str = "up", announced: int = 0) -> str:
+    """A follower (announced 0: start.sh's replica-announced no) or, announced 1, a member still
+    running a leading group's template."""
+    return replica(fqdn(pod), offset, link, announced=announced)
 
 
-def replica(host: str, offset: int, link: str, keys: int = 5000) -> str:
+def replica(host: str, offset: int, link: str, keys: int = 5000, announced: int = 0) -> str:
     return (
         f"# Replication\r\nrole:slave\r\nmaster_host:{host}\r\nmaster_port:6379\r\n"
-        f"master_link_status:{link}\r\nmaster_repl_offset:{offset}\r\n" + keyspace(keys)
+        f"master_link_status:{link}\r\nmaster_repl_offset:{offset}\r\nslave_priority:0\r\n"
+        f"slave_read_only:1\r\nreplica_announced:{announced}\r\n" + keyspace(keys)
     )
 
 
@@ -203,6 +206,31 @@ def test_after_restarts_a_member_holding_keys_wins_over_an_empty_one(path: str, 
     (tmp_path / "fenced").mkdir()
     assert follow_target(path, tmp_path / "fenced", "sessions-0", fenced) == UPSTREAM
     assert follow_target(path, tmp_path / "fenced", "sessions-1", fenced) == f"{fqdn('sessions-0')} 6379"
+
+
+def test_in_a_rollout_after_a_switchover_only_a_follower_is_elected(path: str, tmp_path: Path) -> None:
+    # The old group's rollout to a following group: its old primary, sessions-1, replicates the
+    # other region (the switchover tool made it); sessions-0 still runs the leading template
+    # (replica_announced:1) and replicates sessions-1; sessions-2 restarted first, as a follower.
+    first = {
+        "sessions-0": follows("sessions-1", 900, announced=1),
+        "sessions-1": head(900, announced=1),
+    }
+    # A member that streams from the other region is the head, whatever its template.
+    assert follow_target(path, tmp_path, "sessions-2", first) == f"{fqdn('sessions-1')} 6379"
+    # sessions-1 restarts as a follower: no head now, and sessions-0, which replicates it and has
+    # no keeper to point it upstream, is never elected (that was a loop, never Ready).
+    second = {
+        "sessions-0": follows("sessions-1", 950, "down", announced=1),
+        "sessions-2": follows("sessions-1", 900, "down"),
+    }
+    for step in ("second", "alone"):
+        (tmp_path / step).mkdir()
+    assert follow_target(path, tmp_path / "second", "sessions-1", second) == f"{fqdn('sessions-2')} 6379"
+    assert follow_target(path, tmp_path / "second", "sessions-2", second) == UPSTREAM
+    # With no follower answering at all, the pod follows the other region itself.
+    alone = {"sessions-0": follows("sessions-1", 950, "down", announced=1)}
+    assert follow_target(path, tmp_path / "alone", "sessions-1", alone) == UPSTREAM
 
 
 def test_a_promoted_member_is_followed_by_everyone(path: str, tmp_path: Path) -> None:

@@ -163,7 +163,11 @@ find_primary() {
 #      ordinal) becomes the head. No data flows while there is no head, so every member sees the
 #      same offsets and elects the same one. A pod that restarted holds no offset it can resume from (Valkey keeps
 #      none across a restart), so it follows a member that does rather than copy everything across
-#      regions again; only when no member answers does it follow the upstream itself.
+#      regions again; only when no member answers does it follow the upstream itself. Only a
+#      follower can be elected (it announces replica_announced:0): in the rollout of a leading group
+#      to a following one (after a switchover) a member still on the leading template replicates
+#      the old primary and would never be pointed upstream; the old primary, restarted as a
+#      follower, would follow it, and it the old primary, a loop that never gets Ready.
 # ROLE would not do for 3: a replica whose link is down answers offset -1 there (8.1.8, measured).
 # A member with its link down cannot feed a replica (NOMASTERLINK) until it is the head: whoever
 # follows it retries until the keeper of the elected member has pointed that one upstream.
@@ -174,7 +178,8 @@ follow_target() {
     infos="$infos$(ask "$pod.$GROUP_DOMAIN" "$VALKEY_PORT" "$SENTINEL_NODE_USER" "$SENTINEL_NODE_PASSWORD_FILE" \
       INFO replication keyspace | tr -d '\r' | awk -v pod="$pod" '{
         key = $0; sub(/:.*/, "", key)
-        if (key ~ /^(role|master_host|master_link_status|master_repl_offset)$/) print pod, key, substr($0, length(key) + 2)
+        wanted = "^(role|master_host|master_link_status|master_repl_offset|replica_announced)$"
+        if (key ~ wanted) print pod, key, substr($0, length(key) + 2)
         if (key ~ /^db[0-9]+$/ && match($0, /keys=[0-9]+/)) keys += substr($0, RSTART + 5, RLENGTH - 5)
       } END { print pod, "keys", keys + 0 }')
 "
@@ -198,6 +203,10 @@ follow_target() {
         if (value[pod, "master_link_status"] == "up" && outside(value[pod, "master_host"]) && head == "") head = pod
         offset = value[pod, "master_repl_offset"]
         if (offset !~ /^[0-9]+$/) continue
+        # Only a follower (start.sh: replica-announced no) may be elected: a member still running
+        # a leading group template has no keeper to point it upstream, and one that replicates
+        # this very pod would make a loop.
+        if (value[pod, "replica_announced"] != "0") continue
         # Among equals, a member holding keys before an empty one (after restarts every offset is
         # 0: an empty new volume must not win), then a former head (its link down) before the
         # lowest ordinal: when the other region is out of reach, the head stays where it is.

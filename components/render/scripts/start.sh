@@ -7,6 +7,7 @@
 #
 #   include <the rendered valkey.conf>       every setting Pulumi renders, read-only
 #   replica-announce-ip <this pod's name>    the peers and Sentinels reach it by name, not by IP
+#   replica-announced no                     a follower only (group.sh follow_target tells them apart)
 #   replicaof <primary> <port>               unless this pod is the primary
 #   include <masterauth.conf>                the replication password, last; every member needs it,
 #                                            the primary too: Sentinel may make it a replica
@@ -99,6 +100,11 @@ rm -f "$RUNTIME_CONFIG_FILE" || exit 1
   echo "# Written by start.sh at the container's start; Sentinel may rewrite it. Never read back."
   echo "include $(quote "$CONFIG_FILE")"
   echo "replica-announce-ip $(quote "$announce")"
+  # A follower says so in INFO (replica_announced:0), by which follow_target tells it from a
+  # member still running a leading group's template; no Sentinel lists it (none reaches it).
+  if [ "$GROUP_MODE" = follower ]; then
+    echo "replica-announced no"
+  fi
   if [ "${FENCED:-no}" = yes ]; then
     echo "replica-priority 0"
     [ "$PRIMARY" = "$SELF" ] && PRIMARY="$FENCE_HOST"
