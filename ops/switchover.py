@@ -9,15 +9,22 @@ Logins come from the environment, never from arguments: ``OLD_ADMIN_PASSWORD`` a
 ``NEW_REPLICATION_PASSWORD`` (the new primary's region's replication password, its stack output
 ``replicationCredentials``; user ``replication``), with which the old primary then replicates.
 
-**Single pods only, for now**: an old primary with replicas of its own region, or a new one with
-replicas (a group's head), is refused; groups' rollouts after a switchover are not drilled yet
-(docs/design.md#planned-switchover).
+**Groups**: the old primary's other replicas are the members of its group (its region's), which
+the tool reaches by the names they announce (in the cluster, e.g. from a toolbox pod) or at the
+``--old-member HOST:PORT`` given for each (a port-forward); the new node is the other region's
+head, whose members replicate it and follow it when it is promoted. Before anything else the
+tool sets ``replica-priority 0`` on every node of the old group, so its Sentinels, which see their
+primary turn into a replica, have no one to promote beside the new region's primary; that group's
+next ``pulumi up`` (as a following group) renders the same.
 
 The steps, each checked before the next (docs/runbooks.md#runbook-planned-switchover):
 
 1. Checks: the old node is a primary; the new one is its replica (the same replication ID), with
-   its link up; the replication login works on the new one; neither has replicas of its own.
-2. ``CLIENT PAUSE <timeout> WRITE`` on the old primary: writes wait, reads go on.
+   its link up, and connected to it directly (the old primary lists the name the new one
+   announces); the replication login works on the new one; every other replica of the old
+   primary is a member the tool can log in to, replicating it.
+2. ``replica-priority 0`` on the old group's nodes, then ``CLIENT PAUSE <timeout> WRITE`` on the
+   old primary: writes wait, reads go on.
 3. Wait until the new node's offset reaches the old one's.
 4. The old primary becomes a replica of the new one's external endpoint (``REPLICAOF``, as the
    replication user). From here on neither region takes writes, and the old offset is final:
@@ -27,7 +34,8 @@ The steps, each checked before the next (docs/runbooks.md#runbook-planned-switch
 6. ``CLIENT UNPAUSE`` on the old node: the writes that waited there get ``READONLY``.
 
 A failure before 5 puts the old primary back (``REPLICAOF NO ONE`` if it was demoted, its
-``masteruser``/``masterauth`` restored, unpaused): nothing changed, and the message says so. If 5
+``masteruser``/``masterauth`` and the members' ``replica-priority`` restored, unpaused): nothing
+changed, and the message says so. If 5
 fails, no region takes writes: promote the new one by hand (the promotion runbook). Any other
 error reports the roles both nodes have then. Valkey's ``FAILOVER TO`` does 2-6 inside one server,
 but only towards a replica that announces an address the old primary can reach; region 2's
@@ -41,7 +49,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import valkey
 
@@ -109,6 +117,13 @@ def _replication(c: valkey.Valkey) -> dict[str, str]:
     return {key: value.strip() for key, value in fields}
 
 
+def _config(c: valkey.Valkey, name: str) -> str:
+    reply = c.config_get(name)
+    if not isinstance(reply, dict) or name not in reply:
+        raise SwitchoverError(f"CONFIG GET {name} answered {reply!r}")
+    return str(reply[name])
+
+
 def _role(node: Node) -> str:
     try:
         with node.connect() as c:
@@ -123,9 +138,12 @@ def switchover(
     new_external: tuple[str, int],
     replication_password: str,
     *,
+    old_members: Sequence[Node] | None = None,
     pause_timeout_s: float = 10.0,
     log: Callable[[str], None] = print,
 ) -> Result:
+    """``old_members``: the old primary's other replicas (its group), each as the tool logs in to
+    it; None finds them by the names the old primary lists them under."""
     if pause_timeout_s < MIN_PAUSE_S:
         raise SwitchoverError(f"a pause of {pause_timeout_s:g}s is too short (at least {MIN_PAUSE_S:g}s)")
     steps: list[str] = []
@@ -136,12 +154,16 @@ def switchover(
 
     with old.connect() as o, new.connect() as n:
         try:
-            _check(o, n, old, new, replication_password)
+            members = _check(o, n, old, new, replication_password, old_members)
             saved = {k: str(v) for k, v in o.config_get("master*").items() if k in ("masteruser", "masterauth")}
-        except (valkey.ValkeyError, KeyError) as error:
+        except (valkey.ValkeyError, KeyError, OSError) as error:
             raise SwitchoverError(f"{error}: nothing changed") from error
         demoted = False
+        priorities: dict[Node, str] = {}
         try:
+            _hold([old, *members], priorities)
+            if members:
+                say(f"replica-priority 0 on {', '.join(str(m) for m in (old, *members))}: no Sentinel promotes them")
             o.execute_command("CLIENT", "PAUSE", int(pause_timeout_s * 1000), "WRITE")
             paused_at = time.monotonic()
             say(f"writes paused on {old} (at most {pause_timeout_s:g}s)")
@@ -158,8 +180,8 @@ def switchover(
             say(f"{old} replicates from {host}:{port} (it takes no writes now)")
             # Final now: a replica without a link adds nothing. Wait for what was sent meanwhile.
             target = _wait_caught_up(o, n, new, deadline)
-        except (valkey.ValkeyError, SwitchoverError, KeyError) as error:
-            _put_back(o, saved, demoted)
+        except (valkey.ValkeyError, SwitchoverError, KeyError, OSError) as error:
+            _put_back(o, saved, demoted, priorities)
             raise SwitchoverError(f"{error}; {old} is the primary again and unpaused: nothing changed") from error
         try:
             n.execute_command("REPLICAOF", "NO", "ONE")
@@ -179,7 +201,15 @@ def switchover(
     return Result(target, paused_at, caught_up_at, demoted_at, promoted_at, unpaused_at, steps)
 
 
-def _check(o: valkey.Valkey, n: valkey.Valkey, old: Node, new: Node, replication_password: str) -> None:
+def _check(  # noqa: PLR0917 - one call site, in order
+    o: valkey.Valkey,
+    n: valkey.Valkey,
+    old: Node,
+    new: Node,
+    replication_password: str,
+    old_members: Sequence[Node] | None,
+) -> list[Node]:
+    """Every check before anything changes; returns the old primary's members."""
     before_old, before_new = _replication(o), _replication(n)
     if before_old.get("role") != "master":
         raise SwitchoverError(f"{old} is not a primary ({before_old.get('role')})")
@@ -187,11 +217,7 @@ def _check(o: valkey.Valkey, n: valkey.Valkey, old: Node, new: Node, replication
         raise SwitchoverError(f"{new} is not a replica with its link up")
     if before_new.get("master_replid") != before_old.get("master_replid"):
         raise SwitchoverError(f"{new} does not replicate {old} (another replication ID): check --old and --new")
-    if before_old.get("connected_slaves") != "1" or before_new.get("connected_slaves", "0") != "0":
-        raise SwitchoverError(
-            "only single pods are supported for now: the old primary must have one replica (the new one), "
-            "and the new one none (docs/runbooks.md#runbook-planned-switchover)"
-        )
+    members = _members(before_old, before_new, n, old, new, old_members)
     if not replication_password or replication_password == "null":
         raise SwitchoverError("the new region's replication password is empty")
     try:
@@ -201,6 +227,67 @@ def _check(o: valkey.Valkey, n: valkey.Valkey, old: Node, new: Node, replication
         pass  # logged in: the replication user may not PING
     except valkey.AuthenticationError as error:
         raise SwitchoverError(f"{new} refuses the replication login ({error})") from error
+    return members
+
+
+def _members(  # noqa: PLR0917 - one call site, in order
+    before_old: dict[str, str],
+    before_new: dict[str, str],
+    n: valkey.Valkey,
+    old: Node,
+    new: Node,
+    old_members: Sequence[Node] | None,
+) -> list[Node]:
+    """The old primary's replicas other than the new node, each checked to replicate it."""
+    listed = _replicas(before_old)
+    names = ", ".join(f"{host}:{port}" for host, port in listed) or "none"
+    announced = _config(n, "replica-announce-ip")
+    if announced:
+        if announced not in [host for host, _ in listed]:
+            raise SwitchoverError(
+                f"{new} announces {announced}, which {old} does not list among its replicas ({names}): "
+                "--new must be the node that replicates the old primary directly (the other region's head)"
+            )
+        others = [(host, port) for host, port in listed if host != announced]
+    elif len(listed) == 1 and before_new.get("connected_slaves", "0") == "0":
+        others = []  # a single pod on each side: the old primary's one replica is the new one
+    else:
+        raise SwitchoverError(f"{new} announces no name, so it cannot be told apart among {old}'s replicas")
+    members = list(old_members) if old_members is not None else [replace(old, host=h, port=p) for h, p in others]
+    if len(members) != len(others):
+        raise SwitchoverError(
+            f"{old} has {len(others)} other replica(s) ({', '.join(f'{h}:{p}' for h, p in others) or 'none'}); "
+            f"{len(members)} --old-member given: give each of them"
+        )
+    for member in members:
+        try:
+            with member.connect() as m:
+                state = _replication(m)
+        except (valkey.ValkeyError, OSError) as error:
+            raise SwitchoverError(
+                f"cannot log in to {member}, a replica of {old} ({error}): give --old-member for each (a port-forward)"
+            ) from error
+        if state.get("role") != "slave" or state.get("master_replid") != before_old.get("master_replid"):
+            raise SwitchoverError(f"{member} is not a replica of {old}")
+    return members
+
+
+def _replicas(replication: dict[str, str]) -> list[tuple[str, int]]:
+    """The names and ports a primary lists its replicas under: ``slaveN:ip=<announced>,port=...``."""
+    listed = []
+    for key, value in replication.items():
+        if key.startswith("slave") and key[5:].isdigit():
+            fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+            listed.append((fields.get("ip", ""), int(fields.get("port", "0"))))
+    return listed
+
+
+def _hold(nodes: Sequence[Node], priorities: dict[Node, str]) -> None:
+    """``replica-priority 0`` on each node, its value before kept in ``priorities``."""
+    for node in nodes:
+        with node.connect() as c:
+            priorities[node] = _config(c, "replica-priority")
+            c.config_set("replica-priority", 0)
 
 
 def _wait_caught_up(o: valkey.Valkey, n: valkey.Valkey, new: Node, deadline: float) -> int:
@@ -214,12 +301,20 @@ def _wait_caught_up(o: valkey.Valkey, n: valkey.Valkey, new: Node, deadline: flo
         time.sleep(0.01)
 
 
-def _put_back(o: valkey.Valkey, saved: dict[str, str], demoted: bool) -> None:
+def _put_back(o: valkey.Valkey, saved: dict[str, str], demoted: bool, priorities: dict[Node, str]) -> None:
     if demoted:
         o.execute_command("REPLICAOF", "NO", "ONE")
     for key in ("masteruser", "masterauth"):
         o.config_set(key, saved.get(key, ""))
     o.execute_command("CLIENT", "UNPAUSE")
+    for member, priority in priorities.items():
+        try:
+            with member.connect() as m:
+                m.config_set("replica-priority", priority)
+        except (valkey.ValkeyError, OSError) as error:
+            raise SwitchoverError(
+                f"{member}'s replica-priority could not be set back to {priority} ({error}): set it by hand"
+            ) from error
 
 
 def _endpoint(text: str) -> tuple[str, int]:
@@ -234,6 +329,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--old", type=_endpoint, required=True, help="the current primary, HOST:PORT")
     parser.add_argument("--new", type=_endpoint, required=True, help="the other region's replica, HOST:PORT")
     parser.add_argument("--new-external", type=_endpoint, required=True, help="what the old primary replicates from")
+    parser.add_argument(
+        "--old-member",
+        type=_endpoint,
+        action="append",
+        help="each other replica of the old primary (its group's members), HOST:PORT; default: the names it lists",
+    )
     parser.add_argument("--tls-ca", help="the CA bundle, when the nodes serve TLS")
     parser.add_argument("--pause-timeout", type=float, default=10.0, help="longest write pause, seconds")
     args = parser.parse_args(argv)
@@ -246,8 +347,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     old = Node(args.old[0], args.old[1], passwords["OLD_ADMIN_PASSWORD"], tls_ca=args.tls_ca)
     new = Node(args.new[0], args.new[1], passwords["NEW_ADMIN_PASSWORD"], tls_ca=args.tls_ca)
     try:
+        members = None if args.old_member is None else [replace(old, host=h, port=p) for h, p in args.old_member]
         result = switchover(
-            old, new, args.new_external, passwords["NEW_REPLICATION_PASSWORD"], pause_timeout_s=args.pause_timeout
+            old,
+            new,
+            args.new_external,
+            passwords["NEW_REPLICATION_PASSWORD"],
+            old_members=members,
+            pause_timeout_s=args.pause_timeout,
         )
     except SwitchoverError as error:
         print(f"switchover: failed: {error}", file=sys.stderr)

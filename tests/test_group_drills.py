@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import functools
 import time
+from typing import Any
 
 import harness
 import needs
 import pytest
 import valkey
-from drills_support import Report, admin, app, dump, holds_for, link_up, missing_keys
+from drills_support import Report, admin, app, dump, holds_for, link_up, missing_keys, node, replication_password
 from group_support import (
     EXTERNAL1,
     EXTERNAL2,
@@ -56,6 +57,7 @@ from valkey_process import wait_for
 from components.config.models import Failover
 from components.render.pod_scripts import KEEPER_CONFIRMATIONS, KEEPER_INTERVAL_SECONDS
 from components.specs.labels import NODE_ROLE_LABEL
+from ops.switchover import switchover
 
 pytestmark = needs.root
 
@@ -527,25 +529,52 @@ def test_group_drill6_promotion_promotes_region2s_group_and_failback_returns_it(
     primary2 = labelled_primary(members)
     wait_for(lambda: offsets_equal(promoted, primary2, failback, region1_head), 30, "region 1 caught up")
 
-    # Step 3: writes stopped (they are), swap back: region 1's head promoted, both stacks re-rendered.
-    with admin(promoted, "sessions", primary2.address) as c:
-        region2_data = dump(c)
-    promote_node(failback, region1_head)
-    swap_started = time.monotonic()
-    roll_out(r1, region1_pods, sentinels=True)
-    logged(region1_pods, lambda: wait_for(lambda: all(settled(r1, p) for p in region1_pods), 60, "region 1 settled"))
-    roll_out(r2, members, sentinels=False)
-    follow_each_other(r2, members, EXTERNAL1, 60)
-    swapped_s = time.monotonic() - swap_started
-    with admin(r1, "sessions", labelled_primary(region1_pods).address) as c1:
-        region1_data = dump(c1)
+    # Step 3: the planned switchover back (ops/switchover.py) under writes through region 2's host,
+    # which the applications leave for region 1's once it is done; then both stacks re-rendered.
+    target: dict[str, Any] = {"rendered": promoted, "region": "region2"}
+    swap = ReconnectingWriter(
+        lambda: host_client(runner, target["rendered"], target["region"]), f"swap-{version}", rate=WRITE_RATE
+    )
+    swap.start()
+    lines: list[str] = []
+    try:
+        wait_for(lambda: len(swap.acked) > 2000, 20, "writes to region 2 flowing")
+        others = [node(promoted, p) for p in members if p is not primary2]
+        result = switchover(
+            node(promoted, primary2),
+            node(failback, region1_head),
+            (EXTERNAL1, 6379),
+            replication_password(failback),
+            old_members=others,
+            log=lines.append,
+        )
+        target.update(rendered=failback, region="region1")
+        swap_started = time.monotonic()
+        roll_out(r1, region1_pods, sentinels=True)
+        target.update(rendered=r1)
+        logged(region1_pods, lambda: wait_for(lambda: all(settled(r1, p) for p in region1_pods), 60, "region 1"))
+        roll_out(r2, members, sentinels=False)
+        follow_each_other(r2, members, EXTERNAL1, 60)
+        swapped_s = time.monotonic() - swap_started
+        wait_for(lambda: swap.acked[-1][1] > time.monotonic() - 0.5, 10, "writes to region 1 flowing")
+    finally:
+        swap.stop()
+    primary1 = labelled_primary(region1_pods)
+    with app(r1, "sessions", primary1.address) as c1:
+        lost_in_swap = missing_keys(c1, swap.keys())
+        lost_before_swap = missing_keys(c1, during.keys())
     mark = f"after-swap-{version}"
-    with host_client(runner, r1) as c:
-        c.set(mark, "1")
+
+    def write_mark() -> bool:
+        with host_client(runner, r1) as c:
+            return bool(c.set(mark, "1"))
+
+    wait_for(write_mark, LABEL_STALL_SECONDS, "a write through region 1's host")
     wait_for(lambda: all(replicated(r2, p, mark) for p in members), 10, "region 2 replicates again")
     with app(r2, "sessions", labelled_primary(members).address) as c2, pytest.raises(valkey.ReadOnlyError):
         c2.set("x", "1")
-    with admin(r2, "sessions", labelled_primary(members).address) as a2:
+    with admin(r1, "sessions", primary1.address) as a1, admin(r2, "sessions", labelled_primary(members).address) as a2:
+        region1_data = dump(a1)
         region2_after = dump(a2)
     report.add(
         f"group-6-promotion-failback-{version}",
@@ -554,12 +583,17 @@ def test_group_drill6_promotion_promotes_region2s_group_and_failback_returns_it(
         handed_over_by_sentinels_to=new.name,
         handover_s=handover.duration,
         longest_write_pause_in_rollout_s=longest_pause(during),
-        swap_back_s=swapped_s,
-        keys_at_swap=len(region2_data),
+        switchover_write_pause_s=result.write_pause_s,
+        switchover_keys_acked=len(swap.keys()),
+        switchover_keys_lost=len(lost_in_swap),
+        longest_write_outage_in_switchover_s=swap.longest_outage(),
+        rollouts_after_switchover_s=swapped_s,
+        region1_primary_after=primary1.name,
     )
     # Region 1 died by kill -9 of its processes: their kernels still sent what was written.
     assert len(lost_at_promotion) <= 1000
     assert lost_in_rollout == []
-    # Both regions hold exactly what region 2 held when writes stopped, and what region 1 writes since.
-    assert region1_data == region2_data
-    assert region2_after == {**region2_data, mark.encode(): b"1"}
+    # No acknowledged write lost in the switchover and the rollouts after it, and both regions hold
+    # the same data.
+    assert lost_in_swap == [] and lost_before_swap == [], lines
+    assert region2_after == region1_data
