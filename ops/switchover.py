@@ -2,7 +2,7 @@
 writes pause, the other region's copy receives everything, the roles swap, writes resume there.
 
     python -m ops.switchover --old HOST:PORT --new HOST:PORT --new-external HOST:PORT \\
-        [--tls-ca FILE] [--pause-timeout SECONDS]
+        [--old-member HOST:PORT ...] [--old-region REGION] [--tls-ca FILE] [--pause-timeout SECONDS]
 
 Logins come from the environment, never from arguments: ``OLD_ADMIN_PASSWORD`` and
 ``NEW_ADMIN_PASSWORD`` (each region's ``<instance>-admin-credentials``, user ``admin``), and
@@ -27,14 +27,17 @@ The steps, each checked before the next (docs/runbooks.md#runbook-planned-switch
    old primary: writes wait, reads go on.
 3. Wait until the new node's offset reaches the old one's.
 4. The old primary becomes a replica of the new one's external endpoint (``REPLICAOF``, as the
-   replication user). From here on neither region takes writes, and the old offset is final:
+   replication user), a group member announcing ``<pod>.<old region>.invalid`` (``--old-region``)
+   as a following group's members do: the new region's Sentinels would take its pod name for
+   their own pod of that name. From here on neither region takes writes, and the old offset is final:
    wait until the new node has that too (a replication PING may have been sent meanwhile).
 5. ``REPLICAOF NO ONE`` on the new node: it takes writes. The old one resumes from it later
    (psync2: the same history under the new primary's second replication ID).
 6. ``CLIENT UNPAUSE`` on the old node: the writes that waited there get ``READONLY``.
 
 A failure before 5 puts the old primary back (``REPLICAOF NO ONE`` if it was demoted, its
-``masteruser``/``masterauth`` and the members' ``replica-priority`` restored, unpaused): nothing
+``masteruser``/``masterauth``/``replica-announce-ip`` and the members' ``replica-priority``
+restored, unpaused): nothing
 changed, and the message says so. If 5
 fails, no region takes writes: promote the new one by hand (the promotion runbook). Any other
 error reports the roles both nodes have then. Valkey's ``FAILOVER TO`` does 2-6 inside one server,
@@ -56,6 +59,7 @@ import valkey
 ADMIN_USER = "admin"
 REPLICATION_USER = "replication"
 MIN_PAUSE_S = 2.0
+ANNOUNCE = "replica-announce-ip"
 """The pause must outlast the waits (each at most half of it) by a margin."""
 
 
@@ -139,11 +143,14 @@ def switchover(
     replication_password: str,
     *,
     old_members: Sequence[Node] | None = None,
+    old_region: str | None = None,
     pause_timeout_s: float = 10.0,
     log: Callable[[str], None] = print,
 ) -> Result:
     """``old_members``: the old primary's other replicas (its group), each as the tool logs in to
-    it; None finds them by the names the old primary lists them under."""
+    it; None finds them by the names the old primary lists them under. ``old_region``: the old
+    primary's region, required when it announces a name (a group member): it then announces
+    ``<pod>.<old_region>.invalid`` to the new primary, as a following group's members do."""
     if pause_timeout_s < MIN_PAUSE_S:
         raise SwitchoverError(f"a pause of {pause_timeout_s:g}s is too short (at least {MIN_PAUSE_S:g}s)")
     steps: list[str] = []
@@ -156,6 +163,8 @@ def switchover(
         try:
             members = _check(o, n, old, new, replication_password, old_members)
             saved = {k: str(v) for k, v in o.config_get("master*").items() if k in ("masteruser", "masterauth")}
+            saved[ANNOUNCE] = _config(o, ANNOUNCE)
+            announce = _announce_across(saved[ANNOUNCE], old, old_region)
         except (valkey.ValkeyError, KeyError, OSError) as error:
             raise SwitchoverError(f"{error}: nothing changed") from error
         demoted = False
@@ -171,13 +180,11 @@ def switchover(
             target = _wait_caught_up(o, n, new, deadline)
             caught_up_at = time.monotonic()
             say(f"{new} has offset {target}")
-            host, port = new_external
-            o.config_set("masteruser", REPLICATION_USER)
-            o.config_set("masterauth", replication_password)
-            o.execute_command("REPLICAOF", host, port)
+            _demote(o, new_external, replication_password, announce)
             demoted = True
             demoted_at = time.monotonic()
-            say(f"{old} replicates from {host}:{port} (it takes no writes now)")
+            named = f", announcing {announce}" if announce else ""
+            say(f"{old} replicates from {new_external[0]}:{new_external[1]}{named} (it takes no writes now)")
             # Final now: a replica without a link adds nothing. Wait for what was sent meanwhile.
             target = _wait_caught_up(o, n, new, deadline)
         except (valkey.ValkeyError, SwitchoverError, KeyError, OSError) as error:
@@ -301,10 +308,35 @@ def _wait_caught_up(o: valkey.Valkey, n: valkey.Valkey, new: Node, deadline: flo
         time.sleep(0.01)
 
 
+def _demote(o: valkey.Valkey, upstream: tuple[str, int], replication_password: str, announce: str | None) -> None:
+    """The old primary replicates ``upstream``, as the replication user."""
+    if announce:
+        # The new primary lists its replicas by the names they announce, and its Sentinels take a
+        # listed name for a node of their own: a group member's name is the same pod name in both
+        # clusters. A name under .invalid resolves nowhere.
+        o.config_set(ANNOUNCE, announce)
+    o.config_set("masteruser", REPLICATION_USER)
+    o.config_set("masterauth", replication_password)
+    o.execute_command("REPLICAOF", *upstream)
+
+
+def _announce_across(announced: str, old: Node, old_region: str | None) -> str | None:
+    """The name the old primary announces to the new one: None for a node that announces none (a
+    single pod), else ``<pod>.<old_region>.invalid``."""
+    if not announced:
+        return None
+    if not old_region:
+        raise SwitchoverError(
+            f"{old} announces {announced} (a group member): give --old-region, its stack's region, so that it "
+            "announces <pod>.<region>.invalid to the new primary"
+        )
+    return f"{announced.split('.', maxsplit=1)[0]}.{old_region}.invalid"
+
+
 def _put_back(o: valkey.Valkey, saved: dict[str, str], demoted: bool, priorities: dict[Node, str]) -> None:
     if demoted:
         o.execute_command("REPLICAOF", "NO", "ONE")
-    for key in ("masteruser", "masterauth"):
+    for key in ("masteruser", "masterauth", ANNOUNCE):
         o.config_set(key, saved.get(key, ""))
     o.execute_command("CLIENT", "UNPAUSE")
     for member, priority in priorities.items():
@@ -335,6 +367,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         help="each other replica of the old primary (its group's members), HOST:PORT; default: the names it lists",
     )
+    parser.add_argument(
+        "--old-region",
+        help="the old primary's stack region (groups): it announces <pod>.<region>.invalid to the new primary",
+    )
     parser.add_argument("--tls-ca", help="the CA bundle, when the nodes serve TLS")
     parser.add_argument("--pause-timeout", type=float, default=10.0, help="longest write pause, seconds")
     args = parser.parse_args(argv)
@@ -354,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.new_external,
             passwords["NEW_REPLICATION_PASSWORD"],
             old_members=members,
+            old_region=args.old_region,
             pause_timeout_s=args.pause_timeout,
         )
     except SwitchoverError as error:

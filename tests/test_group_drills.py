@@ -546,6 +546,7 @@ def test_group_drill6_promotion_promotes_region2s_group_and_failback_returns_it(
             (EXTERNAL1, 6379),
             replication_password(failback),
             old_members=others,
+            old_region="region2",
             log=lines.append,
         )
         target.update(rendered=failback, region="region1")
@@ -587,6 +588,7 @@ def test_group_drill6_promotion_promotes_region2s_group_and_failback_returns_it(
         switchover_keys_acked=len(swap.keys()),
         switchover_keys_lost=len(lost_in_swap),
         longest_write_outage_in_switchover_s=swap.longest_outage(),
+        longest_write_pause_in_switchover_s=longest_pause(swap),
         rollouts_after_switchover_s=swapped_s,
         region1_primary_after=primary1.name,
     )
@@ -596,4 +598,9 @@ def test_group_drill6_promotion_promotes_region2s_group_and_failback_returns_it(
     # No acknowledged write lost in the switchover and the rollouts after it, and both regions hold
     # the same data.
     assert lost_in_swap == [] and lost_before_swap == [], lines
+    # Writes wait for the switchover (milliseconds) and for each primary's handover in the
+    # rollouts (about 2 s). With the old primary announcing its pod name to the new region, whose
+    # Sentinels then told their own pod of that name to replicate itself, they waited 29 s (8.1)
+    # or the rollout never finished (9.1).
+    assert longest_pause(swap) < 20, lines
     assert region2_after == region1_data

@@ -23,6 +23,7 @@ from components.render.valkey_conf import Upstream
 from ops.switchover import Node, SwitchoverError, switchover
 
 HEAD_NAME = "sessions-0.region2.invalid"
+OLD_NAME = "sessions-0.sessions-headless.databases.svc.cluster.local"
 
 
 @dataclass
@@ -67,12 +68,15 @@ def priority(server: Server) -> str:
 @every_build
 def test_the_members_are_found_by_their_names_and_held_at_priority_0(pair: Pair) -> None:
     pair.primary.client("admin", ADMIN).set("before", "1")
+    # A group member announces its pod's name, the same name as the other cluster's pod.
+    pair.primary.client("admin", ADMIN).config_set("replica-announce-ip", OLD_NAME)
     lines: list[str] = []
     result = switchover(
         pair.node(pair.primary),
         pair.node(pair.new),
         ("127.0.0.1", pair.new.port),
         REPLICATION,
+        old_region="region1",
         log=lines.append,
     )
     assert result.write_pause_s < 2.0
@@ -86,6 +90,19 @@ def test_the_members_are_found_by_their_names_and_held_at_priority_0(pair: Pair)
     member = pair.member.client("admin", ADMIN)
     wait_for(lambda: member.get("after") == "1", 20, "the member receives the new primary's writes")
     assert member.get("before") == "1"
+    # The new primary lists the old one under a name that resolves nowhere, as a follower's.
+    listed = info(pair.new.client("admin", ADMIN), "replication")
+    assert listed["slave0"]["ip"] == "sessions-0.region1.invalid", listed
+
+
+@every_build
+def test_a_group_member_without_its_region_changes_nothing(pair: Pair) -> None:
+    pair.primary.client("admin", ADMIN).config_set("replica-announce-ip", OLD_NAME)
+    with pytest.raises(SwitchoverError, match="give --old-region"):
+        switchover(pair.node(pair.primary), pair.node(pair.new), ("127.0.0.1", pair.new.port), REPLICATION,
+                   log=lambda _: None)  # fmt: skip
+    assert info(pair.primary.client("admin", ADMIN), "replication")["role"] == "master"
+    assert priority(pair.member) == priority(pair.primary) != "0"
 
 
 @every_build
