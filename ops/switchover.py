@@ -12,7 +12,7 @@ Logins come from the environment, never from arguments: ``OLD_ADMIN_PASSWORD`` a
 **Groups**: the old primary's other replicas are the members of its group (its region's), which
 the tool reaches by the names they announce (in the cluster, e.g. from a toolbox pod) or at the
 ``--old-member HOST:PORT`` given for each (a port-forward); the new node is the other region's
-head, whose members replicate it and follow it when it is promoted. Before anything else the
+head, whose members replicate it and follow it when it is promoted. After its checks, the
 tool sets ``replica-priority 0`` on every node of the old group, so its Sentinels, which see their
 primary turn into a replica, have no one to promote beside the new region's primary; that group's
 next ``pulumi up`` (as a following group) renders the same.
@@ -48,6 +48,7 @@ replicas do not (docs/design.md#planned-switchover), so this drives the same ste
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -167,7 +168,6 @@ def switchover(
             announce = _announce_across(saved[ANNOUNCE], old, old_region)
         except (valkey.ValkeyError, KeyError, OSError) as error:
             raise SwitchoverError(f"{error}: nothing changed") from error
-        demoted = False
         priorities: dict[Node, str] = {}
         try:
             _hold([old, *members], priorities)
@@ -181,15 +181,13 @@ def switchover(
             caught_up_at = time.monotonic()
             say(f"{new} has offset {target}")
             _demote(o, new_external, replication_password, announce)
-            demoted = True
             demoted_at = time.monotonic()
             named = f", announcing {announce}" if announce else ""
             say(f"{old} replicates from {new_external[0]}:{new_external[1]}{named} (it takes no writes now)")
             # Final now: a replica without a link adds nothing. Wait for what was sent meanwhile.
             target = _wait_caught_up(o, n, new, deadline)
-        except (valkey.ValkeyError, SwitchoverError, KeyError, OSError) as error:
-            _put_back(o, saved, demoted, priorities)
-            raise SwitchoverError(f"{error}; {old} is the primary again and unpaused: nothing changed") from error
+        except BaseException as error:  # an interrupt too: nothing may stay half done
+            raise _undone(error, old, _put_back(o, saved, priorities)) from error
         try:
             n.execute_command("REPLICAOF", "NO", "ONE")
         except valkey.ValkeyError as error:
@@ -266,16 +264,26 @@ def _members(  # noqa: PLR0917 - one call site, in order
             f"{old} has {len(others)} other replica(s) ({', '.join(f'{h}:{p}' for h, p in others) or 'none'}); "
             f"{len(members)} --old-member given: give each of them"
         )
+    unmatched = {host for host, _ in others}
     for member in members:
         try:
             with member.connect() as m:
                 state = _replication(m)
+                name = _config(m, ANNOUNCE)
         except (valkey.ValkeyError, OSError) as error:
             raise SwitchoverError(
                 f"cannot log in to {member}, a replica of {old} ({error}): give --old-member for each (a port-forward)"
             ) from error
         if state.get("role") != "slave" or state.get("master_replid") != before_old.get("master_replid"):
             raise SwitchoverError(f"{member} is not a replica of {old}")
+        # The new region's members have the same history: each one given must be a distinct one of
+        # the names the old primary lists, or a real member would be left out of the hold.
+        if name not in unmatched:
+            raise SwitchoverError(
+                f"{member} announces {name or 'no name'}, not one of {old}'s other replicas left to match "
+                f"({', '.join(sorted(unmatched)) or 'none'}): --old-member must name each member of the old group once"
+            )
+        unmatched.discard(name)
     return members
 
 
@@ -333,20 +341,40 @@ def _announce_across(announced: str, old: Node, old_region: str | None) -> str |
     return f"{announced.split('.', maxsplit=1)[0]}.{old_region}.invalid"
 
 
-def _put_back(o: valkey.Valkey, saved: dict[str, str], demoted: bool, priorities: dict[Node, str]) -> None:
-    if demoted:
-        o.execute_command("REPLICAOF", "NO", "ONE")
-    for key in ("masteruser", "masterauth", ANNOUNCE):
-        o.config_set(key, saved.get(key, ""))
-    o.execute_command("CLIENT", "UNPAUSE")
+def _put_back(o: valkey.Valkey, saved: dict[str, str], priorities: dict[Node, str]) -> list[str]:
+    """Every change undone, each step tried whatever the others did; returns what failed. The
+    old node is made a primary again whatever the tool believes it did: a REPLICAOF whose reply
+    was lost may still have run (REPLICAOF NO ONE on a primary changes nothing)."""
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("REPLICAOF NO ONE", lambda: o.execute_command("REPLICAOF", "NO", "ONE")),
+        *((f"{key} back", functools.partial(o.config_set, key, saved.get(key, ""))) for key in saved),
+        ("CLIENT UNPAUSE", lambda: o.execute_command("CLIENT", "UNPAUSE")),
+    ]
     for member, priority in priorities.items():
+        restore = functools.partial(_set_priority, member, priority)
+        steps.append((f"{member}'s replica-priority back to {priority}", restore))
+    failed = []
+    for what, step in steps:
         try:
-            with member.connect() as m:
-                m.config_set("replica-priority", priority)
+            step()
         except (valkey.ValkeyError, OSError) as error:
-            raise SwitchoverError(
-                f"{member}'s replica-priority could not be set back to {priority} ({error}): set it by hand"
-            ) from error
+            failed.append(f"{what} ({error})")
+    return failed
+
+
+def _undone(error: BaseException, old: Node, left: list[str]) -> SwitchoverError:
+    what = str(error) or type(error).__name__
+    if left:
+        return SwitchoverError(
+            f"{what}; putting {old} back failed: {'; '.join(left)}. Check those by hand: {old} must be the "
+            "primary (REPLICAOF NO ONE), unpaused, with its settings and its members' replica-priority back"
+        )
+    return SwitchoverError(f"{what}; {old} is the primary again and unpaused: nothing changed")
+
+
+def _set_priority(member: Node, priority: str) -> None:
+    with member.connect() as m:
+        m.config_set("replica-priority", priority)
 
 
 def _endpoint(text: str) -> tuple[str, int]:

@@ -460,6 +460,13 @@ def follow_each_other(rendered: harness.Rendered, pods: list[Pod], upstream: str
     return found
 
 
+def listed_replicas(rendered: harness.Rendered, pod: Pod) -> list[str]:
+    """The names ``pod`` lists its replicas under (what each announced), sorted."""
+    with admin(rendered, "sessions", pod.address) as c:
+        replication = info(c, "replication")
+    return sorted(str(v["ip"]) for k, v in replication.items() if k.startswith("slave") and isinstance(v, dict))
+
+
 def offsets_equal(a: harness.Rendered, pa: Pod, b: harness.Rendered, pb: Pod) -> bool:
     with admin(a, "sessions", pa.address) as ca, admin(b, "sessions", pb.address) as cb:
         return bool(info(ca, "replication")["master_repl_offset"] == info(cb, "replication")["master_repl_offset"])
@@ -554,6 +561,12 @@ def test_group_drill6_promotion_promotes_region2s_group_and_failback_returns_it(
         roll_out(r1, region1_pods, sentinels=True)
         target.update(rendered=r1)
         logged(region1_pods, lambda: wait_for(lambda: all(settled(r1, p) for p in region1_pods), 60, "region 1"))
+        # Region 1's primary lists its two members by their names, and region 2's old primary by
+        # a name under .invalid: its pod name is also a pod of region 1's group, which region 1's
+        # Sentinels would take it for (and once told to replicate itself).
+        primary1 = labelled_primary(region1_pods)
+        expected = sorted([*(p.fqdn for p in region1_pods if p is not primary1), f"{primary2.name}.region2.invalid"])
+        wait_for(lambda: listed_replicas(r1, primary1) == expected, 30, f"{primary1.name} lists {expected}")
         roll_out(r2, members, sentinels=False)
         follow_each_other(r2, members, EXTERNAL1, 60)
         swapped_s = time.monotonic() - swap_started

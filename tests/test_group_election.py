@@ -313,3 +313,27 @@ def test_a_member_that_is_itself_a_replica_is_never_taken_for_the_primary(path: 
     chain = {"sessions-1": role_slave(fqdn("sessions-2")), "sessions-2": role_slave(fqdn("sessions-0"))}
     (tmp_path / "chain").mkdir()
     assert find_primary(path, tmp_path / "chain", "sessions-0", chain) == f"{fqdn('sessions-0')} replicas"
+
+
+def replicates_outside(path: str, tmp_path: Path, host: str, roles: dict[str, str]) -> str:
+    """``replicates_outside`` of ``host``'s pod, each member answering ROLE with ``roles[pod]``:
+    what it prints, or "no" when it fails."""
+    stub = 'ask() { [ "$5" = ROLE ] && cat "$ANSWERS/$1" 2>/dev/null; }'
+    script = f'{stub}; replicates_outside "{fqdn(host)}" || echo no'
+    return run_group_sh(path, tmp_path, "sessions-1", roles, script, follows=False)
+
+
+def test_a_primary_a_switchover_demoted_holds_a_restarting_member(path: str, tmp_path: Path) -> None:
+    """start.sh holds a leading member at replica-priority 0 when the primary the group names
+    replicates from outside it: the switchover tool demoted it, and the stack's pulumi up has not
+    made the group a following one yet."""
+    demoted = {"sessions-0": role_slave("sessions.region2.example.com.")}
+    assert replicates_outside(path, tmp_path, "sessions-0", demoted) == "sessions.region2.example.com"
+    for name, role in [
+        ("a primary", "master\n900\n"),
+        ("a member's replica", role_slave(fqdn("sessions-2"))),
+        ("no answer", None),
+    ]:
+        (tmp_path / name).mkdir()
+        roles = {"sessions-0": role} if role else {}
+        assert replicates_outside(path, tmp_path / name, "sessions-0", roles) == "no", name

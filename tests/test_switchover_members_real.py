@@ -13,12 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import valkey
 from replies import config_value, info
 from test_backlog_real import ADMIN, REPLICATION, start
 from valkey_process import Server, every_build, wait_for
 
+import ops.switchover
 from components.render.valkey_conf import Upstream
 from ops.switchover import Node, SwitchoverError, switchover
 
@@ -125,3 +128,40 @@ def test_a_new_node_that_is_not_directly_connected_is_refused(pair: Pair) -> Non
         switchover(pair.node(pair.primary), pair.node(pair.member), ("127.0.0.1", pair.member.port), REPLICATION,
                    log=lambda _: None)  # fmt: skip
     assert info(pair.primary.client("admin", ADMIN), "replication")["role"] == "master"
+
+
+@every_build
+def test_a_failure_after_the_hold_puts_everything_back(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old primary's REPLICAOF runs but its reply is lost: the tool fails after it held the
+    group at priority 0 and renamed the old primary, and gives back the role (it believes in no
+    demotion it did not see answered), the priorities, the name and the writes."""
+    real = ops.switchover._demote
+
+    def demote_then_lose_the_reply(*args: Any) -> None:
+        real(*args)
+        raise valkey.exceptions.TimeoutError("the reply was lost")
+
+    monkeypatch.setattr(ops.switchover, "_demote", demote_then_lose_the_reply)
+    before = priority(pair.member)
+    primary = pair.primary.client("admin", ADMIN)
+    primary.config_set("replica-announce-ip", OLD_NAME)
+    lines: list[str] = []
+    with pytest.raises(SwitchoverError, match=r"the reply was lost; .* is the primary again and unpaused: nothing"):
+        switchover(pair.node(pair.primary), pair.node(pair.new), ("127.0.0.1", pair.new.port), REPLICATION,
+                   old_region="region1", log=lines.append)  # fmt: skip
+    assert any("replica-priority 0" in line for line in lines), lines
+    assert info(primary, "replication")["role"] == "master"
+    assert priority(pair.member) == priority(pair.primary) == before != "0"
+    assert config_value(primary, "replica-announce-ip") == OLD_NAME
+    assert primary.set("after", "1")  # unpaused
+
+
+@every_build
+def test_an_old_member_that_is_not_one_is_refused(pair: Pair) -> None:
+    """A --old-member that reaches the new node (a port-forward to the wrong cluster: it has the
+    same history) instead of the old group's member, which would then not be held."""
+    with pytest.raises(SwitchoverError, match="--old-member must name each member of the old group once"):
+        switchover(pair.node(pair.primary), pair.node(pair.new), ("127.0.0.1", pair.new.port), REPLICATION,
+                   old_members=[pair.node(pair.new)], log=lambda _: None)  # fmt: skip
+    assert info(pair.primary.client("admin", ADMIN), "replication")["role"] == "master"
+    assert priority(pair.member) == priority(pair.primary) != "0"

@@ -195,8 +195,9 @@ def _mismatch(
         return Problem(
             f"{key}.sentinelMasterName",
             master_name,
-            f"a name other than {primary.sentinel_master_name!r}, stack {stack_name}'s for {name}: the regions' "
-            "Sentinels would hear each other through the replication stream and take each other's primary",
+            f"a name other than {primary.sentinel_master_name!r}, stack {stack_name}'s for {name} (unset, it is "
+            "<instance>-<region>): the regions' Sentinels would hear each other through the replication stream "
+            "and take each other's primary",
         )
     if settings.maxmemory < primary.maxmemory_bytes:
         return Problem(

@@ -135,6 +135,20 @@ replicas_primary() {
   echo "$best"
 }
 
+# replicates_outside HOST: the host a member replicates from, when that is outside the group
+# (a leading group's primary a switchover demoted, ops/switchover.py); fails otherwise, and when
+# it does not answer.
+replicates_outside() {
+  reply="$(ask "$1" "$VALKEY_PORT" "$PROBE_USER" "$PROBE_PASSWORD_FILE" ROLE | head -n 2)"
+  [ "$(printf '%s\n' "$reply" | head -n 1)" = slave ] || return 1
+  upstream="$(printf '%s\n' "$reply" | sed -n 2p)"
+  upstream="${upstream%.}"
+  case "$upstream" in
+    "" | *".$GROUP_DOMAIN") return 1 ;;
+  esac
+  echo "$upstream"
+}
+
 # Sets PRIMARY (a pod's DNS name) and PRIMARY_SOURCE (sentinels, peers, replicas or bootstrap).
 find_primary() {
   if PRIMARY="$(sentinel_primary)"; then

@@ -65,6 +65,14 @@ else
     fence_check primary
   else
     fence_check replica
+    # The tool held every member at replica-priority 0 so that the Sentinels, which see their
+    # primary turn into a replica, promote none of them beside the other region; a member that
+    # restarts before this stack's pulumi up (which makes the group a following one) would come
+    # back with its rendered priority, so it holds itself too.
+    if upstream="$(replicates_outside "$PRIMARY")"; then
+      HELD=yes
+      log "the group's primary $PRIMARY replicates $upstream, outside the group (a switchover): replica-priority 0"
+    fi
   fi
 fi
 if [ "$GROUP_MODE" = leader ] && [ "$PRIMARY" = "$SELF" ] && { [ "$PRIMARY_SOURCE" != bootstrap ] || [ "$FENCED" = yes ]; }; then
@@ -104,6 +112,9 @@ rm -f "$RUNTIME_CONFIG_FILE" || exit 1
   # member still running a leading group's template; no Sentinel lists it (none reaches it).
   if [ "$GROUP_MODE" = follower ]; then
     echo "replica-announced no"
+  fi
+  if [ "${HELD:-no}" = yes ]; then
+    echo "replica-priority 0"
   fi
   if [ "${FENCED:-no}" = yes ]; then
     echo "replica-priority 0"
