@@ -35,12 +35,12 @@ The steps, each checked before the next (docs/runbooks.md#runbook-planned-switch
    (psync2: the same history under the new primary's second replication ID).
 6. ``CLIENT UNPAUSE`` on the old node: the writes that waited there get ``READONLY``.
 
-A failure before 5 puts the old primary back (``REPLICAOF NO ONE`` if it was demoted, its
-``masteruser``/``masterauth``/``replica-announce-ip`` and the members' ``replica-priority``
-restored, unpaused): nothing
-changed, and the message says so. If 5
-fails, no region takes writes: promote the new one by hand (the promotion runbook). Any other
-error reports the roles both nodes have then. Valkey's ``FAILOVER TO`` does 2-6 inside one server,
+A failure before 5 puts the old primary back (``REPLICAOF NO ONE`` whether or not its demotion
+was answered, its ``masteruser``/``masterauth``/``replica-announce-ip`` and the members'
+``replica-priority`` restored, unpaused), each step tried whatever the others did: nothing
+changed, and the message says so, or it names what could not be undone. If 5 fails, no region
+takes writes: promote the new one by hand (the promotion runbook). Any other error reports the
+roles both nodes have then. Valkey's ``FAILOVER TO`` does 2-6 inside one server,
 but only towards a replica that announces an address the old primary can reach; region 2's
 replicas do not (docs/design.md#planned-switchover), so this drives the same steps across two.
 """
@@ -60,8 +60,8 @@ import valkey
 ADMIN_USER = "admin"
 REPLICATION_USER = "replication"
 MIN_PAUSE_S = 2.0
-ANNOUNCE = "replica-announce-ip"
 """The pause must outlast the waits (each at most half of it) by a margin."""
+ANNOUNCE = "replica-announce-ip"
 
 
 class SwitchoverError(Exception):
@@ -246,7 +246,7 @@ def _members(  # noqa: PLR0917 - one call site, in order
     """The old primary's replicas other than the new node, each checked to replicate it."""
     listed = _replicas(before_old)
     names = ", ".join(f"{host}:{port}" for host, port in listed) or "none"
-    announced = _config(n, "replica-announce-ip")
+    announced = _config(n, ANNOUNCE)
     if announced:
         if announced not in [host for host, _ in listed]:
             raise SwitchoverError(
