@@ -1,0 +1,131 @@
+"""Which keys the source's writers change while the copy runs: keyspace notifications.
+
+Before the first key is read, the tracker subscribes to ``__keyspace@*__:*`` on the source (and
+turns the notifications on, ``notify-keyspace-events`` with ``K`` and ``A``, restoring the
+source's own setting when it stops). Every event names a key that changed after the
+subscription; the copier copies it again. Nothing a writer does after that moment is missed, with
+two exceptions the verification pass catches: ``FLUSHDB``/``FLUSHALL`` and ``SWAPDB`` send no
+per-key event.
+
+**Barrier**: the source runs commands one at a time and queues each event on the subscriber's
+connection as the command runs. So once a message the tracker itself publishes on a channel it
+listens to has arrived, every event of every command the source ran before it has arrived too
+(``sync``). With the writers stopped, a drained tracker after a barrier means the target holds
+everything. A subscription that breaks (a lost connection, the source's pub/sub output-buffer
+limit) loses events: ``lost`` is then set and the copy must start over.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import defaultdict
+
+import valkey
+
+from .endpoint import Endpoint, MigrationError, config_value
+
+PATTERN = b"__keyspace@*__:*"
+FLAGS = "KA"
+"""K: keyspace events (the key in the channel name); A: every class of command, expiry and eviction."""
+
+
+class WriteTracker:
+    def __init__(self, source: Endpoint) -> None:
+        self._source = source
+        self._lock = threading.Lock()
+        self._dirty: dict[int, set[bytes]] = defaultdict(set)
+        self._barriers: dict[bytes, threading.Event] = {}
+        self._original: str | None = None
+        self._client: valkey.Valkey | None = None
+        self._pubsub: valkey.client.PubSub | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.lost: str | None = None
+        """Why events may have been missed, once they may have."""
+        self.events = 0
+
+    def start(self) -> None:
+        with self._source.session() as client:
+            try:
+                original = config_value(client, "notify-keyspace-events")
+                if not ("K" in original and "A" in original):
+                    client.config_set("notify-keyspace-events", original + FLAGS)
+                    self._original = original
+            except valkey.ResponseError as error:
+                raise MigrationError(
+                    f"{self._source} does not let this tool turn on keyspace notifications ({error}): set its "
+                    "notify-keyspace-events to KA yourself (on a managed service, in its parameter group), or stop "
+                    "every writer for the whole copy and run it with --no-track-writes"
+                ) from error
+        self._client = self._source.connect()
+        self._pubsub = self._client.pubsub()
+        self._pubsub.psubscribe(PATTERN)
+        confirmed = self._pubsub.get_message(timeout=self._source.timeout_s)
+        if not confirmed or confirmed.get("type") != "psubscribe":
+            raise MigrationError(f"{self._source} did not confirm the keyspace subscription ({confirmed!r})")
+        self._thread = threading.Thread(target=self._listen, name="write-tracker", daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        assert self._pubsub is not None
+        try:
+            while not self._stopping.is_set():
+                message = self._pubsub.get_message(timeout=0.5)
+                if message is None or message.get("type") != "pmessage":
+                    continue
+                channel: bytes = message["channel"]
+                prefix, _, key = channel.partition(b"__:")
+                db = int(prefix.removeprefix(b"__keyspace@"))
+                with self._lock:
+                    barrier = self._barriers.get(key)
+                    if barrier is not None and message["data"] == b"barrier":
+                        barrier.set()
+                        continue
+                    self._dirty[db].add(key)
+                    self.events += 1
+        except Exception as error:  # noqa: BLE001 - any failure means events may be missing
+            if not self._stopping.is_set():
+                self.lost = f"the keyspace subscription broke ({type(error).__name__}: {error})"
+
+    def take(self) -> dict[int, set[bytes]]:
+        """The keys changed since the last take, per database; the tracker starts a new set."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, defaultdict(set)
+        return dict(dirty)
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(len(keys) for keys in self._dirty.values())
+
+    def sync(self, timeout_s: float = 10.0) -> None:
+        """Return once every event of every command the source ran before this call has arrived."""
+        token = b"valkey-migration-barrier-" + secrets.token_hex(8).encode()
+        arrived = threading.Event()
+        with self._lock:
+            self._barriers[token] = arrived
+        try:
+            with self._source.session() as client:
+                client.publish(b"__keyspace@0__:" + token, b"barrier")
+            deadline = time.monotonic() + timeout_s
+            while not arrived.wait(0.1):
+                if self.lost is not None:
+                    raise MigrationError(f"{self.lost}: writes may have been missed; start the copy again")
+                if time.monotonic() > deadline:
+                    raise MigrationError(f"{self._source} did not deliver the tracker's barrier within {timeout_s:g}s")
+        finally:
+            with self._lock:
+                self._barriers.pop(token, None)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._pubsub is not None:
+            self._pubsub.close()
+        if self._client is not None:
+            self._client.close()
+        if self._original is not None:
+            with self._source.session() as client:
+                client.config_set("notify-keyspace-events", self._original)

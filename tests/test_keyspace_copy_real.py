@@ -1,0 +1,246 @@
+"""The keyspace copy (ops/keyspace_copy) from a real Redis 7.0 into the rendered Valkey, on real
+servers: every core type, several databases, TTLs, writes during the copy; a million keys; and
+each bad input, which must stop the copy with a message that says what to do and lose nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import valkey
+from migration_support import SOURCE_PASSWORD, Writers, differences, fill, in_sync, oracle, start_source
+from replies import config_value, sync
+from test_backlog_real import ADMIN, REPLICATION, start
+from valkey_process import Server, every_build, free_port, wait_for
+
+from components.render.valkey_conf import Upstream
+from ops.keyspace_copy.copier import CHECKPOINT_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(source: Server | int, target: Server | int, *args: str, env: dict[str, str] | None = None) -> Any:
+    """The copy as the Job runs it: ``python -m ops.keyspace_copy``, logins in the environment
+    (``env`` adds to and overrides the usual ones). Each end a server or a port."""
+    ports = [end if isinstance(end, int) else end.port for end in (source, target)]
+    logins = {"SOURCE_PASSWORD": SOURCE_PASSWORD, "TARGET_PASSWORD": ADMIN, **(env or {})}
+    command = [sys.executable, "-m", "ops.keyspace_copy", "--source", f"127.0.0.1:{ports[0]}"]
+    return subprocess.Popen(
+        [*command, "--target", f"127.0.0.1:{ports[1]}", *args],
+        cwd=ROOT,
+        env={**os.environ, **logins},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def metric(port: int, name: str) -> float | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    return None if found is None else float(found.group(1))
+
+
+@every_build
+def test_a_live_copy_under_writes_holds_every_key_value_ttl_and_acknowledged_write(tmp_path: Path, build: str) -> None:
+    source = start_source(tmp_path / "source")
+    target = start(tmp_path / "target", build)
+    copy = None
+    writers = Writers(source.port, SOURCE_PASSWORD)
+    try:
+        keys = fill(source)
+        writers.start()
+        port = free_port()
+        job = cli(source, target, "--follow", "--metrics-port", str(port), "--batch", "200")
+        wait_for(lambda: metric(port, "valkey_migration_bulk_done") == 1, 120, "the bulk pass done")
+        time.sleep(1)  # writes after the bulk pass, copied as changes
+        stopped = writers.stop()
+        # The cut-over: writers stopped; the target holds everything once the copy has synced since.
+        wait_for(lambda: (metric(port, "valkey_migration_synced_timestamp_seconds") or 0) >= stopped, 30,
+                 "the copy synced after the writers stopped")  # fmt: skip
+        pause = time.time() - stopped
+        job.send_signal(signal.SIGTERM)
+        output, _ = job.communicate(timeout=120)
+        assert job.returncode == 0, output
+        assert "verified:" in output, output
+        assert not writers.errors, writers.errors[:3]
+        copy = oracle(tmp_path / "oracle", build, target.port)
+        in_sync(target, copy, ADMIN)
+        t = valkey.Valkey(port=target.port, username="admin", password=ADMIN, decode_responses=True)
+        assert differences(source, target, copy, ADMIN) == []
+        missing = [k for k, v in writers.acknowledged.items() if t.get(k) != v]
+        assert missing == [], f"{len(missing)} acknowledged writes missing, e.g. {missing[:3]}"
+        assert t.get("counter") == str(writers.counter)
+        assert not any(t.exists(k) for k in writers.deleted)
+        assert t.exists(CHECKPOINT_KEY) == 0, "the checkpoint is gone once verified"
+        print(
+            f"DRILL keyspace-copy valkey-{build}: {keys} keys + {len(writers.acknowledged)} acknowledged writes "
+            f"during the copy, 0 lost; the target held every write {pause:.2f}s after the writers stopped"
+        )
+    finally:
+        writers.stop() if writers._thread and writers._thread.is_alive() else None
+        for server in (source, target, copy):
+            if server is not None:
+                server.stop()
+
+
+def run_to_end(job: subprocess.Popen[str]) -> tuple[str, int]:
+    """Wait for the copy; its output and its peak resident memory in KiB (the kernel's count)."""
+    assert job.stdout is not None
+    output = job.stdout.read()
+    _, status, usage = os.wait4(job.pid, 0)
+    job.returncode = os.waitstatus_to_exitcode(status)
+    return output, usage.ru_maxrss
+
+
+def test_a_million_keys_copy_at_a_reported_rate_in_bounded_memory(tmp_path: Path) -> None:
+    """Rate and memory of the copy on this machine: a baseline of 10,000 keys, then 1,000,000
+    (100-byte values, DEBUG POPULATE). The memory must not grow with the keyspace."""
+    source = start_source(tmp_path / "source")
+    targets = [start(tmp_path / "small", "8.1.8"), start(tmp_path / "large", "8.1.8")]
+    s = valkey.Valkey(port=source.port, password=SOURCE_PASSWORD)
+    try:
+        figures = []
+        for target, keys in zip(targets, (10_000, 1_000_000), strict=True):
+            s.flushall()
+            s.execute_command("DEBUG", "POPULATE", keys, "key", 100)
+            begun = time.monotonic()
+            output, peak_kib = run_to_end(cli(source, target, "--no-track-writes"))
+            seconds = time.monotonic() - begun
+            assert "verified:" in output, output
+            copied = re.findall(r"bulk pass done: copied (\d+) keys.*?, ([\d.]+) MB in ([\d.]+)s", output)
+            assert copied and int(copied[0][0]) == keys, output
+            dbsize = valkey.Valkey(port=target.port, username="admin", password=ADMIN).dbsize()
+            assert dbsize == keys
+            figures.append((keys, float(copied[0][1]), float(copied[0][2]), seconds, peak_kib))
+        (_, _, _, _, base_kib), (keys, mb, bulk_s, seconds, peak_kib) = figures
+        print(
+            f"DRILL keyspace-copy rate: {keys} keys, {mb:.0f} MB of DUMP payloads: bulk pass {bulk_s:.1f}s "
+            f"({keys / bulk_s:.0f} keys/s, {mb / bulk_s:.1f} MB/s), {seconds:.1f}s with checks and verification; "
+            f"peak memory {peak_kib / 1024:.0f} MiB, {peak_kib / base_kib:.2f}x that of a 10,000-key copy"
+        )
+        assert peak_kib < 1.5 * base_kib, f"memory grew with the keyspace: {base_kib} KiB -> {peak_kib} KiB"
+    finally:
+        for server in (source, *targets):
+            server.stop()
+
+
+def failure(job: subprocess.Popen[str]) -> str:
+    output, _ = job.communicate(timeout=120)
+    assert job.returncode == 1, output
+    return output
+
+
+@pytest.fixture
+def ends(tmp_path: Path) -> Any:
+    source = start_source(tmp_path / "source", "user reader on >reader-password ~* &* +@read +select +ping +info")
+    target = start(tmp_path / "target", "8.1.8")
+    yield source, target
+    source.stop()
+    target.stop()
+
+
+def test_an_unreachable_source_or_a_wrong_login_stops_before_anything_is_written(ends: Any) -> None:
+    source, target = ends
+    fill(source)
+    closed = free_port()
+    unreachable = failure(cli(closed, target))
+    assert f"cannot reach the source 127.0.0.1:{closed}" in unreachable and "NetworkPolicy" in unreachable
+    wrong = failure(cli(source, target, env={"SOURCE_PASSWORD": "not-the-password"}))
+    assert "the source" in wrong and "refused the login" in wrong and "not-the-password" not in wrong
+    t = valkey.Valkey(port=target.port, username="admin", password=ADMIN)
+    assert t.dbsize() == 0
+
+
+def test_a_target_holding_keys_or_a_replica_target_is_refused_and_keeps_its_keys(ends: Any, tmp_path: Path) -> None:
+    source, target = ends
+    fill(source)
+    t = valkey.Valkey(port=target.port, username="admin", password=ADMIN)
+    t.set("string:1", "the target's own value")
+    held = failure(cli(source, target))
+    assert "already holds 1 keys and no checkpoint" in held
+    assert t.get("string:1") == b"the target's own value" and t.dbsize() == 1
+    replica = start(tmp_path / "replica", "8.1.8", Upstream("127.0.0.1", target.port, "replication", REPLICATION))
+    try:
+        refused = failure(cli(source, replica))
+        assert "is a slave, not a primary" in refused
+    finally:
+        replica.stop()
+
+
+def test_a_source_user_that_cannot_turn_on_notifications_is_told_what_to_do(ends: Any) -> None:
+    source, target = ends
+    fill(source)
+    message = failure(cli(source, target, env={"SOURCE_USERNAME": "reader", "SOURCE_PASSWORD": "reader-password"}))
+    assert "notify-keyspace-events to KA yourself" in message and "--no-track-writes" in message
+    s = valkey.Valkey(port=source.port, password=SOURCE_PASSWORD, decode_responses=True)
+    assert config_value(s, "notify-keyspace-events") == ""
+    valkey.Valkey(port=target.port, username="admin", password=ADMIN).delete(CHECKPOINT_KEY)
+    # The same user copies once the writers are stopped for the whole copy.
+    reader = {"SOURCE_USERNAME": "reader", "SOURCE_PASSWORD": "reader-password"}
+    done, _ = cli(source, target, "--no-track-writes", env=reader).communicate(timeout=120)
+    assert "verified:" in done, done
+
+
+def test_writes_during_an_untracked_copy_stop_it_and_a_rerun_starts_over(ends: Any) -> None:
+    source, target = ends
+    fill(source)
+    writers = Writers(source.port, SOURCE_PASSWORD)
+    writers.start()
+    try:
+        message = failure(cli(source, target, "--no-track-writes", "--batch", "50"))
+    finally:
+        writers.stop()
+    assert "took writes while the copy ran without tracking them" in message
+    # The rerun does not resume (keys deleted meanwhile would stay), nor empty the target unasked.
+    again = failure(cli(source, target, "--no-track-writes"))
+    assert "cannot resume" in again and "took writes since" in again and "--start-over" in again
+    t = valkey.Valkey(port=target.port, username="admin", password=ADMIN)
+    assert sync(t.dbsize()) > 1, "what the first run copied is still there"
+    output, _ = cli(source, target, "--no-track-writes", "--start-over").communicate(timeout=120)
+    assert "starting over: emptied" in output and "verified:" in output, output
+    assert not any(t.exists(k) for k in writers.deleted)
+
+
+def test_an_interrupted_copy_resumes_from_its_checkpoint(ends: Any) -> None:
+    source, target = ends
+    s = valkey.Valkey(port=source.port, password=SOURCE_PASSWORD)
+    s.execute_command("DEBUG", "POPULATE", 200_000, "key", 50)
+    port = free_port()
+    job = cli(source, target, "--no-track-writes", "--batch", "100", "--metrics-port", str(port))
+    wait_for(lambda: (metric(port, "valkey_migration_keys_copied_total") or 0) > 50_000, 60, "a quarter copied")
+    job.kill()
+    job.communicate(timeout=30)
+    t = valkey.Valkey(port=target.port, username="admin", password=ADMIN)
+    checkpoint = {k.decode(): v.decode() for k, v in sync(t.hgetall(CHECKPOINT_KEY)).items()}
+    assert int(checkpoint["keys"]) > 50_000
+    output, _ = cli(source, target, "--no-track-writes").communicate(timeout=180)
+    assert "resuming from the checkpoint" in output and "verified: 200000 keys" in output, output
+    copied = re.search(r"bulk pass done: copied (\d+) keys", output)
+    assert copied is not None and int(copied.group(1)) < 200_000 + 1000, output  # not all over again
+
+
+def test_dump_payloads_the_target_cannot_load_stop_the_copy_with_what_to_do(tmp_path: Path) -> None:
+    """The one unloadable format these machines have: Valkey 9.1's DUMP into Redis 7.0 (as Redis
+    7.4's RDB 12 payloads are into a strict Valkey)."""
+    newer = start(tmp_path / "newer", "9.1.2")
+    older = start_source(tmp_path / "older")
+    try:
+        valkey.Valkey(port=newer.port, username="admin", password=ADMIN).set("k", "v")
+        logins = {"SOURCE_USERNAME": "admin", "SOURCE_PASSWORD": ADMIN, "TARGET_USERNAME": "default"}
+        job = cli(newer, older, "--no-track-writes", env={**logins, "TARGET_PASSWORD": SOURCE_PASSWORD})
+        message = failure(job)
+        assert "cannot load" in message and "rdb-version-check relaxed" in message, message
+        assert "DUMP payload version or checksum are wrong" in message
+    finally:
+        newer.stop()
+        older.stop()
