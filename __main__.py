@@ -8,10 +8,11 @@ import pulumi_kubernetes as k8s
 from components.config.loader import load_stack_config
 from components.config.models import following_instances, sentinel_master_name, tls_enabled
 from components.credentials import Credentials
+from components.migration import KeyspaceCopy
 from components.monitoring import Monitoring
 from components.namespace import Namespace, NamespaceArgs
 from components.specs.monitoring import monitoring_args
-from components.stack.instances import credentials_args, server_args
+from components.stack.instances import credentials_args, keyspace_copy_args, server_args
 from components.stack.outputs import stack_outputs
 from components.stack.primary import PrimaryRegion, read_primary
 from components.valkey_server import ValkeyServer
@@ -49,6 +50,9 @@ async def main() -> dict[str, Any]:
     for name in cfg.instances:
         credentials[name] = Credentials(name, credentials_args(cfg, name), opts)
         servers[name] = ValkeyServer(name, server_args(cfg, name, credentials[name], primary), opts)
+        copy = keyspace_copy_args(cfg, name, servers[name])
+        if copy is not None:
+            KeyspaceCopy(name, copy, opts)
     if cfg.monitoring.enabled and cfg.monitoring.prometheus_operator:
         # One ServiceMonitor and one PrometheusRule per stack: the rules aggregate over instances.
         Monitoring("valkey", monitoring_args(cfg), opts)

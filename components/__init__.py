@@ -10,6 +10,7 @@ config/            the stack configuration: the only part that reads Pulumi conf
   pem.py           CA bundles, parsed as certificates
   valkey_commands.py  the commands and ACL categories the supported Valkey versions know (+ .json)
   security.py      TLS, network policy, password rotation, denied commands
+  migration.py     a migration source and the keyspace copy Job's settings
   models.py        the stack file's schema and defaults (StackConfig, Instance, alert thresholds)
   problems.py      a problem with the config, and the one message that lists them
   checks.py        rules between fields, each reported at the key to change
@@ -43,11 +44,13 @@ specs/             pulumi_kubernetes arguments built from settings; never create
   marker.py        the ConfigMap that says an instance was Ready once: its pods then fence an empty primary
   certificate.py   TLS sources, DNS names, the cert-manager Certificate
   network_policy.py  the NetworkPolicy
+  migration.py     the keyspace copy's Job (its command line, mounts, failure policy) and metrics Service
   monitoring.py    the ServiceMonitor (relabelings) and the PrometheusRule's arguments
 namespace.py       component: the namespace (Pod Security Standards labels)
 credentials.py     component: generated passwords and the Secrets that hold them
 valkey_server.py   component: one instance in one region; the order and options of its resources
 monitoring.py      component: the ServiceMonitor and PrometheusRule of a stack
+migration.py       component: an instance's keyspace copy Job, its metrics Service and ServiceMonitor
 stack/             what a stack shows other stacks
   instances.py     each instance's arguments in this region: primary or replica, endpoint, trust, policy
   outputs.py       the outputs contract

@@ -85,6 +85,11 @@ class InstanceNames:
     def admin_secret(self) -> str:
         return f"{self.instance}-admin-credentials"
 
+    @property
+    def migration(self) -> str:
+        """The keyspace copy's Job, and the Service and ServiceMonitor over its metrics."""
+        return f"{self.instance}-migration"
+
     def pod(self, ordinal: int) -> str:
         return f"{self.statefulset}-{ordinal}"
 
@@ -132,6 +137,9 @@ class InstanceNames:
             ("PodDisruptionBudget", namespace, self.statefulset),
             ("ConfigMap", namespace, self.marker),
             ("NetworkPolicy", namespace, self.statefulset),
+            ("Job", namespace, self.migration),
+            ("Service", namespace, self.migration),
+            ("ServiceMonitor", namespace, self.migration),
             ("Certificate", namespace, self.certificate),
             ("Secret", namespace, self.certificate),
             ("Secret", namespace, self.config_secret),
@@ -162,6 +170,9 @@ class InstanceNames:
             ("RoleBinding", self.labeler),
             ("Certificate", self.certificate),
             ("ConfigMap", self.marker),
+            ("Job", self.migration),
+            ("Service", self.migration),
+            ("ServiceMonitor", self.migration),
             *(("PersistentVolumeClaimPatch", self.claim_patch_resource(n)) for n in range(MAX_PODS)),
             ("ValkeyServer", self.instance),
             ("Credentials", self.instance),

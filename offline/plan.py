@@ -63,6 +63,7 @@ FORCE_NEW: dict[str, list[Path]] = {
         ("spec", "volumeClaimTemplates"),
     ],
     "v1/Service": [("spec", "clusterIP")],
+    "batch/v1/Job": [("spec", "completions"), ("spec", "parallelism"), ("spec", "selector"), ("spec", "template")],
     "v1/Secret": [("type",)],
     "v1/PersistentVolumeClaim": [
         ("spec", "accessModes"),
@@ -275,6 +276,8 @@ def _await(reg: Registration, op: str, inputs: dict[str, Any]) -> tuple[str | No
         waits, never = "a load-balancer address", "no load-balancer controller serves the Service"
     elif kind == "Service" and spec.get("selector") and spec.get("clusterIP") != "None":
         waits = "its endpoints to settle with no not-ready address"
+    elif kind == "Job":
+        waits, never = "the Job to complete", "the Job runs until a person stops it"
     elif kind == "PersistentVolumeClaim" and op == "create" and _is_patch(reg.typ):
         waits = "the claim to be Bound, or Pending under a WaitForFirstConsumer StorageClass"
         never = "the StorageClass binds WaitForFirstConsumer: the claim is already Bound, never Pending"

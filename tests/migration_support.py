@@ -37,8 +37,16 @@ def start_source(directory: Path, *extra: str) -> Server:
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = directory / "redis.conf"
-    lines = [f"port {port}", "bind 127.0.0.1", f"dir {directory}", 'save ""', "appendonly no",
-             f"requirepass {SOURCE_PASSWORD}", "enable-debug-command yes", *extra]  # fmt: skip
+    lines = [
+        f"port {port}",
+        "bind 127.0.0.1",
+        f"dir {directory}",
+        'save ""',
+        "appendonly no",
+        f"requirepass {SOURCE_PASSWORD}",
+        "enable-debug-command yes",
+        *extra,
+    ]
     config.write_text("\n".join(lines) + "\n")
     return Server(config, port, SOURCE_PASSWORD, binary=REDIS_SERVER)
 

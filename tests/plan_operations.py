@@ -115,6 +115,16 @@ IMAGE_9 = {"image": "valkey/valkey:9.1.2-alpine"}
 NEW_CLIENTS = {"networkPolicy": {"clients": [{"namespace": "apps"}, {"namespace": "web"}]}}
 THIRD_REGION = {"peerCidrs": ["10.20.0.0/16", "10.30.0.0/16"]}
 GROUP = {"instances": instances("region1", _set("sessions", replicas=3))}
+MIGRATION = {
+    "method": "copy",
+    "source": {"host": "redis.legacy.svc.cluster.local", "credentialsSecret": "legacy-login"},
+    "keyspaceCopy": {"image": "registry.example.com/valkey-ops:1.0.0"},
+}
+MIGRATING = {"instances": instances("region1", _set("sessions", migration=MIGRATION))}
+MIGRATING_BIGGER_BATCH = {
+    "instances": instances("region1", _set("sessions", migration={**MIGRATION, "keyspaceCopy": {
+        "image": "registry.example.com/valkey-ops:1.0.0", "batch": 5000}}))
+}  # fmt: skip
 GROUP_GROWN = {"instances": instances("region1", _set("sessions", replicas=3, storage={"size": "16Gi"}))}
 
 OPERATIONS = [
@@ -162,6 +172,14 @@ OPERATIONS = [
         lambda: region1(**REMOVED, **UNPROTECTED),
     ),
     Operation("a new API endpoint in the kubeconfig", "region1", region1, lambda: region1(**NEW_ENDPOINT)),
+    Operation("start a keyspace copy (migration, method copy)", "region1", region1, lambda: region1(**MIGRATING)),
+    Operation(
+        "change the keyspace copy's settings",
+        "region1",
+        lambda: region1(**MIGRATING),
+        lambda: region1(**MIGRATING_BIGGER_BATCH),
+    ),
+    Operation("end the migration (remove it)", "region1", lambda: region1(**MIGRATING), region1),
     Operation("move a single pod to a group of 3 (replicas)", "region1", region1, lambda: region1(**GROUP)),
     Operation("grow a group's volumes", "region1", lambda: region1(**GROUP), lambda: region1(**GROUP_GROWN)),
     Operation(

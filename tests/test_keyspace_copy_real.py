@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import valkey
+from harness import render
 from migration_support import SOURCE_PASSWORD, Writers, differences, fill, in_sync, oracle, start_source
 from replies import config_value, sync
 from test_backlog_real import ADMIN, REPLICATION, start
@@ -65,8 +66,11 @@ def test_a_live_copy_under_writes_holds_every_key_value_ttl_and_acknowledged_wri
         time.sleep(1)  # writes after the bulk pass, copied as changes
         stopped = writers.stop()
         # The cut-over: writers stopped; the target holds everything once the copy has synced since.
-        wait_for(lambda: (metric(port, "valkey_migration_synced_timestamp_seconds") or 0) >= stopped, 30,
-                 "the copy synced after the writers stopped")  # fmt: skip
+        wait_for(
+            lambda: (metric(port, "valkey_migration_synced_timestamp_seconds") or 0) >= stopped,
+            30,
+            "the copy synced after the writers stopped",
+        )
         pause = time.time() - stopped
         job.send_signal(signal.SIGTERM)
         output, _ = job.communicate(timeout=120)
@@ -93,6 +97,13 @@ def test_a_live_copy_under_writes_holds_every_key_value_ttl_and_acknowledged_wri
                 server.stop()
 
 
+POPULATE = """
+for i = 1, tonumber(ARGV[1]) do
+  redis.call('SET', 'key:' .. i, ARGV[2] .. i)
+end
+"""
+
+
 def run_to_end(job: subprocess.Popen[str]) -> tuple[str, int]:
     """Wait for the copy; its output and its peak resident memory in KiB (the kernel's count)."""
     assert job.stdout is not None
@@ -104,7 +115,7 @@ def run_to_end(job: subprocess.Popen[str]) -> tuple[str, int]:
 
 def test_a_million_keys_copy_at_a_reported_rate_in_bounded_memory(tmp_path: Path) -> None:
     """Rate and memory of the copy on this machine: a baseline of 10,000 keys, then 1,000,000
-    (100-byte values, DEBUG POPULATE). The memory must not grow with the keyspace."""
+    (values of about 106 random bytes). The memory must not grow with the keyspace."""
     source = start_source(tmp_path / "source")
     targets = [start(tmp_path / "small", "8.1.8"), start(tmp_path / "large", "8.1.8")]
     s = valkey.Valkey(port=source.port, password=SOURCE_PASSWORD)
@@ -112,7 +123,8 @@ def test_a_million_keys_copy_at_a_reported_rate_in_bounded_memory(tmp_path: Path
         figures = []
         for target, keys in zip(targets, (10_000, 1_000_000), strict=True):
             s.flushall()
-            s.execute_command("DEBUG", "POPULATE", keys, "key", 100)
+            # 100 bytes that do not compress (DUMP compresses values with LZF), a different tail each.
+            s.execute_command("EVAL", POPULATE, 0, keys, os.urandom(100))
             begun = time.monotonic()
             output, peak_kib = run_to_end(cli(source, target, "--no-track-writes"))
             seconds = time.monotonic() - begun
@@ -244,3 +256,64 @@ def test_dump_payloads_the_target_cannot_load_stop_the_copy_with_what_to_do(tmp_
     finally:
         newer.stop()
         older.stop()
+
+
+def test_the_rendered_jobs_command_line_copies_a_redis_into_the_instance(tmp_path: Path) -> None:
+    """The Job's container as rendered: its command, arguments and environment, its Secret volumes
+    as files where it mounts them (moved under tmp_path, the one liberty taken, with the hosts
+    pointed at the servers here; the target's admin password is the test server's)."""
+    rendered = render(
+        "region1",
+        {
+            "tls": {"enabled": False},
+            "instances.sessions.migration": {
+                "method": "copy",
+                "source": {"host": "redis.legacy.svc.cluster.local", "credentialsSecret": "legacy-login"},
+                "keyspaceCopy": {"image": "registry.example.com/valkey-ops:1.0.0", "follow": False},
+            },
+        },
+    )
+    pod = rendered.objects("Job")["sessions-migration"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    source = start_source(tmp_path / "source")
+    target = start(tmp_path / "target", "8.1.8")
+    copy = None
+    try:
+        keys = fill(source)
+        existing = {"legacy-login": {"password": SOURCE_PASSWORD}}  # the Secret a platform team made
+        args = list(container["args"])
+        for mount in container["volumeMounts"]:
+            volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+            folder = tmp_path / mount["mountPath"].lstrip("/")
+            folder.mkdir(parents=True)
+            if "secret" in volume:
+                name = volume["secret"]["secretName"]
+                data = existing.get(name) or rendered.secret_data(name)
+                items = {i["key"]: i["path"] for i in volume["secret"].get("items", [])} or {k: k for k in data}
+                for key, path in items.items():
+                    (folder / path).write_text(
+                        ADMIN if name.endswith("-admin-credentials") and key == "password" else data[key]
+                    )
+                args = [a.replace(mount["mountPath"], str(folder)) for a in args]
+        args = [a.replace("redis.legacy.svc.cluster.local:6379", f"127.0.0.1:{source.port}") for a in args]
+        args = [a.replace("sessions.databases.svc.cluster.local:6379", f"127.0.0.1:{target.port}") for a in args]
+        env = {e["name"]: e["value"] for e in container["env"]} | {"HOME": str(tmp_path / "tmp")}
+        assert container["command"] == ["python", "-m", "ops.keyspace_copy"]
+        run = subprocess.run(
+            [sys.executable, "-m", "ops.keyspace_copy", *args],
+            check=False,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert f"verified: {keys} keys" in run.stdout
+        copy = oracle(tmp_path / "oracle", "8.1.8", target.port)
+        in_sync(target, copy, ADMIN)
+        assert differences(source, target, copy, ADMIN) == []
+    finally:
+        for server in (source, target, copy):
+            if server is not None:
+                server.stop()

@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
         "config.pem",
         "config.valkey_commands",
         "config.security",
+        "config.migration",
         "config.models",
         "config.problems",
         "object_names",
@@ -30,7 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("config.checks", "config.loader"),
     ("render",),
     ("specs",),
-    ("namespace", "credentials", "valkey_server", "monitoring"),
+    ("namespace", "credentials", "valkey_server", "monitoring", "migration"),
     ("stack",),
 ]
 PURE = ["render", "sizing", "object_names", *(m for m in LAYERS[0] if m.startswith("config.")), "config.checks"]

@@ -6,7 +6,15 @@ from pydantic import ByteSize
 
 from ..object_names import EXTERNAL_DNS_HOSTNAME, InstanceNames
 from ..sizing import backlog_bytes, largest_server_maxmemory, memory_limit_bytes, server_maxmemory_bytes
-from .models import MAX_BACKLOG, METRICS_PORT, SENTINEL_METRICS_PORT, StackConfig, external_host, tls_enabled
+from .models import (
+    MAX_BACKLOG,
+    METRICS_PORT,
+    SENTINEL_METRICS_PORT,
+    StackConfig,
+    external_host,
+    following_instances,
+    tls_enabled,
+)
 from .names import DNS_SUBDOMAIN_MAX
 from .problems import Described, Problem, described_size
 from .types import cpu_millis, human
@@ -58,6 +66,7 @@ def _cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
     problems += _group_checks(cfg)
     problems += _name_checks(cfg)
     problems += _monitoring_checks(cfg)
+    problems += _migration_checks(cfg)
     for name, inst in cfg.instances.items():
         key = f"instances.{name}"
         if inst.dr and not inst.persistence:
@@ -196,7 +205,7 @@ def _name_checks(cfg: StackConfig) -> list[Problem]:
                     name,
                     f"a name whose objects do not collide with those of instance {', '.join(clash)} "
                     "(objects are named <instance>, <instance>-headless, -external, -read, -sentinel, "
-                    "-labeler, -config, -tls, -credentials, -admin-credentials)",
+                    "-labeler, -config, -tls, -credentials, -admin-credentials, -migration)",
                 )
             )
         owner.update(dict.fromkeys(mine, name))
@@ -278,6 +287,36 @@ def _monitoring_checks(cfg: StackConfig) -> list[Problem]:
             problems.append(
                 Problem(
                     f"monitoring.thresholds.{key}", window, f"at least two scrape intervals ({2 * interval}s): {why}"
+                )
+            )
+    return problems
+
+
+def _migration_checks(cfg: StackConfig) -> list[Problem]:
+    problems = []
+    following = following_instances(cfg)
+    for name, inst in cfg.instances.items():
+        migration, key = inst.migration, f"instances.{name}.migration"
+        if migration is None:
+            continue
+        if name in following:
+            problems.append(
+                Problem(
+                    key,
+                    Described(f"method {migration.method}"),
+                    "no migration on an instance that replicates the primary region (it receives the data from "
+                    "there): migrate into the primary stack's instance, or into a local one (dr: false)",
+                )
+            )
+        if migration.source.ca_secret is not None and not migration.source.tls:
+            problems.append(Problem(f"{key}.source.caSecret", migration.source.ca_secret, "only with source.tls: true"))
+        if migration.method == "copy" and migration.keyspace_copy is None:
+            problems.append(
+                Problem(
+                    f"{key}.keyspaceCopy",
+                    None,
+                    "the keyspace copy Job's settings with method copy, at least its image "
+                    "(an image with Python 3 and the program's ops package: ops/Dockerfile)",
                 )
             )
     return problems

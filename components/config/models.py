@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, ByteSize, Field
 from pydantic_core import PydanticCustomError
 
+from .migration import Migration
 from .names import DnsLabel, DnsSubdomain, Hostname, InstanceName, LabelKey, LabelValue, SentinelMasterName
 from .security import (
     DEFAULT_DENIED_COMMANDS,
@@ -171,6 +172,9 @@ class Instance(ConfigModel):
     The regions' names must differ: Sentinels announce themselves through the primary, whose stream
     carries that to the other region. Changing it on a running group costs one failover without a
     handover (docs/design.md)."""
+    migration: Migration | None = None
+    """An existing Redis or Dragonfly to bring the data in from (docs/migration.md); remove it once
+    the applications use this instance."""
 
 
 Spread = Literal["required", "preferred", "none"]

@@ -31,6 +31,8 @@ class NetworkPolicyRules:
     Kubernetes API."""
     sentinel_port: int | None = None
     """A group that leads (has Sentinels): members and clients reach the Sentinels too."""
+    copy_job: dict[str, str] | None = None
+    """The pod labels of the instance's keyspace copy Job (specs/migration.py), which writes to it."""
 
 
 API_SERVER_PORTS = (443, 6443)
@@ -68,6 +70,13 @@ def network_policy_spec(
                 ],
                 # Sentinel-aware clients ask a group's Sentinels for the primary.
                 ports=group_ports,
+            )
+        )
+    if rules.copy_job is not None:
+        copier = k8s.meta.v1.LabelSelectorArgs(match_labels=rules.copy_job)
+        ingress.append(
+            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                from_=[k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=copier)], ports=valkey_port
             )
         )
     if rules.accepts_replicas and rules.peer_cidrs:

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from ..config.models import METRICS_PORT, StackConfig, external_host, sentinel_master_name, tls_enabled
 from ..credentials import Credentials, CredentialsArgs
+from ..migration import KeyspaceCopyArgs
+from ..object_names import InstanceNames
+from ..specs import migration
 from ..specs.certificate import TlsSource
+from ..specs.migration import CopyJob
 from ..specs.network_policy import NetworkPolicyRules
-from ..valkey_server import ExternalEndpoint, ValkeyServerArgs
+from ..valkey_server import ExternalEndpoint, ValkeyServer, ValkeyServerArgs
 from .primary import PrimaryRegion
 
 
@@ -80,4 +84,37 @@ def _network_policy(cfg: StackConfig, name: str, accepts_replicas: bool, replica
         group=cfg.instances[name].replicas > 1,
         # A DR group of a replica stack follows the other region: no Sentinels until promoted.
         sentinel_port=cfg.failover.sentinel_port if cfg.instances[name].replicas > 1 and not replica else None,
+        copy_job=migration.pod_labels(name) if keyspace_copies(cfg, name) else None,
+    )
+
+
+def keyspace_copies(cfg: StackConfig, name: str) -> bool:
+    """The instance receives a keyspace copy (its migration method is copy)."""
+    migration_settings = cfg.instances[name].migration
+    return migration_settings is not None and migration_settings.method == "copy"
+
+
+def keyspace_copy_args(cfg: StackConfig, name: str, server: ValkeyServer) -> KeyspaceCopyArgs | None:
+    """The keyspace copy Job of an instance whose migration method is copy; None for any other."""
+    settings = cfg.instances[name].migration
+    if settings is None or not keyspace_copies(cfg, name):
+        return None
+    names = InstanceNames(name)
+    return KeyspaceCopyArgs(
+        namespace=cfg.namespace,
+        job=CopyJob(
+            instance=name,
+            migration=settings,
+            target_host=server.host,
+            target_port=server.port,
+            target_tls=server.tls,
+            admin_secret=names.admin_secret,
+            config_secret=names.config_secret,
+        ),
+        region=cfg.region or "",
+        service_monitor=cfg.monitoring.enabled and cfg.monitoring.prometheus_operator,
+        monitoring_labels=cfg.monitoring.labels,
+        scrape_interval_seconds=int(cfg.monitoring.scrape_interval.total_seconds()),
+        # Once the instance is Ready: the copy writes into its primary.
+        after=[server.statefulset],
     )

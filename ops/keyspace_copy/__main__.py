@@ -15,7 +15,8 @@ is the instance's ``<instance>-admin-credentials`` Secret).
 Without ``--follow`` it copies, copies again what changed, verifies and exits: for a copy while
 the writers are stopped. With ``--follow`` it keeps the target in step until SIGTERM (the
 cut-over: docs/migration.md), then verifies. Exit status 0: verified; 1: stopped with an error
-(the message says what to do); 2: the verification found differences.
+(the message says what to do); 2: the verification found differences; 3: a connection was lost
+(a retry resumes where it can).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+import valkey
 
 from .copier import Copier, Options
 from .endpoint import Endpoint, MigrationError
@@ -115,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MigrationError as error:
         print(f"keyspace-copy: failed: {error}", file=sys.stderr, flush=True)
         return 1
+    except (valkey.ConnectionError, valkey.TimeoutError, OSError) as error:
+        # A connection lost mid-copy (a failover of the target, a restarted source): worth a retry,
+        # which resumes where it can (the Job retries exit codes other than 1 and 2).
+        print(f"keyspace-copy: connection lost: {error}", file=sys.stderr, flush=True)
+        return 3
     return 0 if report.verification.ok else 2
 
 

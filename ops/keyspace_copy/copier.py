@@ -68,7 +68,8 @@ class Options:
     """Empty a target that holds an unfinished copy which cannot resume, and copy again."""
     sample: int = 1000
     """Keys whose values and TTLs the verification compares (every key's type is counted)."""
-    sync_every_s: float = 1.0
+    sync_every_s: float = 0.25
+    """How often a following copy copies what changed: the target trails the source by about this."""
     log_every_s: float = 10.0
 
 

@@ -1,0 +1,59 @@
+"""``instances.<name>.migration``: bringing an existing Redis or Dragonfly's data into an instance
+(docs/migration.md). Only the source's name and the Secrets the program does not create are
+config; no password is."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from .names import DnsSubdomain, Hostname
+from .types import ConfigModel, ImageRef, Integer, within
+
+COPY_METRICS_PORT = 9400
+"""The keyspace copy's metrics port in its Job's pod."""
+
+
+class MigrationSource(ConfigModel):
+    """The server the data comes from. Its login is an existing Secret's, never config."""
+
+    host: Hostname
+    """Its DNS name or address, as the instance's namespace resolves it."""
+    port: Annotated[Integer, within(1, 65535)] = 6379
+    """Its client port."""
+    tls: bool = False
+    """Connect to it over TLS."""
+    ca_secret: DnsSubdomain | None = None
+    """With tls: an existing Secret in the stack's namespace whose key ca.crt is the CA that signs
+    the source's certificate; default the system's trusted CAs."""
+    credentials_secret: DnsSubdomain | None = None
+    """An existing Secret in the stack's namespace with the key password and, optionally, username
+    (without it, the password alone: the source's default user, requirepass). Unset: no login."""
+
+
+class KeyspaceCopy(ConfigModel):
+    """The Job that runs ``python -m ops.keyspace_copy`` (docs/migration.md#keyspace-copy)."""
+
+    image: ImageRef
+    """An image with Python 3 and the program's ``ops`` package with its requirements, e.g. built
+    from ops/Dockerfile and pushed to your registry (the program publishes no image)."""
+    batch: Annotated[Integer, within(1, 100_000)] = 1000
+    """Keys per SCAN and per pipeline: the Job holds one batch of values at a time."""
+    start_over: bool = False
+    """Let the Job empty the instance when it finds an unfinished earlier copy that cannot resume
+    (the source took writes or restarted since): set it only after checking that the source still
+    holds the data, and unset it once the copy runs (docs/migration.md#resuming)."""
+    follow: bool = True
+    """Keep copying what the applications change until the cut-over (the Job then runs until you
+    stop it, docs/migration.md); false: copy once and finish, for a source nobody writes to."""
+
+
+class Migration(ConfigModel):
+    """Where an instance's data comes from on its first days, and how it gets here."""
+
+    method: Literal["copy"]
+    """copy: the keyspace copy Job (any source that answers SCAN, PTTL and DUMP with payloads this
+    Valkey can RESTORE)."""
+    source: MigrationSource
+    """The server to migrate from."""
+    keyspace_copy: KeyspaceCopy | None = None
+    """The Job's settings; required with method copy."""
