@@ -150,7 +150,8 @@ class Credentials(pulumi.ComponentResource):
                 copy = names.client_secret_copy_resource(namespace)
                 secret(names.client_secret, copy, "credentials", client_data, namespace)
                 self.secret_namespaces.append(namespace)
-        # For operators (promotion, break-glass): read with kubectl, never mounted into a pod.
+        # For operators (promotion, break-glass): read with kubectl; mounted only into a configured
+        # keyspace copy's Job (specs/migration.py), which writes the migrated keys as admin.
         self.admin_secret_name = secret(
             names.admin_secret,
             names.admin_secret_resource,

@@ -72,8 +72,9 @@ def test_a_live_copy_under_writes_holds_every_key_value_ttl_and_acknowledged_wri
             "the copy synced after the writers stopped",
         )
         pause = time.time() - stopped
-        job.send_signal(signal.SIGTERM)
+        job.send_signal(signal.SIGUSR1)  # the cut-over's cue
         output, _ = job.communicate(timeout=120)
+        verified = time.time() - stopped
         assert job.returncode == 0, output
         assert "verified:" in output, output
         assert not writers.errors, writers.errors[:3]
@@ -88,10 +89,12 @@ def test_a_live_copy_under_writes_holds_every_key_value_ttl_and_acknowledged_wri
         assert t.exists(CHECKPOINT_KEY) == 0, "the checkpoint is gone once verified"
         print(
             f"DRILL keyspace-copy valkey-{build}: {keys} keys + {len(writers.acknowledged)} acknowledged writes "
-            f"during the copy, 0 lost; the target held every write {pause:.2f}s after the writers stopped"
+            f"during the copy, 0 lost; the target held every write {pause:.2f}s after the writers stopped, "
+            f"verified {verified:.2f}s after"
         )
     finally:
-        writers.stop() if writers._thread and writers._thread.is_alive() else None
+        if writers._thread is not None and writers._thread.is_alive():
+            writers.stop()
         for server in (source, target, copy):
             if server is not None:
                 server.stop()
@@ -317,3 +320,19 @@ def test_the_rendered_jobs_command_line_copies_a_redis_into_the_instance(tmp_pat
         for server in (source, target, copy):
             if server is not None:
                 server.stop()
+
+
+def test_a_sigterm_stops_a_following_copy_unverified_and_keeps_its_checkpoint(ends: Any) -> None:
+    """An eviction, a drain or a replaced Job sends SIGTERM: not the cut-over (SIGUSR1). The copy
+    stops without verifying, exits 3 (the Job retries it) and keeps its checkpoint."""
+    source, target = ends
+    fill(source)
+    port = free_port()
+    job = cli(source, target, "--follow", "--metrics-port", str(port))
+    wait_for(lambda: metric(port, "valkey_migration_bulk_done") == 1, 60, "the bulk pass done")
+    job.send_signal(signal.SIGTERM)
+    output, _ = job.communicate(timeout=60)
+    assert job.returncode == 3, output
+    assert "interrupted:" in output and "verified" not in output and "cut-over" not in output
+    t = valkey.Valkey(port=target.port, username="admin", password=ADMIN)
+    assert sync(t.exists(CHECKPOINT_KEY)) == 1

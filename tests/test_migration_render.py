@@ -46,6 +46,10 @@ def migrating() -> Rendered:
     return render("region1", COPY)
 
 
+def volumes_mode(pod: dict[str, Any]) -> set[int]:
+    return {v["secret"]["defaultMode"] for v in pod["volumes"] if "secret" in v}
+
+
 def job(rendered: Rendered, instance: str) -> dict[str, Any]:
     return rendered.objects("Job")[f"{instance}-migration"]
 
@@ -69,6 +73,9 @@ def test_the_copy_pod_is_restricted_and_reads_its_logins_from_mounted_secrets(mi
     pod = spec["template"]["spec"]
     assert restricted_violations(pod) == []
     assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
+    # The Secret files (0440, group fsGroup) are readable by the copy's user.
+    security = pod["securityContext"]
+    assert security["fsGroup"] == security["runAsGroup"] and volumes_mode(pod) == {0o440}
     (container,) = pod["containers"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["image"] == IMAGE
@@ -122,7 +129,7 @@ def test_pulumi_up_does_not_wait_for_the_copy_and_a_failure_a_retry_cannot_mend_
     ``pulumi.com/skipAwait`` is "true"; a following copy completes only at its cut-over."""
     copy = job(migrating, "sessions")
     assert copy["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
-    rules = copy["spec"]["podFailurePolicy"]["rules"]
+    rules = copy["spec"]["podFailurePolicy"]["rules"][::-1]  # Ignore first: the first match applies
     assert rules[0] == {
         "action": "FailJob",
         "onExitCodes": {"containerName": "copy", "operator": "In", "values": [1, 2]},

@@ -41,10 +41,11 @@ class KeyspaceCopy(ConfigModel):
     start_over: bool = False
     """Let the Job empty the instance when it finds an unfinished earlier copy that cannot resume
     (the source took writes or restarted since): set it only after checking that the source still
-    holds the data, and unset it once the copy runs (docs/migration.md#resuming)."""
+    holds the data, and leave it until the migration is removed (a change of it replaces the Job:
+    docs/migration.md)."""
     follow: bool = True
-    """Keep copying what the applications change until the cut-over (the Job then runs until you
-    stop it, docs/migration.md); false: copy once and finish, for a source nobody writes to."""
+    """Keep copying what the applications change until the cut-over (the Job runs until you give it
+    its cue, docs/migration.md); false: copy once and finish, for a source nobody writes to."""
 
 
 class Migration(ConfigModel):

@@ -25,11 +25,11 @@ METRICS_PORT_NAME = "metrics"
 EXIT_CODES_FINAL = (1, 2)
 """The copy's exit codes that a retry cannot mend (1: an error whose message says what to do; 2:
 the verification found differences): the Job fails at once. Any other failure (3: a connection
-lost mid-copy, an evicted pod) is retried, up to BACKOFF_LIMIT, and resumes where it can."""
+lost mid-copy, a SIGTERM) is retried, up to BACKOFF_LIMIT, and resumes where it can; an evicted or
+preempted pod does not count."""
 BACKOFF_LIMIT = 4
-STOP_GRACE_SECONDS = 900
-"""After SIGTERM the copy copies what changed last and verifies: longer than a verification of
-tens of millions of keys."""
+STOP_GRACE_SECONDS = 30
+"""A SIGTERM stops the copy at its next batch, without verifying (the cut-over's cue is SIGUSR1)."""
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 """pulumi-kubernetes waits up to 10 minutes for a Job to complete; a following copy runs until its
 cut-over, so `pulumi up` must not wait for it (the provider's await of Jobs)."""
@@ -135,19 +135,20 @@ def job_spec(job: CopyJob) -> k8s.batch.v1.JobSpecArgs:
     return k8s.batch.v1.JobSpecArgs(
         backoff_limit=BACKOFF_LIMIT,
         pod_failure_policy=k8s.batch.v1.PodFailurePolicyArgs(
+            # The first rule that matches applies: an evicted or preempted pod (SIGTERM: exit 3) is not
+            # the copy's failure and does not count, whatever its exit code.
             rules=[
-                k8s.batch.v1.PodFailurePolicyRuleArgs(
-                    action="FailJob",
-                    on_exit_codes=k8s.batch.v1.PodFailurePolicyOnExitCodesRequirementArgs(
-                        container_name="copy", operator="In", values=list(EXIT_CODES_FINAL)
-                    ),
-                ),
-                # An evicted or preempted pod is not the copy's failure: it does not count.
                 k8s.batch.v1.PodFailurePolicyRuleArgs(
                     action="Ignore",
                     on_pod_conditions=[
                         k8s.batch.v1.PodFailurePolicyOnPodConditionsPatternArgs(type="DisruptionTarget", status="True")
                     ],
+                ),
+                k8s.batch.v1.PodFailurePolicyRuleArgs(
+                    action="FailJob",
+                    on_exit_codes=k8s.batch.v1.PodFailurePolicyOnExitCodesRequirementArgs(
+                        container_name="copy", operator="In", values=list(EXIT_CODES_FINAL)
+                    ),
                 ),
             ]
         ),
@@ -162,6 +163,8 @@ def job_spec(job: CopyJob) -> k8s.batch.v1.JobSpecArgs:
                     run_as_non_root=True,
                     run_as_user=UID,
                     run_as_group=GID,
+                    # The Secret volumes' files (mode 0440) belong to this group: the copy reads them.
+                    fs_group=GID,
                     seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
                 ),
                 containers=[container],

@@ -4,7 +4,7 @@ meanwhile, then verify it.
     python -m ops.keyspace_copy --source HOST:PORT --target HOST:PORT [--follow]
         [--source-tls [--source-ca FILE]] [--target-tls [--target-ca FILE]]
         [--source-credentials DIR] [--target-credentials DIR] [--batch N] [--sample N]
-        [--no-track-writes] [--start-over] [--metrics-port PORT]
+        [--no-track-writes] [--notifications-configured] [--start-over] [--metrics-port PORT]
 
 Logins never come from arguments: a ``--*-credentials`` directory holds the files ``username``
 (optional: without it, the password alone, as a server's default user) and ``password``, as a
@@ -13,10 +13,11 @@ mounted Kubernetes Secret does; else ``SOURCE_USERNAME``/``SOURCE_PASSWORD`` and
 is the instance's ``<instance>-admin-credentials`` Secret).
 
 Without ``--follow`` it copies, copies again what changed, verifies and exits: for a copy while
-the writers are stopped. With ``--follow`` it keeps the target in step until SIGTERM (the
-cut-over: docs/migration.md), then verifies. Exit status 0: verified; 1: stopped with an error
-(the message says what to do); 2: the verification found differences; 3: a connection was lost
-(a retry resumes where it can).
+the writers are stopped. With ``--follow`` it keeps the target in step until SIGUSR1, the
+cut-over's cue once the writers have stopped (docs/migration.md), then copies what is left and
+verifies. SIGTERM or SIGINT stop it without verifying. Exit status 0: verified; 1: stopped with
+an error (the message says what to do); 2: the verification found differences; 3: interrupted or
+a connection lost (a rerun resumes where it can).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import valkey
 
-from .copier import Copier, Options
+from .copier import Copier, Interrupted, Options
 from .endpoint import Endpoint, MigrationError
 
 
@@ -83,6 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--follow", action="store_true", help="keep copying changes until SIGTERM (a cut-over)")
     parser.add_argument("--no-track-writes", action="store_true", help="the writers are stopped for the whole copy")
     parser.add_argument(
+        "--notifications-configured",
+        action="store_true",
+        help="the source's notify-keyspace-events holds K and A already (it refuses CONFIG)",
+    )
+    parser.add_argument(
         "--start-over", action="store_true", help="empty a target holding an unfinished copy that cannot resume"
     )
     parser.add_argument("--batch", type=int, default=Options.batch, help="keys per SCAN and pipeline")
@@ -106,18 +112,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         follow=args.follow,
         sample=args.sample,
         start_over=args.start_over,
+        notifications_configured=args.notifications_configured,
     )
     copier = Copier(ends["source"], ends["target"], options, log=lambda line: print(line, flush=True))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # SIGUSR1 is the cut-over's cue alone: a SIGTERM (an eviction, a drain, a replaced Job) only stops.
+    cutover, interrupt = threading.Event(), threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: cutover.set())
+    signal.signal(signal.SIGTERM, lambda *_: interrupt.set())
+    signal.signal(signal.SIGINT, lambda *_: interrupt.set())
     if args.metrics_port is not None:
         _serve_metrics(args.metrics_port, copier)
     try:
-        report = copier.run(stop)
+        report = copier.run(cutover, interrupt)
     except MigrationError as error:
         print(f"keyspace-copy: failed: {error}", file=sys.stderr, flush=True)
         return 1
+    except Interrupted as error:
+        print(f"keyspace-copy: {error}", file=sys.stderr, flush=True)
+        return 3
     except (valkey.ConnectionError, valkey.TimeoutError, OSError) as error:
         # A connection lost mid-copy (a failover of the target, a restarted source): worth a retry,
         # which resumes where it can (the Job retries exit codes other than 1 and 2).

@@ -64,6 +64,8 @@ class Options:
     """False: the writers are stopped for the whole copy (nothing changes on the source)."""
     follow: bool = False
     """Keep copying changed keys until ``stop`` is set (a Job until its cut-over)."""
+    notifications_configured: bool = False
+    """The source's notify-keyspace-events already holds K and A: do not read or set it (CONFIG)."""
     start_over: bool = False
     """Empty a target that holds an unfinished copy which cannot resume, and copy again."""
     sample: int = 1000
@@ -97,6 +99,11 @@ def source_version(client: valkey.Valkey) -> str:
     return "unknown version"
 
 
+class Interrupted(Exception):
+    """Stopped before its end (SIGTERM: an eviction, a drain, a replaced Job): nothing verified,
+    the checkpoint kept; a rerun resumes where it can."""
+
+
 class Copier:
     def __init__(
         self, source: Endpoint, target: Endpoint, options: Options = Options(), log: Callable[[str], None] = print
@@ -108,19 +115,24 @@ class Copier:
         self._tracker: WriteTracker | None = None
         self._marks: dict[bytes, bytes] = {}
         self._script: Any = None
+        self._interrupt = threading.Event()
         self.bulk_done = threading.Event()
         self.version = ""
 
     def log(self, message: str) -> None:
         self._log(f"keyspace-copy: {message}")
 
-    def run(self, stop: threading.Event | None = None) -> Report:
-        stop = stop or threading.Event()
+    def run(self, cutover: threading.Event | None = None, interrupt: threading.Event | None = None) -> Report:
+        """``cutover``: a following copy's cue that the writers have stopped (copy what is left,
+        verify, finish). ``interrupt``: stop at the next batch or round without verifying
+        (Interrupted); the checkpoint stays for a rerun."""
+        cutover = cutover or threading.Event()
+        self._interrupt = interrupt or threading.Event()
         start_at = self._check()
         with self.source.session() as s:
             self._script = s.register_script(READ_SCRIPT)
         if self.options.track_writes:
-            self._tracker = WriteTracker(self.source)
+            self._tracker = WriteTracker(self.source, configured=self.options.notifications_configured)
             self._tracker.start()
             self.log("tracking the source's writes (keyspace notifications)")
         try:
@@ -132,13 +144,17 @@ class Copier:
                 self._check_untouched()
             if self._tracker is not None:
                 if self.options.follow:
-                    while not stop.wait(self.options.sync_every_s):
+                    while not cutover.wait(self.options.sync_every_s):
+                        self._interrupted()
                         self._sync_round()
+                    self.log("cut-over: copying what changed last, then verifying")
                 self._catch_up()
             verification = verify(self.source, self.target, self.options.sample, skip={0: {CHECKPOINT_KEY.encode()}})
         finally:
             if self._tracker is not None:
-                self._tracker.stop()
+                problem = self._tracker.stop()
+                if problem:
+                    self.log(problem)
         self.progress.verified = verification.ok
         self.log(verification.summary())
         if verification.ok:
@@ -162,6 +178,8 @@ class Copier:
             if too_high:
                 raise MigrationError(f"the source uses databases {too_high}; the target has only {databases}")
             self.progress.expected = sum(source_dbs.values())
+            if s.execute_command("EXISTS", CHECKPOINT_KEY):
+                raise MigrationError(f"{self.source} holds a key named {CHECKPOINT_KEY!r}, this tool's checkpoint")
             checkpoint: dict[bytes, bytes] = t.execute_command("HGETALL", CHECKPOINT_KEY)
             held = keyspace(t)
             held[0] = held.get(0, 0) - (1 if checkpoint else 0)
@@ -174,7 +192,8 @@ class Copier:
             self.log(f"{self.source} runs {self.version} and holds {self.progress.expected} keys in {len(source_dbs)} "
                      f"database(s) {sorted(source_dbs)}")  # fmt: skip
             if checkpoint:
-                same = all(checkpoint.get(name) == value for name, value in marks.items())
+                # A source that reports no marks (not Redis or Valkey) cannot show it took no write.
+                same = all(value and checkpoint.get(name) == value for name, value in marks.items())
                 if same and checkpoint.get(b"tracked") == (b"1" if self.options.track_writes else b"0"):
                     db, cursor = int(checkpoint[b"db"]), int(checkpoint[b"cursor"])
                     self.progress.add(int(checkpoint[b"keys"]), int(checkpoint[b"bytes"]))
@@ -214,11 +233,20 @@ class Copier:
                             raise item
                         cursor, keys, replies = item
                         self._write(t, keys, replies)
-                        checkpoint.hset(CHECKPOINT_KEY, mapping={b"db": db, b"cursor": cursor,
+                        # A database gone through: the next one is where a rerun starts.
+                        at = (db, cursor) if cursor else (db + 1, 0)
+                        checkpoint.hset(CHECKPOINT_KEY, mapping={b"db": at[0], b"cursor": at[1],
                                         b"keys": self.progress.keys, b"bytes": self.progress.bytes})  # fmt: skip
+                        self._interrupted()
+                        if self._tracker is not None and self._tracker.lost is not None:
+                            raise MigrationError(f"{self._tracker.lost}: writes may have been missed; run it again")
                         self._maybe_log()
                         if cursor == 0:
                             break
+
+    def _interrupted(self) -> None:
+        if self._interrupt.is_set():
+            raise Interrupted(f"interrupted: {self.progress.line()}; the checkpoint stays for a rerun")
 
     def _scan_db(self, s: valkey.Valkey, cursor: int, batches: queue.Queue[Any]) -> None:
         try:
@@ -240,7 +268,7 @@ class Copier:
         gone: list[bytes] = []
         payload_bytes = 0
         for key, ttl, payload in zip(keys, replies[0::2], replies[1::2], strict=True):
-            if payload is None:  # gone since the SCAN (deleted or expired): so it is on the target
+            if payload is None or ttl == 0:  # gone since the SCAN, or expiring this very millisecond
                 gone.append(key)
                 continue
             restores += [key, ttl if isinstance(ttl, int) and ttl > 0 else 0, payload]
@@ -300,7 +328,10 @@ class Copier:
         """Without tracking, the source must not have changed while the copy ran."""
         with self.source.session() as s:
             marks = _source_marks(s)
-        if marks != self._marks:
+        if not all(marks.values()):
+            self.log(f"{self.source} does not report rdb_changes_since_last_save: whether it took writes during the "
+                     "copy cannot be checked; the writers must have been stopped")  # fmt: skip
+        elif marks != self._marks:
             raise MigrationError(
                 f"{self.source} took writes while the copy ran without tracking them (rdb_changes_since_last_save "
                 f"{self._marks[b'changes'].decode()} -> {marks[b'changes'].decode()}): keys copied early may be "
@@ -332,7 +363,24 @@ class Copier:
         return copied
 
     def _catch_up(self) -> None:
-        """Rounds until one finds no changed key: with the writers stopped, the target then holds everything."""
+        """Rounds until one finds no changed key: with the writers stopped, the target then holds
+        everything. Then every stream once more: XREADGROUP, XACK, XCLAIM and XAUTOCLAIM change a
+        consumer group (its pending entries, last-delivered ID) without a keyspace event."""
         while self._sync_round():
             pass
+        streams = 0
+        with self.source.session() as s:
+            dbs = sorted(keyspace(s))
+        for db in dbs:
+            with self.source.session(db) as s, self.target.session(db) as t:
+                cursor = -1
+                while cursor != 0:
+                    reply: Any = s.execute_command(
+                        "SCAN", max(cursor, 0), "COUNT", self.options.batch, "TYPE", "stream"
+                    )
+                    cursor = int(reply[0])
+                    self._copy(s, t, list(reply[1]))
+                    streams += len(reply[1])
+        if streams:
+            self.log(f"copied the {streams} stream(s) once more, for their consumer groups")
         self.log(f"in sync: the target holds every write the source took before {self.progress.synced_at:.3f}")

@@ -35,7 +35,8 @@ class Endpoint:
         return f"the {self.role} {self.host}:{self.port}"
 
     def connect(self, db: int = 0) -> valkey.Valkey:
-        tls = {"ssl": True, "ssl_ca_certs": self.ca_file} if self.tls else {}
+        # The certificate must name the host connected to (valkey-py checks no name by default).
+        tls = {"ssl": True, "ssl_ca_certs": self.ca_file, "ssl_check_hostname": True} if self.tls else {}
         client = valkey.Valkey(
             host=self.host,
             port=self.port,

@@ -4,8 +4,9 @@ Before the first key is read, the tracker subscribes to ``__keyspace@*__:*`` on 
 turns the notifications on, ``notify-keyspace-events`` with ``K`` and ``A``, restoring the
 source's own setting when it stops). Every event names a key that changed after the
 subscription; the copier copies it again. Nothing a writer does after that moment is missed, with
-two exceptions the verification pass catches: ``FLUSHDB``/``FLUSHALL`` and ``SWAPDB`` send no
-per-key event.
+these exceptions: ``FLUSHDB``/``FLUSHALL`` and ``SWAPDB`` send no per-key event (the verification's
+counts show them), nor do ``XREADGROUP``, ``XACK``, ``XCLAIM`` and ``XAUTOCLAIM``, which change a
+stream's consumer groups (the copier copies every stream once more at the end).
 
 **Barrier**: the source runs commands one at a time and queues each event on the subscriber's
 connection as the command runs. So once a message the tracker itself publishes on a channel it
@@ -32,8 +33,11 @@ FLAGS = "KA"
 
 
 class WriteTracker:
-    def __init__(self, source: Endpoint) -> None:
+    def __init__(self, source: Endpoint, configured: bool = False) -> None:
+        """``configured``: the source's notify-keyspace-events already holds K and A (a managed
+        service that refuses CONFIG, set in its parameter group): the tracker leaves it alone."""
         self._source = source
+        self._configured = configured
         self._lock = threading.Lock()
         self._dirty: dict[int, set[bytes]] = defaultdict(set)
         self._barriers: dict[bytes, threading.Event] = {}
@@ -47,6 +51,11 @@ class WriteTracker:
         self.events = 0
 
     def start(self) -> None:
+        if not self._configured:
+            self._turn_on()
+        self._subscribe()
+
+    def _turn_on(self) -> None:
         with self._source.session() as client:
             try:
                 original = config_value(client, "notify-keyspace-events")
@@ -57,8 +66,11 @@ class WriteTracker:
                 raise MigrationError(
                     f"{self._source} does not let this tool turn on keyspace notifications ({error}): set its "
                     "notify-keyspace-events to KA yourself (on a managed service, in its parameter group), or stop "
-                    "every writer for the whole copy and run it with --no-track-writes"
+                    "every writer for the whole copy and run it with --no-track-writes; if it is set already, run it "
+                    "with --notifications-configured"
                 ) from error
+
+    def _subscribe(self) -> None:
         self._client = self._source.connect()
         self._pubsub = self._client.pubsub()
         self._pubsub.psubscribe(PATTERN)
@@ -118,7 +130,9 @@ class WriteTracker:
             with self._lock:
                 self._barriers.pop(token, None)
 
-    def stop(self) -> None:
+    def stop(self) -> str | None:
+        """Unsubscribe and give the source back its own setting; what could not be done, if anything
+        (never raised: it must not hide why the copy stopped)."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -127,5 +141,10 @@ class WriteTracker:
         if self._client is not None:
             self._client.close()
         if self._original is not None:
-            with self._source.session() as client:
-                client.config_set("notify-keyspace-events", self._original)
+            try:
+                with self._source.session() as client:
+                    client.config_set("notify-keyspace-events", self._original)
+            except (MigrationError, valkey.ValkeyError, OSError) as error:
+                return (f"could not set {self._source}'s notify-keyspace-events back to {self._original!r} ({error}): "
+                        "set it by hand")  # fmt: skip
+        return None

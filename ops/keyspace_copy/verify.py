@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,8 +107,11 @@ def verify(source: Endpoint, target: Endpoint, sample: int, skip: Mapping[int, s
     per_db = max(1, sample // max(1, len(dbs)))
     for db in dbs:
         with source.session(db) as s, target.session(db) as t:
-            source_types = _types(s, set())
-            target_types = _types(t, skip.get(db, set()))
+            # Both ends at once: each pass waits on its own server.
+            with ThreadPoolExecutor(2) as pool:
+                counting = pool.submit(_types, t, skip.get(db, set()))
+                source_types = _types(s, set())
+                target_types = counting.result()
             result.types[db] = (dict(source_types), dict(target_types))
             if source_types != target_types:
                 result.mismatches.append(f"db {db}: source has {dict(source_types)}, target {dict(target_types)}")
