@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 from ..config.migration import COPY_METRICS_PORT, Migration
 from ..render.paths import CA_KEY
 from .labels import INSTANCE_LABEL, NAME_LABEL, stack_labels
-from .security_context import restricted
+from .security_context import restricted, restricted_pod
 
 APP_NAME = "valkey-migration"
 UID = GID = 65532
@@ -159,14 +159,8 @@ def job_spec(job: CopyJob) -> k8s.batch.v1.JobSpecArgs:
                 automount_service_account_token=False,
                 enable_service_links=False,
                 termination_grace_period_seconds=STOP_GRACE_SECONDS,
-                security_context=k8s.core.v1.PodSecurityContextArgs(
-                    run_as_non_root=True,
-                    run_as_user=UID,
-                    run_as_group=GID,
-                    # The Secret volumes' files (mode 0440) belong to this group: the copy reads them.
-                    fs_group=GID,
-                    seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                ),
+                # fsGroup: the Secret volumes' files (mode 0440) belong to its group, so the copy reads them.
+                security_context=restricted_pod(UID, GID),
                 containers=[container],
                 volumes=volumes,
             ),

@@ -15,7 +15,7 @@ from ..render import pod_scripts
 from ..render.paths import CONFIG_DIR, CONFIG_FILE, DATA_DIR, TLS_DIR
 from ..sizing import mebibytes
 from . import exporter, labeler, marker, sentinel
-from .security_context import restricted
+from .security_context import restricted, restricted_pod
 
 VALKEY_PORT_NAME = "valkey"
 """The container port's name: every Service targets it by this name, not by number."""
@@ -279,14 +279,7 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
             service_account_name=group.service_account if group else None,
             enable_service_links=False,
             termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
-            security_context=k8s.core.v1.PodSecurityContextArgs(
-                run_as_non_root=True,
-                run_as_user=VALKEY_UID,
-                run_as_group=VALKEY_GID,
-                fs_group=VALKEY_GID,
-                fs_group_change_policy="OnRootMismatch",
-                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-            ),
+            security_context=restricted_pod(VALKEY_UID, VALKEY_GID, fs_group_change_policy="OnRootMismatch"),
             containers=containers,
             volumes=volumes,
             affinity=_affinity(group) if group else None,

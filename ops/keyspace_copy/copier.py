@@ -35,7 +35,7 @@ from typing import Any
 
 import valkey
 
-from .endpoint import Endpoint, MigrationError, config_value, info, keyspace, scan
+from .endpoint import Endpoint, MigrationError, config_value, info, keyspace, scan, scan_all
 from .progress import Progress
 from .tracking import WriteTracker
 from .verify import Verification, verify
@@ -373,14 +373,9 @@ class Copier:
             dbs = sorted(keyspace(s))
         for db in dbs:
             with self.source.session(db) as s, self.target.session(db) as t:
-                cursor = -1
-                while cursor != 0:
-                    reply: Any = s.execute_command(
-                        "SCAN", max(cursor, 0), "COUNT", self.options.batch, "TYPE", "stream"
-                    )
-                    cursor = int(reply[0])
-                    self._copy(s, t, list(reply[1]))
-                    streams += len(reply[1])
+                for keys in scan_all(s, self.options.batch, "stream"):
+                    self._copy(s, t, keys)
+                    streams += len(keys)
         if streams:
             self.log(f"copied the {streams} stream(s) once more, for their consumer groups")
         self.log(f"in sync: the target holds every write the source took before {self.progress.synced_at:.3f}")

@@ -101,10 +101,20 @@ def keyspace(client: valkey.Valkey) -> dict[int, int]:
     return out
 
 
-def scan(client: valkey.Valkey, cursor: int, count: int) -> tuple[int, list[bytes]]:
-    """One ``SCAN`` step: the next cursor (0 when the database has been gone through) and its keys."""
-    reply: Any = client.execute_command("SCAN", cursor, "COUNT", count)
+def scan(client: valkey.Valkey, cursor: int, count: int, kind: str | None = None) -> tuple[int, list[bytes]]:
+    """One ``SCAN`` step (of keys of type ``kind`` only, if given: the server filters): the next
+    cursor (0 when the database has been gone through) and its keys."""
+    reply: Any = client.execute_command("SCAN", cursor, "COUNT", count, *(("TYPE", kind) if kind else ()))
     return int(reply[0]), list(reply[1])
+
+
+def scan_all(client: valkey.Valkey, count: int, kind: str | None = None) -> Iterator[list[bytes]]:
+    """Every ``SCAN`` batch of the database, first to last (see ``scan``)."""
+    cursor, keys = scan(client, 0, count, kind)
+    yield keys
+    while cursor != 0:
+        cursor, keys = scan(client, cursor, count, kind)
+        yield keys
 
 
 def config_value(client: valkey.Valkey, name: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import valkey
 
-from .endpoint import Endpoint, keyspace, scan
+from .endpoint import Endpoint, keyspace, scan_all
 
 TTL_TOLERANCE_MS = 1000
 SCAN_COUNT = 10_000
@@ -42,20 +42,18 @@ def _types(client: valkey.Valkey, skip: set[bytes]) -> Counter[str]:
     """Keys per type: one ``SCAN … TYPE`` pass per type, which the server filters (no command per key)."""
     counts: Counter[str] = Counter()
     for kind in READERS:
-        cursor = -1
-        while cursor != 0:
-            reply: Any = client.execute_command("SCAN", max(cursor, 0), "COUNT", SCAN_COUNT, "TYPE", kind)
-            cursor = int(reply[0])
-            counts[kind] += sum(1 for key in reply[1] if key not in skip)
+        for keys in scan_all(client, SCAN_COUNT, kind):
+            counts[kind] += sum(1 for key in keys if key not in skip)
     return +counts
 
 
 def _sample(client: valkey.Valkey, keys: int, wanted: int) -> list[bytes]:
     """About ``wanted`` keys spread over the database's ``keys``, without holding more than those."""
-    step, seen, cursor = max(1, keys // max(1, wanted)), 0, -1
+    step, seen = max(1, keys // max(1, wanted)), 0
     picked: list[bytes] = []
-    while cursor != 0 and len(picked) < wanted:
-        cursor, batch = scan(client, max(cursor, 0), SCAN_COUNT)
+    for batch in scan_all(client, SCAN_COUNT):
+        if len(picked) >= wanted:
+            break
         for key in batch:
             if seen % step == 0:
                 picked.append(key)
