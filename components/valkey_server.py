@@ -16,7 +16,7 @@ from .config.models import Failover, Instance, Scheduling
 from .credentials import Credentials
 from .object_names import EXTERNAL_DNS_HOSTNAME, InstanceNames
 from .render import acl, pod_scripts, valkey_conf
-from .render.files import Group, render_files, restart_checksum
+from .render.files import Group, MigrationSource, render_files, restart_checksum
 from .sizing import memory_limit_bytes, storage_bytes
 from .specs import certificate, marker, rbac, services
 from .specs.disruption_budget import disruption_budget_spec
@@ -39,6 +39,17 @@ class ExternalEndpoint:
     source_ranges: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ReplicationSource:
+    """A migration source a group replicates (docs/migration.md#live-replication): its head logs in
+    with the source's own Secret, which the pods mount; the program never reads it."""
+
+    host: str
+    port: int
+    credentials_secret: str | None
+    """The Secret with the keys password and, optionally, username; None: no login."""
+
+
 @dataclass
 class ValkeyServerArgs:
     namespace: str
@@ -51,6 +62,8 @@ class ValkeyServerArgs:
     """This region's passwords for the instance."""
     upstream: pulumi.Output[valkey_conf.Upstream] | None = None
     """Set to make this instance a replica of another region's primary."""
+    source: ReplicationSource | None = None
+    """Set to make this instance's group replicate a migration source until the cut-over."""
     external: ExternalEndpoint | None = None
     """Set on a primary that DR replicas connect to."""
     tls: certificate.TlsSource | None = None
@@ -112,12 +125,14 @@ class ValkeyServer(pulumi.ComponentResource):
         settings = args.settings
         self.port = settings.port
         self.role = "replica" if args.upstream is not None else "primary"
+        # It follows another region's primary, or a migration source: no Sentinels, a head.
+        self.follows = args.upstream is not None or args.source is not None
         self.external_host = args.external.host if args.external else None
         self.tls = args.tls is not None
         self.host = f"{name}.{args.namespace}.svc.{args.cluster_domain}"
         self.group = settings.replicas > 1
         # A group that follows another region has no Sentinels until it is promoted.
-        self.leads = self.group and args.upstream is None
+        self.leads = self.group and not self.follows
         self.replicas = settings.replicas
         self.sentinel_port = args.failover.sentinel_port if self.leads else None
         if self.group and not args.master_name:
@@ -243,8 +258,11 @@ class ValkeyServer(pulumi.ComponentResource):
             sentinel_port=args.failover.sentinel_port,
             down_after_seconds=int(args.failover.down_after.total_seconds()),
             failover_timeout_seconds=int(args.failover.timeout.total_seconds()),
-            follows=args.upstream is not None,
+            follows=self.follows,
             announce_suffix=f"{args.region}.invalid",
+            migration=pod_scripts.MigrationLogin(login=args.source.credentials_secret is not None)
+            if args.source is not None
+            else None,
         )
 
     def _metadata(
@@ -283,7 +301,12 @@ class ValkeyServer(pulumi.ComponentResource):
                 upstream=values["upstream"],
                 ca_bundle=args.tls.ca_bundle if args.tls else None,
                 denied_commands=args.denied_commands,
-                group=Group(master_name=args.master_name, failover=args.failover, follows=args.upstream is not None)
+                group=Group(
+                    master_name=args.master_name,
+                    failover=args.failover,
+                    follows=self.follows,
+                    source=MigrationSource(args.source.host, args.source.port) if args.source else None,
+                )
                 if self.group
                 else None,
             )
@@ -353,6 +376,7 @@ class ValkeyServer(pulumi.ComponentResource):
             persistence=settings.persistence,
             primary=args.upstream is None,
             marker=self._names.marker if settings.persistence else None,
+            source_login_secret=args.source.credentials_secret if args.source else None,
             metrics_exporter=args.metrics_exporter,
             # For the scrape (specs/monitoring.py): replicated or not, and the eviction policy.
             pod_labels=scrape_labels(settings.dr, settings.maxmemory_policy) if args.metrics_exporter else None,

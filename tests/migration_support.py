@@ -132,25 +132,31 @@ class Writers:
         return time.time()
 
 
-def oracle(directory: Path, build: str, target_port: int) -> Server:
-    """A plain server of ``build`` replicating the target, DEBUG allowed: what the target holds."""
+def oracle(
+    directory: Path, build: str, target_port: int, *, host: str = "127.0.0.1", password: str = REPLICATION
+) -> Server:
+    """A plain server of ``build`` replicating the target (at ``host``, with the replication user's
+    ``password``), DEBUG allowed: what the target holds."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = directory / "oracle.conf"
     config.write_text(
         f'port {port}\nbind 127.0.0.1\ndir {directory}\nsave ""\nenable-debug-command yes\n'
-        f"replicaof 127.0.0.1 {target_port}\nmasteruser replication\nmasterauth {REPLICATION}\n"
+        f"replicaof {host} {target_port}\nmasteruser replication\nmasterauth {password}\n"
     )
     return Server(config, port, None, binary=BUILDS[build])
 
 
-def differences(source: Server, target: Server, copy: Server, target_password: str) -> list[str]:
-    """Every difference between the source and the target, per database: keys, digests of values,
-    TTLs (within 1 s) and consumer groups. ``copy``: the target's replica (``oracle``), in sync."""
+def differences(
+    source: Server, target: Any, copy: Server, target_password: str, *, target_host: str = "127.0.0.1"
+) -> list[str]:
+    """Every difference between the source and the target (``target.port`` at ``target_host``), per
+    database: keys, digests of values, TTLs (within 1 s) and consumer groups. ``copy``: the target's
+    replica (``oracle``), in sync."""
     found: list[str] = []
     for db in range(16):
         s = valkey.Valkey(port=source.port, password=SOURCE_PASSWORD, db=db)
-        t = valkey.Valkey(port=target.port, username="admin", password=target_password, db=db)
+        t = valkey.Valkey(host=target_host, port=target.port, username="admin", password=target_password, db=db)
         o = valkey.Valkey(port=copy.port, db=db)
         source_keys, target_keys = set(sync(s.keys())), set(sync(t.keys()))
         if source_keys != target_keys:

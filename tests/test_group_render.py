@@ -128,6 +128,7 @@ def test_nothing_of_a_group_reaches_a_single_pod(single: harness.Rendered) -> No
         "reloader-password",
         "reloader.sh",
         "fence.sh",
+        "login.sh",
         "single.sh",
     }
     assert "sentinel" not in single.users_acl("sessions")

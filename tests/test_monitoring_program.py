@@ -175,7 +175,7 @@ def test_operator_objects_can_be_left_out_and_the_exporter_too() -> None:
     # No exporter password file: the files the server and the reloader read, nothing else.
     assert set(off.config_files("sessions")) == {
         "valkey.conf", "users.acl", "ca-bundle.crt", "probe-password", "reloader-password", "probe.sh", "reloader.sh",
-        "fence.sh", "single.sh",
+        "fence.sh", "login.sh", "single.sh",
     }  # fmt: skip
     assert "user metrics" not in off.users_acl("sessions")
 

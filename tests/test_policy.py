@@ -304,6 +304,7 @@ SAFE_SCRIPTS = {
     "cat-into-env": 'REDISCLI_AUTH="$(cat /etc/valkey/probe-password)" valkey-cli --user probe ping',
     "probe.sh": pod_scripts.SCRIPTS["probe.sh"],
     "reloader.sh": pod_scripts.SCRIPTS["reloader.sh"],
+    "login.sh": pod_scripts.SCRIPTS["login.sh"],
     "masterauth-from-file": (
         'REDISCLI_AUTH="$(cat "$RELOADER_PASSWORD_FILE")" valkey-cli --no-auth-warning --user reloader '
         '-x CONFIG SET masterauth <"$MASTERAUTH_FILE" | grep -qx OK || ok=0'

@@ -466,7 +466,8 @@ def test_the_reloader_exits_at_once_on_sigterm(tmp_path: Path) -> None:
 
 
 def test_the_reloader_refuses_missing_parameters(tmp_path: Path) -> None:
-    (tmp_path / "reloader.sh").write_text(pod_scripts.SCRIPTS["reloader.sh"])
+    for key in ("reloader.sh", "login.sh"):
+        (tmp_path / key).write_text(pod_scripts.SCRIPTS[key])
     env = pod_scripts.reloader_env(6379, tls=True, metrics_exporter=False)
     for missing in ("MASTERAUTH_FILE", "TLS_CERT_FILE", "RELOADER_INTERVAL_SECONDS"):
         done = subprocess.run(

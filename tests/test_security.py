@@ -215,7 +215,7 @@ def test_reloader_sidecar_applies_acl_masterauth_and_certificates(regions: tuple
     script = r2.config_files("sessions")["reloader.sh"]
     assert 'REDISCLI_AUTH="$(cat "$RELOADER_PASSWORD_FILE")"' in script
     assert "ACL LOAD" in script and "-x CONFIG SET masterauth" in script and "CONFIG SET tls-cert-file" in script
-    assert r2.acl_line("sessions", "reloader").endswith("-@all +acl|load +config|set")
+    assert r2.acl_line("sessions", "reloader").endswith("-@all +acl|load +config|set +role")
 
 
 # Data protection

@@ -82,7 +82,7 @@ def test_acl_holds_hashes_not_passwords() -> None:
     assert set(lines) == {"default", "replication", "probe", "reloader", "admin"}
     assert lines["replication"].endswith("-@all +psync +replconf")
     assert lines["probe"].endswith("-@all +ping +info")
-    assert lines["reloader"].endswith("-@all +acl|load +config|set")
+    assert lines["reloader"].endswith("-@all +acl|load +config|set +role")
     assert lines["default"].endswith("~* &* +@all -flushall -config")
     assert lines["admin"].endswith("~* &* +@all")
     for user in ("replication", "probe", "reloader"):

@@ -310,6 +310,8 @@ def _migration_checks(cfg: StackConfig) -> list[Problem]:
             )
         if migration.source.ca_secret is not None and not migration.source.tls:
             problems.append(Problem(f"{key}.source.caSecret", migration.source.ca_secret, "only with source.tls: true"))
+        if migration.method == "replication":
+            problems += _replication_checks(cfg, name)
         if migration.method == "copy" and migration.keyspace_copy is None:
             problems.append(
                 Problem(
@@ -319,4 +321,61 @@ def _migration_checks(cfg: StackConfig) -> list[Problem]:
                     "(an image with Python 3 and the program's ops package: ops/Dockerfile)",
                 )
             )
+    return problems
+
+
+def _replication_checks(cfg: StackConfig, name: str) -> list[Problem]:
+    """What a live replication from the source needs (docs/migration.md#live-replication)."""
+    inst = cfg.instances[name]
+    migration = inst.migration
+    assert migration is not None
+    key = f"instances.{name}.migration"
+    problems = []
+    if inst.replicas < 2:
+        problems.append(
+            Problem(
+                f"instances.{name}.replicas",
+                inst.replicas,
+                "at least 2 with migration.method replication (a group: its head replicates the source); "
+                "a single pod migrates with method copy",
+            )
+        )
+    if not inst.persistence:
+        problems.append(
+            Problem(
+                f"instances.{name}.persistence",
+                False,
+                "true with migration.method replication: the data volume records that its data came from the "
+                "source, so a node that held data of its own never replaces it with the source's",
+            )
+        )
+    if migration.source.tls != tls_enabled(cfg):
+        problems.append(
+            Problem(
+                f"{key}.source.tls",
+                migration.source.tls,
+                f"{str(tls_enabled(cfg)).lower()}, as the stack's TLS (tls.enabled) with method replication: "
+                "Valkey's tls-replication is one switch for the link to the source and the group's own links",
+            )
+        )
+    if migration.source.ca_secret is not None:
+        problems.append(
+            Problem(
+                f"{key}.source.caSecret",
+                migration.source.ca_secret,
+                "unset with method replication: the head verifies the source with the stack's CA bundle; "
+                "add the source's CA to tls.caBundle",
+            )
+        )
+    if migration.keyspace_copy is not None:
+        problems.append(Problem(f"{key}.keyspaceCopy", Described("set"), "unset with method replication"))
+    if cfg.network_policy.enabled and not migration.source.cidrs:
+        problems.append(
+            Problem(
+                f"{key}.source.cidrs",
+                [],
+                "the source's addresses (CIDRs) with method replication and networkPolicy.enabled: the "
+                "NetworkPolicy admits the pods' connections to the source there only",
+            )
+        )
     return problems

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from pydantic import Field
+
 from .names import DnsSubdomain, Hostname
-from .types import ConfigModel, ImageRef, Integer, within
+from .security import MAX_LIST
+from .types import Cidr, ConfigModel, ImageRef, Integer, within
 
 COPY_METRICS_PORT = 9400
 """The keyspace copy's metrics port in its Job's pod."""
@@ -28,6 +31,9 @@ class MigrationSource(ConfigModel):
     credentials_secret: DnsSubdomain | None = None
     """An existing Secret in the stack's namespace with the key password and, optionally, username
     (without it, the password alone: the source's default user, requirepass). Unset: no login."""
+    cidrs: Annotated[list[Cidr], Field(max_length=MAX_LIST)] = []
+    """With method replication and the NetworkPolicy: the addresses the source may have; the
+    instance's pods may connect to them on its port (the NetworkPolicy denies all other egress)."""
 
 
 class KeyspaceCopy(ConfigModel):
@@ -51,9 +57,12 @@ class KeyspaceCopy(ConfigModel):
 class Migration(ConfigModel):
     """Where an instance's data comes from on its first days, and how it gets here."""
 
-    method: Literal["copy"]
-    """copy: the keyspace copy Job (any source that answers SCAN, PTTL and DUMP with payloads this
-    Valkey can RESTORE)."""
+    method: Literal["replication", "copy"]
+    """replication: the instance's head replicates the source (REPLICAOF; a source whose
+    replication stream this Valkey loads: docs/migration.md#version-matrix), its other members and
+    the other region follow as usual, until the cut-over (``python -m ops.cutover``). copy: the
+    keyspace copy Job (any source that answers SCAN, PTTL and DUMP with payloads this Valkey can
+    RESTORE)."""
     source: MigrationSource
     """The server to migrate from."""
     keyspace_copy: KeyspaceCopy | None = None

@@ -349,6 +349,17 @@ def following_instances(cfg: StackConfig) -> dict[str, Instance]:
     return {name: inst for name, inst in cfg.instances.items() if inst.dr}
 
 
+def replication_migrations(cfg: StackConfig) -> dict[str, Instance]:
+    """The instances whose group replicates a migration source until the cut-over
+    (``migration.method: replication``): it follows the source as a following group follows the
+    other region (a head, no Sentinel)."""
+    return {
+        name: inst
+        for name, inst in cfg.instances.items()
+        if inst.migration is not None and inst.migration.method == "replication"
+    }
+
+
 def external_host(cfg: StackConfig, name: str) -> str | None:
     """The DNS name another region reaches a DR instance by; None for local instances."""
     inst = cfg.instances[name]

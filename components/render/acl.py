@@ -44,8 +44,9 @@ SENTINEL_RULES = (
 # The label updater only needs to know the role (render/scripts/labeler.sh).
 LABELER_RULES = "-@all +role"
 # Applies changed credentials and renewed certificates without a restart: ACL LOAD re-reads the
-# ACL file, CONFIG SET masterauth / tls-cert-file takes the new values.
-RELOADER_RULES = "-@all +acl|load +config|set"
+# ACL file, CONFIG SET masterauth / tls-cert-file takes the new values. ROLE: in a group that
+# migrates by replication, which login the node's current target needs (render/scripts/login.sh).
+RELOADER_RULES = "-@all +acl|load +config|set +role"
 # Measured on Valkey 8.1.8 with Debian's exporter 1.45 (tests/test_monitoring_e2e.py repeats it):
 # INFO is the only command whose refusal fails a scrape (redis_up 0), and INFO ALL holds every
 # input of the recording rules. Everything else the exporter tries only adds optional metrics and

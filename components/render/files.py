@@ -24,6 +24,7 @@ from .paths import (
     EXPORTER_PASSWORD_KEY,
     FENCE_SCRIPT_KEY,
     LABELER_PASSWORD_KEY,
+    LOGIN_SCRIPT_KEY,
     MASTERAUTH_CONFIG_FILE,
     MASTERAUTH_CONFIG_KEY,
     MASTERAUTH_KEY,
@@ -57,6 +58,18 @@ class Group:
     follows: bool = False
     """The group follows another region (this stack's role is replica): no Sentinel; pod 0 or the
     lowest member that answers replicates across regions, the others from it (keeper.sh)."""
+    source: MigrationSource | None = None
+    """The group follows a migration source instead (``follows`` too): its head replicates that
+    server with the source's own login (render/scripts/login.sh), its members the head with the
+    group's own replication login."""
+
+
+@dataclass(frozen=True)
+class MigrationSource:
+    """The server a migrating group replicates from: where only, its login is a Secret of its own."""
+
+    host: str
+    port: int
 
 
 def server_settings(
@@ -159,7 +172,8 @@ def _group_files(
 ) -> dict[str, str]:
     """A group member's Sentinel config, scripts and passwords. Every member, the primary too, has
     a masterauth: Sentinel may make any of them a replica of another member at run time. A
-    following group's masterauth is the other region's replication password."""
+    following group's masterauth is the other region's replication password; a migrating one's is
+    its own (only the head logs in to the source, with the source's login: login.sh)."""
     sentinel = sentinel_settings(group, passwords, tls)
     login = upstream or valkey_conf.Upstream(
         host="", port=0, username=acl.REPLICATION_USER, password=passwords.replication[0]
@@ -167,6 +181,8 @@ def _group_files(
     files = {}
     if upstream is not None:
         files[UPSTREAM_KEY] = f"{upstream.host} {upstream.port}\n"
+    elif group.source is not None:
+        files[UPSTREAM_KEY] = f"{group.source.host} {group.source.port}\n"
     if sentinel.metrics_password:
         files[SENTINEL_EXPORTER_PASSWORD_KEY] = exporter.sentinel_password_file(
             sentinel.port, sentinel.metrics_password, tls=tls is not None
@@ -191,13 +207,15 @@ RESTART_KEYS = (
     SENTINEL_MASTER_CONFIG_KEY,
     *GROUP_SCRIPT_KEYS,
     FENCE_SCRIPT_KEY,
+    LOGIN_SCRIPT_KEY,
     SINGLE_SCRIPT_KEY,
 )
 """What a running pod cannot take live: valkey.conf (read at start only; it holds no password), the
 reloader's own password (it logs in with it to apply everything else), reloader.sh (a running
 loop never re-reads itself); in a group, the Sentinel's config and the scripts that start the
 server and the Sentinel, read at start only, and the label updater's loop; the fence's scripts,
-read at start only (a single pod's start script, fence.sh)."""
+read at start only (a single pod's start script, fence.sh); login.sh, sourced by scripts read at
+start only."""
 LIVE_KEYS = {
     ACL_KEY: "the reloader's ACL LOAD",
     MASTERAUTH_KEY: "the reloader's CONFIG SET masterauth",

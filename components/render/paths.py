@@ -21,6 +21,11 @@ AOF_MANIFEST_FILE = f"{DATA_DIR}/{AOF_DIR_NAME}/appendonly.aof.manifest"
 """Written by the server at its first start on a volume (appendfilename's default, appendonly.aof)."""
 FENCE_FILE = f"{DATA_DIR}/fenced"
 """Present while the node is fenced (render/scripts/fence.sh); its first line says why."""
+MIGRATION_FILE = f"{DATA_DIR}/migration-source"
+"""Present while the volume's data comes from a migration by replication (render/scripts/start.sh)."""
+SOURCE_LOGIN_DIR = "/etc/valkey-source"
+"""A migration source's credentials Secret (files password, optionally username), mounted in a
+migrating group's server, reloader and keeper containers (render/scripts/login.sh)."""
 
 CONFIG_FILE = f"{CONFIG_DIR}/valkey.conf"
 ACL_FILE = f"{CONFIG_DIR}/users.acl"
@@ -36,6 +41,8 @@ FENCE_SCRIPT = f"{CONFIG_DIR}/fence.sh"
 SINGLE_SCRIPT = f"{CONFIG_DIR}/single.sh"
 """A single pod's start (replicas: 1, with persistence); a group member's is START_SCRIPT."""
 RELOADER_SCRIPT = f"{CONFIG_DIR}/reloader.sh"
+LOGIN_SCRIPT = f"{CONFIG_DIR}/login.sh"
+"""Sourced by start.sh, keeper.sh and reloader.sh: a migrating group's logins."""
 TLS_CERT_FILE = f"{TLS_DIR}/tls.crt"
 TLS_KEY_FILE = f"{TLS_DIR}/tls.key"
 
@@ -95,6 +102,7 @@ MASTERAUTH_KEY = secret_key(MASTERAUTH_FILE)
 PROBE_SCRIPT_KEY = secret_key(PROBE_SCRIPT)
 RELOADER_SCRIPT_KEY = secret_key(RELOADER_SCRIPT)
 FENCE_SCRIPT_KEY = secret_key(FENCE_SCRIPT)
+LOGIN_SCRIPT_KEY = secret_key(LOGIN_SCRIPT)
 SINGLE_SCRIPT_KEY = secret_key(SINGLE_SCRIPT)
 SENTINEL_CONFIG_KEY = secret_key(SENTINEL_CONFIG_FILE)
 SENTINEL_MASTER_CONFIG_KEY = secret_key(SENTINEL_MASTER_CONFIG_FILE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
-from .acl import PROBE_USER, RELOADER_USER, SENTINEL_USER
+from .acl import PROBE_USER, RELOADER_USER, REPLICATION_USER, SENTINEL_USER
 from .exporter import RELOAD_URL
 from .paths import (
     ACL_FILE,
@@ -24,8 +24,10 @@ from .paths import (
     KEEPER_SCRIPT,
     KEEPER_SCRIPT_KEY,
     LABELER_SCRIPT_KEY,
+    LOGIN_SCRIPT_KEY,
     MASTERAUTH_CONFIG_FILE,
     MASTERAUTH_FILE,
+    MIGRATION_FILE,
     PRESTOP_SCRIPT,
     PRESTOP_SCRIPT_KEY,
     PROBE_PASSWORD_FILE,
@@ -44,6 +46,7 @@ from .paths import (
     SENTINEL_SCRIPT_KEY,
     SINGLE_SCRIPT,
     SINGLE_SCRIPT_KEY,
+    SOURCE_LOGIN_DIR,
     START_SCRIPT,
     START_SCRIPT_KEY,
     TLS_CERT_FILE,
@@ -59,7 +62,7 @@ def _read(key: str) -> str:
     return resources.files(__package__).joinpath("scripts", key).read_text(encoding="utf-8")
 
 
-SCRIPTS = {key: _read(key) for key in (PROBE_SCRIPT_KEY, RELOADER_SCRIPT_KEY, FENCE_SCRIPT_KEY)}
+SCRIPTS = {key: _read(key) for key in (PROBE_SCRIPT_KEY, RELOADER_SCRIPT_KEY, FENCE_SCRIPT_KEY, LOGIN_SCRIPT_KEY)}
 """Config Secret key -> script, in every pod."""
 SINGLE_SCRIPTS = {SINGLE_SCRIPT_KEY: _read(SINGLE_SCRIPT_KEY)}
 """Config Secret key -> script, in a single pod only (replicas: 1)."""
@@ -131,9 +134,11 @@ def single_env(port: int, tls: bool, persistence: bool, primary: bool) -> dict[s
     }
 
 
-def reloader_env(port: int, tls: bool, metrics_exporter: bool) -> dict[str, str]:
+def reloader_env(
+    port: int, tls: bool, metrics_exporter: bool, migration: MigrationLogin | None = None
+) -> dict[str, str]:
     """The reloader container's environment: what reloader.sh reads. Files, never their contents."""
-    env = _connection(port, tls)
+    env = _connection(port, tls) | migration_env(migration)
     if tls:
         env |= {"TLS_CERT_FILE": TLS_CERT_FILE, "TLS_KEY_FILE": TLS_KEY_FILE}
     env |= {
@@ -146,6 +151,27 @@ def reloader_env(port: int, tls: bool, metrics_exporter: bool) -> dict[str, str]
     if metrics_exporter:
         env["EXPORTER_RELOAD_URL"] = RELOAD_URL
     return env
+
+
+@dataclass(frozen=True)
+class MigrationLogin:
+    """A group that migrates from a source by replication: whether the source takes a login (its
+    credentials Secret, mounted at SOURCE_LOGIN_DIR)."""
+
+    login: bool
+
+
+def migration_env(migration: MigrationLogin | None) -> dict[str, str]:
+    """What login.sh reads, in the containers that source it; nothing without a migration."""
+    if migration is None:
+        return {}
+    return {
+        "MIGRATING": "yes",
+        "UPSTREAM_FILE": UPSTREAM_FILE,
+        "SOURCE_LOGIN_DIR": SOURCE_LOGIN_DIR if migration.login else "",
+        "REPLICATION_USER": REPLICATION_USER,
+        "MASTERAUTH_FILE": MASTERAUTH_FILE,
+    }
 
 
 @dataclass(frozen=True)
@@ -164,6 +190,8 @@ class GroupEnv:
     """The group follows another region: no Sentinel, keeper.sh in its place."""
     announce_suffix: str = ""
     """A following group's members announce <pod>.<suffix>, a name that resolves nowhere."""
+    migration: MigrationLogin | None = None
+    """The group follows a migration source (its upstream), not another region."""
 
 
 def _group_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
@@ -186,26 +214,36 @@ def start_env(port: int, tls: bool, group: GroupEnv, persistence: bool) -> dict[
     """A group member's Valkey container: what start.sh (and probe.sh) read; POD_NAME comes from
     the downward API. It waits for a failover at most one detection and one failover attempt."""
     wait = group.down_after_seconds + group.failover_timeout_seconds
-    return {
-        **_group_env(port, tls, group),
-        **fence_env(persistence),
-        # probe.sh, lifting a fence: the priority valkey.conf gives, set as the reloader's user.
-        "REPLICA_PRIORITY": str(replica_priority(group.follows)),
-        "RELOADER_USER": RELOADER_USER,
-        "RELOADER_PASSWORD_FILE": RELOADER_PASSWORD_FILE,
-        "CONFIG_FILE": CONFIG_FILE,
-        "MASTERAUTH_CONFIG_FILE": MASTERAUTH_CONFIG_FILE,
-        "RUNTIME_CONFIG_FILE": RUNTIME_CONFIG_FILE,
-        "FAILOVER_WAIT_SECONDS": str(wait),
-        # prestop.sh, which the kubelet runs in this container with its environment.
-        "SENTINEL_NODE_USER": SENTINEL_USER,
-        "SENTINEL_NODE_PASSWORD_FILE": SENTINEL_PASSWORD_FILE,
-        "HANDOVER_TIMEOUT_SECONDS": str(HANDOVER_TIMEOUT_SECONDS),
-    } | (_follower_env(group) if group.follows else {})
+    return (
+        {
+            **_group_env(port, tls, group),
+            **fence_env(persistence),
+            # probe.sh, lifting a fence: the priority valkey.conf gives, set as the reloader's user.
+            "REPLICA_PRIORITY": str(replica_priority(group.follows)),
+            "RELOADER_USER": RELOADER_USER,
+            "RELOADER_PASSWORD_FILE": RELOADER_PASSWORD_FILE,
+            "CONFIG_FILE": CONFIG_FILE,
+            "MASTERAUTH_CONFIG_FILE": MASTERAUTH_CONFIG_FILE,
+            "RUNTIME_CONFIG_FILE": RUNTIME_CONFIG_FILE,
+            "FAILOVER_WAIT_SECONDS": str(wait),
+            # prestop.sh, which the kubelet runs in this container with its environment.
+            "SENTINEL_NODE_USER": SENTINEL_USER,
+            "SENTINEL_NODE_PASSWORD_FILE": SENTINEL_PASSWORD_FILE,
+            "HANDOVER_TIMEOUT_SECONDS": str(HANDOVER_TIMEOUT_SECONDS),
+        }
+        | (
+            # A migration's record on the volume: written while migrating, removed once the group leads.
+            {"MIGRATION_FILE": MIGRATION_FILE} if persistence else {}
+        )
+        | (_follower_env(group) if group.follows else {})
+    )
 
 
 def _follower_env(group: GroupEnv) -> dict[str, str]:
-    return {"UPSTREAM_FILE": UPSTREAM_FILE, "ANNOUNCE_SUFFIX": group.announce_suffix}
+    env = {"UPSTREAM_FILE": UPSTREAM_FILE, "ANNOUNCE_SUFFIX": group.announce_suffix}
+    if group.migration is not None:
+        env |= migration_env(group.migration)
+    return env
 
 
 def keeper_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
@@ -217,7 +255,12 @@ def keeper_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
         "SENTINEL_NODE_PASSWORD_FILE": SENTINEL_PASSWORD_FILE,
         "KEEPER_INTERVAL_SECONDS": str(KEEPER_INTERVAL_SECONDS),
         "KEEPER_CONFIRMATIONS": str(KEEPER_CONFIRMATIONS),
-    }
+        "FENCE_HOST": FENCE_HOST,
+    } | (
+        {"RELOADER_USER": RELOADER_USER, "RELOADER_PASSWORD_FILE": RELOADER_PASSWORD_FILE}
+        if group.migration is not None
+        else {}
+    )
 
 
 def sentinel_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config.models import StackConfig, following_instances
+from ..config.models import StackConfig, following_instances, replication_migrations
 from ..object_names import InstanceNames
 from ..render.alerts import JOB, Topology, rule_groups
 from ..render.group_alerts import GroupShape
@@ -61,8 +61,9 @@ class MonitoringArgs:
 
 def topology(cfg: StackConfig) -> Topology:
     """The stack's groups as the rules see them: ``following_instances`` follow the other region
-    (``__main__`` gives exactly those an upstream), every other group leads."""
-    following = following_instances(cfg)
+    (``__main__`` gives exactly those an upstream) and ``replication_migrations`` their migration
+    source; every other group leads."""
+    following = following_instances(cfg) | replication_migrations(cfg)
     return Topology(
         region=cfg.region or "",
         groups={

@@ -33,6 +33,8 @@ class NetworkPolicyRules:
     """A group that leads (has Sentinels): members and clients reach the Sentinels too."""
     copy_job: dict[str, str] | None = None
     """The pod labels of the instance's keyspace copy Job (specs/migration.py), which writes to it."""
+    source: tuple[list[str], int] | None = None
+    """A group migrating by replication: the source's CIDRs and port, which its head connects to."""
 
 
 API_SERVER_PORTS = (443, 6443)
@@ -126,6 +128,17 @@ def network_policy_spec(
                     for cidr in rules.peer_cidrs
                 ],
                 ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=rules.upstream_port, protocol="TCP")],
+            )
+        )
+    if rules.source is not None:
+        cidrs, port = rules.source
+        egress.append(
+            k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                to=[
+                    k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=c))
+                    for c in cidrs
+                ],
+                ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")],
             )
         )
     return k8s.networking.v1.NetworkPolicySpecArgs(

@@ -12,11 +12,13 @@ import pulumi_kubernetes as k8s
 
 from ..object_names import DATA_CLAIM
 from ..render import pod_scripts
-from ..render.paths import CONFIG_DIR, CONFIG_FILE, DATA_DIR, TLS_DIR
+from ..render.paths import CONFIG_DIR, CONFIG_FILE, DATA_DIR, SOURCE_LOGIN_DIR, TLS_DIR
 from ..sizing import mebibytes
 from . import exporter, labeler, marker, sentinel
 from .security_context import restricted, restricted_pod
 
+SOURCE_LOGIN_VOLUME = "migration-source"
+"""The volume of a migration source's credentials Secret."""
 VALKEY_PORT_NAME = "valkey"
 """The container port's name: every Service targets it by this name, not by number."""
 
@@ -50,6 +52,9 @@ class PodSettings:
     marker: str | None = None
     """The instance's marker ConfigMap (specs/marker.py); its pods fence a primary on an empty volume
     once it exists. Needs persistence."""
+    source_login_secret: str | None = None
+    """A migrating group (``group.env.migration``): the source's credentials Secret, mounted at
+    SOURCE_LOGIN_DIR in the server, reloader and keeper containers (render/scripts/login.sh)."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,26 @@ STARTUP_PERIOD_SECONDS, STARTUP_FAILURES = 5, 120
 READINESS_PERIOD_SECONDS, READINESS_FAILURES = 5, 3
 
 
+def _source_login(
+    secret: str | None, migration: pod_scripts.MigrationLogin | None
+) -> tuple[list[k8s.core.v1.VolumeMountArgs], list[k8s.core.v1.VolumeArgs]]:
+    """A migrating group's source login: its Secret, mounted whole (the file username exists exactly
+    when the Secret has that key) in the containers that source login.sh."""
+    if secret is None:
+        return [], []
+    if migration is None or not migration.login:
+        raise ValueError("a migration source's login is mounted in a migrating group only")
+    return (
+        [k8s.core.v1.VolumeMountArgs(name=SOURCE_LOGIN_VOLUME, mount_path=SOURCE_LOGIN_DIR, read_only=True)],
+        [
+            k8s.core.v1.VolumeArgs(
+                name=SOURCE_LOGIN_VOLUME,
+                secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=secret, default_mode=0o440),
+            )
+        ],
+    )
+
+
 def rollout_timeout_seconds(replicas: int) -> int:
     """How long ``pulumi up`` waits for a StatefulSet rollout: each pod in turn may take its grace
     period to stop, the whole startup allowance to load, and a readiness period to turn Ready,
@@ -165,6 +190,9 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
     mounts = [k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True)]
     if tls:
         mounts.append(k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True))
+    migration = group.env.migration if group is not None else None
+    source_mounts, source_volumes = _source_login(settings.source_login_secret, migration)
+    mounts += source_mounts
     if settings.marker is not None and not settings.persistence:
         raise ValueError("a marker needs persistence: without it no data is expected after a restart")
     marker_env = _marker_env(settings.marker)
@@ -223,7 +251,7 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
         image_pull_policy="IfNotPresent",
         # reloader.sh (render/scripts/): applies changed passwords and certificates without a restart.
         command=pod_scripts.RELOADER_COMMAND,
-        env=_env(pod_scripts.reloader_env(settings.port, tls, settings.metrics_exporter)),
+        env=_env(pod_scripts.reloader_env(settings.port, tls, settings.metrics_exporter, migration)),
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}
         ),
@@ -245,6 +273,7 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
         )
     if not settings.persistence:
         volumes.append(k8s.core.v1.VolumeArgs(name=DATA_CLAIM, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()))
+    volumes += source_volumes
     containers = [server, reloader]
     if settings.metrics_exporter:
         containers.append(exporter.container(settings.port, tls=tls))
@@ -261,6 +290,7 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
                 port=group.env.sentinel_port,
                 tls=tls,
                 keeper=follows,
+                extra_mounts=source_mounts,
             )
         )
         if settings.metrics_exporter and not follows:

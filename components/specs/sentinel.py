@@ -40,16 +40,26 @@ def run_mounts() -> list[k8s.core.v1.VolumeMountArgs]:
 
 
 def container(
-    image: str, *, uid: int, gid: int, env: list[k8s.core.v1.EnvVarArgs], port: int, tls: bool, keeper: bool = False
+    image: str,
+    *,
+    uid: int,
+    gid: int,
+    env: list[k8s.core.v1.EnvVarArgs],
+    port: int,
+    tls: bool,
+    keeper: bool = False,
+    extra_mounts: list[k8s.core.v1.VolumeMountArgs] | None = None,
 ) -> k8s.core.v1.ContainerArgs:
     """The Sentinel, started by sentinel.sh from the config Secret; with ``keeper``, in a group that
-    follows another region, keeper.sh in its place (no port: it only points its node)."""
+    follows another region or a migration source, keeper.sh in its place (no port: it only points
+    its node). ``extra_mounts``: a migrating keeper's source login (specs/pod.py)."""
     mounts = [
         k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
         k8s.core.v1.VolumeMountArgs(name=SENTINEL_VOLUME, mount_path=SENTINEL_DIR),
     ]
     if tls:
         mounts.append(k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True))
+    mounts += extra_mounts or []
     return k8s.core.v1.ContainerArgs(
         name="keeper" if keeper else "sentinel",
         image=image,

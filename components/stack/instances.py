@@ -4,7 +4,15 @@ network policy admits. ``__main__.py`` only creates the components these argumen
 
 from __future__ import annotations
 
-from ..config.models import METRICS_PORT, StackConfig, external_host, sentinel_master_name, tls_enabled
+from ..config.migration import MigrationSource
+from ..config.models import (
+    METRICS_PORT,
+    StackConfig,
+    external_host,
+    replication_migrations,
+    sentinel_master_name,
+    tls_enabled,
+)
 from ..credentials import Credentials, CredentialsArgs
 from ..migration import KeyspaceCopyArgs
 from ..object_names import InstanceNames
@@ -12,7 +20,7 @@ from ..specs import migration
 from ..specs.certificate import TlsSource
 from ..specs.migration import CopyJob
 from ..specs.network_policy import NetworkPolicyRules
-from ..valkey_server import ExternalEndpoint, ValkeyServer, ValkeyServerArgs
+from ..valkey_server import ExternalEndpoint, ReplicationSource, ValkeyServer, ValkeyServerArgs
 from .primary import PrimaryRegion
 
 
@@ -46,6 +54,7 @@ def server_args(cfg: StackConfig, name: str, credentials: Credentials, primary: 
         image=cfg.image,
         credentials=credentials,
         upstream=upstream,
+        source=replication_source(cfg, name),
         external=external,
         tls=_tls_source(cfg, replica=upstream is not None, primary=primary),
         network_policy=_network_policy(cfg, name, accepts_replicas=external is not None, replica=upstream is not None),
@@ -85,7 +94,23 @@ def _network_policy(cfg: StackConfig, name: str, accepts_replicas: bool, replica
         # A DR group of a replica stack follows the other region: no Sentinels until promoted.
         sentinel_port=cfg.failover.sentinel_port if cfg.instances[name].replicas > 1 and not replica else None,
         copy_job=migration.pod_labels(name) if keyspace_copies(cfg, name) else None,
+        source=(source.cidrs, source.port) if (source := _replicated_source(cfg, name)) else None,
     )
+
+
+def _replicated_source(cfg: StackConfig, name: str) -> MigrationSource | None:
+    migration_settings = cfg.instances[name].migration
+    if migration_settings is None or name not in replication_migrations(cfg):
+        return None
+    return migration_settings.source
+
+
+def replication_source(cfg: StackConfig, name: str) -> ReplicationSource | None:
+    """The source an instance's group replicates until the cut-over (migration method replication)."""
+    source = _replicated_source(cfg, name)
+    if source is None:
+        return None
+    return ReplicationSource(host=source.host, port=source.port, credentials_secret=source.credentials_secret)
 
 
 def keyspace_copies(cfg: StackConfig, name: str) -> bool:

@@ -10,18 +10,28 @@
 # across regions again.
 #
 # It never touches a node that is a primary: promoting this region is a person's decision
-# (docs/runbooks.md), and a keeper must not undo it.
+# (docs/runbooks.md), and a keeper must not undo it. Nor one that start.sh fenced (it replicates
+# FENCE_HOST): its volume holds what no copy may replace (start.sh).
+#
+# In a group that migrates from a source by replication (login.sh), it sets the node's login for
+# the new target (the source's, or the group's own) before it points the node there, as the
+# reloader's user (the Sentinel's user may not CONFIG SET).
 #
 # Parameters, besides group.sh's, from the container's environment:
 #   SENTINEL_NODE_USER            the nodes' Sentinel user (INFO, SLAVEOF), which it acts as
 #   SENTINEL_NODE_PASSWORD_FILE   its password
 #   KEEPER_INTERVAL_SECONDS       seconds between two rounds
 #   KEEPER_CONFIRMATIONS          rounds a difference must hold before it acts
+#   FENCE_HOST                    what a fenced node replicates from
+#   RELOADER_USER, RELOADER_PASSWORD_FILE
+#                                 migrating only: the user that sets the login (CONFIG SET)
 
 : "${SENTINEL_NODE_USER:?}" "${SENTINEL_NODE_PASSWORD_FILE:?}"
-: "${KEEPER_INTERVAL_SECONDS:?}" "${KEEPER_CONFIRMATIONS:?}"
+: "${KEEPER_INTERVAL_SECONDS:?}" "${KEEPER_CONFIRMATIONS:?}" "${FENCE_HOST:?}"
 # shellcheck source=SCRIPTDIR/group.sh
 . "$(dirname "$0")/group.sh"
+# shellcheck source=SCRIPTDIR/login.sh
+. "$(dirname "$0")/login.sh"
 
 node() {
   ask 127.0.0.1 "$VALKEY_PORT" "$SENTINEL_NODE_USER" "$SENTINEL_NODE_PASSWORD_FILE" "$@"
@@ -39,6 +49,7 @@ while :; do
     continue
   }
   current="$(echo "$info" | sed -n 's/^master_host://p') $(echo "$info" | sed -n 's/^master_port://p')"
+  [ "${current% *}" != "$FENCE_HOST" ] || continue
   wanted="$(follow_target)" || continue
   if [ "$current" = "$wanted" ]; then
     seen=0
@@ -49,6 +60,11 @@ while :; do
   last_wanted="$wanted"
   seen=$((seen + 1))
   [ "$seen" -ge "$KEEPER_CONFIRMATIONS" ] || continue
+  if migrating && ! set_login "$wanted" ask 127.0.0.1 "$VALKEY_PORT" "${RELOADER_USER:?}" "${RELOADER_PASSWORD_FILE:?}"; then
+    log "keeper: could not set the login for ${wanted% *}:${wanted#* }; will retry"
+    seen=0
+    continue
+  fi
   # shellcheck disable=SC2086 # "<host> <port>": two arguments
   if [ "$(node SLAVEOF $wanted)" = OK ]; then
     log "keeper: now following ${wanted% *}:${wanted#* } (was ${current% *}:${current#* })"

@@ -18,6 +18,10 @@
 #   RELOADER_PASSWORD_FILE    its password, read into REDISCLI_AUTH (never into an argument)
 #   ACL_FILE                  the server's ACL file
 #   MASTERAUTH_FILE           a replica's masterauth, the raw password; absent on a primary
+#   MIGRATING, UPSTREAM_FILE, SOURCE_LOGIN_DIR, REPLICATION_USER
+#                             a group that migrates by replication (login.sh): the login set is
+#                             the one for what the node replicates now (ROLE), the source's or the
+#                             group's own, and the source's Secret is watched too
 #   EXPORTER_RELOAD_URL       the exporter's reload endpoint; empty without the exporter
 #   RELOADER_INTERVAL_SECONDS seconds between two comparisons
 #
@@ -26,6 +30,8 @@
 
 : "${VALKEY_PORT:?}" "${RELOADER_USER:?}" "${RELOADER_PASSWORD_FILE:?}" "${ACL_FILE:?}" "${MASTERAUTH_FILE:?}"
 : "${RELOADER_INTERVAL_SECONDS:?}"
+# shellcheck source=SCRIPTDIR/login.sh
+. "$(dirname "$0")/login.sh"
 case "${VALKEY_TLS:-}" in
   yes) : "${VALKEY_CA_FILE:?}" "${TLS_CERT_FILE:?}" "${TLS_KEY_FILE:?}" ;;
   no) ;;
@@ -52,7 +58,13 @@ apply() {
     wget -q -O /dev/null "$EXPORTER_RELOAD_URL" || ok=0
   fi
   # From stdin (-x): the password is never an argument.
-  if [ -s "$MASTERAUTH_FILE" ]; then
+  if migrating; then
+    # ROLE of a replica: slave, its primary's host, port, ...; of a primary: no target, the own login.
+    role="$(cli ROLE | tr -d '\r')"
+    target=""
+    [ "$(echo "$role" | sed -n 1p)" = slave ] && target="$(echo "$role" | sed -n 2p) $(echo "$role" | sed -n 3p)"
+    set_login "$target" cli || ok=0
+  elif [ -s "$MASTERAUTH_FILE" ]; then
     cli -x CONFIG SET masterauth <"$MASTERAUTH_FILE" | grep -qx OK || ok=0
   fi
   if [ "$VALKEY_TLS" = yes ]; then
@@ -63,6 +75,9 @@ apply() {
 }
 
 set -- "$ACL_FILE" "$MASTERAUTH_FILE"
+if migrating && [ -n "${SOURCE_LOGIN_DIR:-}" ]; then
+  set -- "$@" "$SOURCE_LOGIN_DIR/username" "$SOURCE_LOGIN_DIR/password"
+fi
 if [ "$VALKEY_TLS" = yes ]; then
   set -- "$@" "$VALKEY_CA_FILE" "$TLS_CERT_FILE" "$TLS_KEY_FILE"
 fi

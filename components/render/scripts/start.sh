@@ -33,18 +33,49 @@
 # resolves nowhere (ANNOUNCE_SUFFIX, under .invalid): the other region's primary lists it, and that
 # region's Sentinels must never mistake it for their own pod of the same name, nor reach it.
 #
-# Parameters, besides group.sh's, from the container's environment:
+# A group that migrates from an existing server by replication (MIGRATING=yes, login.sh) is a
+# following group whose upstream is that source. Its head logs in there with the source's login,
+# written at the end of the runtime config; the other members with the group's own. Replicating
+# replaces a node's dataset with the source's, so a member copies only onto a volume that belongs
+# to the migration: one that held no data when the migration began (MIGRATION_FILE records it, on
+# the volume). A volume that holds data from before, the instance's own, is fenced instead (a
+# replica of FENCE_HOST, never Ready): it keeps its data, the rollout stops at this pod, and the log
+# says why (docs/migration.md#live-replication). Once the group leads again, the record goes.
+#
+# Parameters, besides group.sh's and login.sh's, from the container's environment:
 #   CONFIG_FILE             the rendered valkey.conf (read-only)
 #   MASTERAUTH_CONFIG_FILE  the file with the masterauth line
 #   RUNTIME_CONFIG_FILE     where to write the server's config file (writable, the pod's own)
 #   FAILOVER_WAIT_SECONDS   how long to wait for the Sentinels to promote another pod
 #   ANNOUNCE_SUFFIX         follower only: the name announced is <pod>.<suffix>
+#   MIGRATION_FILE          on the data volume: present while its data comes from the migration
 
 : "${CONFIG_FILE:?}" "${MASTERAUTH_CONFIG_FILE:?}" "${RUNTIME_CONFIG_FILE:?}" "${FAILOVER_WAIT_SECONDS:?}"
 # shellcheck source=SCRIPTDIR/group.sh
 . "$(dirname "$0")/group.sh"
 # shellcheck source=SCRIPTDIR/fence.sh
 . "$(dirname "$0")/fence.sh"
+# shellcheck source=SCRIPTDIR/login.sh
+. "$(dirname "$0")/login.sh"
+
+# A migrating member's volume: one that held no data when the migration began, or since (an empty
+# one: fence_check already holds it until it has copied), belongs to the migration; one that held
+# the instance's own data is fenced, for good, with the reason in FENCE_FILE.
+migration_check() {
+  [ -f "${MIGRATION_FILE:?}" ] && return 0
+  if [ "${DATA_EXPECTED:-}" = yes ] && [ -f "$AOF_MANIFEST_FILE" ]; then
+    FENCE_REASON="this volume holds the instance's own data, from before the migration: replicating the source would replace it (docs/migration.md#live-replication)"
+    FENCED=yes
+    { echo "$FENCE_REASON"; echo "since $(date -u +%Y-%m-%dT%H:%M:%SZ)"; } >"$FENCE_FILE.tmp" || exit 1
+    mv "$FENCE_FILE.tmp" "$FENCE_FILE" || exit 1
+    PRIMARY="$FENCE_HOST"
+    PRIMARY_PORT="$VALKEY_PORT"
+    return 0
+  fi
+  cat "$UPSTREAM_FILE" >"$MIGRATION_FILE.tmp" || exit 1
+  mv "$MIGRATION_FILE.tmp" "$MIGRATION_FILE" || exit 1
+  sync
+}
 
 announce="$SELF"
 if [ "$GROUP_MODE" = follower ]; then
@@ -57,8 +88,13 @@ if [ "$GROUP_MODE" = follower ]; then
   target="$(follow_target)"
   PRIMARY="${target% *}"
   PRIMARY_PORT="${target#* }"
+  if migrating; then
+    migration_check
+  fi
   log "following $PRIMARY:$PRIMARY_PORT"
 else
+  # The group leads: whatever it migrated from, its data is its own now.
+  rm -f "${MIGRATION_FILE:-/nonexistent}" || exit 1
   find_primary
   PRIMARY_PORT="$VALKEY_PORT"
   if [ "$PRIMARY" = "$SELF" ]; then
@@ -104,6 +140,10 @@ quote() {
 # Never start from the previous file (Sentinel may have rewritten its role): remove it first, and
 # stop if the new one cannot be written.
 rm -f "$RUNTIME_CONFIG_FILE" || exit 1
+# It may hold the source's password: readable by this user only (the server's own files keep the
+# image's umask).
+umask_before="$(umask)"
+umask 077
 {
   echo "# Written by start.sh at the container's start; Sentinel may rewrite it. Never read back."
   echo "include $(quote "$CONFIG_FILE")"
@@ -124,10 +164,16 @@ rm -f "$RUNTIME_CONFIG_FILE" || exit 1
     echo "replicaof $(quote "$PRIMARY") $PRIMARY_PORT"
   fi
   echo "include $(quote "$MASTERAUTH_CONFIG_FILE")"
+  if is_source "$PRIMARY $PRIMARY_PORT"; then
+    login_conf "$PRIMARY $PRIMARY_PORT" || exit 1
+  fi
 } >"$RUNTIME_CONFIG_FILE.tmp" || exit 1
+umask "$umask_before"
 mv "$RUNTIME_CONFIG_FILE.tmp" "$RUNTIME_CONFIG_FILE" || exit 1
 if [ "$PRIMARY" = "$SELF" ]; then
   log "starting as the primary"
+elif [ "$PRIMARY" = "$FENCE_HOST" ] && [ "$GROUP_MODE" = follower ]; then
+  fence_log "FENCED: $FENCE_REASON. Serving nothing, as a replica of $FENCE_HOST: remove the migration from the stack config (this instance keeps its data), or migrate with the keyspace copy into an instance of its own"
 elif [ "$PRIMARY" = "$FENCE_HOST" ]; then
   fence_log "no member was promoted: serving nothing, as a replica of $FENCE_HOST, until one holding the data is the primary (docs/runbooks.md#runbook-a-fenced-node)"
 elif [ "${FENCED:-no}" = yes ]; then
