@@ -4,11 +4,14 @@ each bad input, which must stop the copy with a message that says what to do and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,7 +23,7 @@ from harness import render
 from migration_support import SOURCE_PASSWORD, Writers, differences, fill, in_sync, oracle, start_source
 from replies import config_value, sync
 from test_backlog_real import ADMIN, REPLICATION, start
-from valkey_process import Server, every_build, free_port, wait_for
+from valkey_process import BUILDS, Server, every_build, free_port, wait_for
 
 from components.render.valkey_conf import Upstream
 from ops.keyspace_copy.copier import CHECKPOINT_KEY
@@ -336,3 +339,242 @@ def test_a_sigterm_stops_a_following_copy_unverified_and_keeps_its_checkpoint(en
     assert "interrupted:" in output and "verified" not in output and "cut-over" not in output
     t = valkey.Valkey(port=target.port, username="admin", password=ADMIN)
     assert sync(t.exists(CHECKPOINT_KEY)) == 1
+
+
+class Copy:
+    """A running copy whose output is read as it comes (a thread), so a test can act on a line."""
+
+    def __init__(self, job: subprocess.Popen[str]) -> None:
+        self.job = job
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.job.stdout is not None
+        for line in self.job.stdout:
+            self.lines.append(line)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert self._reader.is_alive(), f"the copy ended without logging {text!r}: {self.output()}"
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout}s: {self.output()}"
+            time.sleep(0.02)
+
+    def end(self, timeout: float = 60) -> tuple[int, str]:
+        """Its exit status and output; a copy still running after ``timeout`` fails the test."""
+        try:
+            status = self.job.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.job.kill()
+            self.job.wait()
+            raise AssertionError(f"the copy still ran after {timeout}s: {self.output()}") from None
+        self._reader.join(5)
+        return status, self.output()
+
+
+@pytest.fixture
+def copies() -> Any:
+    """Start copies (``cli``'s arguments) as ``Copy``; any still running at the end is killed."""
+    started: list[Copy] = []
+
+    def begin(source: Server | int, target: Server | int, *args: str, env: dict[str, str] | None = None) -> Copy:
+        started.append(Copy(cli(source, target, *args, env=env)))
+        return started[-1]
+
+    yield begin
+    for copy in started:
+        if copy.job.poll() is None:
+            copy.job.kill()
+            copy.job.wait()
+
+
+def test_a_sigterm_while_a_copy_catches_up_or_verifies_stops_it_with_exit_3(ends: Any, copies: Any) -> None:
+    """Not only the bulk pass looks at SIGTERM: the rounds of changed keys (which never end while
+    writers write) and the verification stop too, unverified, the checkpoint kept."""
+    source, target = ends
+    fill(source)
+    t = valkey.Valkey(port=target.port, username="admin", password=ADMIN)
+    writers = Writers(source.port, SOURCE_PASSWORD)
+    writers.start()
+    try:
+        copy = copies(source, target)  # not following: its rounds go on while anything changes
+        copy.wait_for("bulk pass done")
+        time.sleep(0.5)
+        copy.job.send_signal(signal.SIGTERM)
+        status, output = copy.end(timeout=20)
+    finally:
+        writers.stop()
+    assert status == 3, output
+    assert "interrupted:" in output and "verif" not in output, output
+    assert sync(t.exists(CHECKPOINT_KEY)) == 1
+    # The verification of every key (the source took writes: a rerun starts over).
+    copy = copies(source, target, "--start-over", "--sample", "10000")
+    copy.wait_for("verifying:")
+    copy.job.send_signal(signal.SIGTERM)
+    status, output = copy.end(timeout=30)
+    assert status == 3, output
+    assert "interrupted:" in output and "verified:" not in output and "verification FAILED" not in output, output
+    assert sync(t.exists(CHECKPOINT_KEY)) == 1
+
+
+def test_a_cut_over_cue_without_follow_is_logged_as_having_no_effect(ends: Any, copies: Any) -> None:
+    source, target = ends
+    keys = fill(source)
+    copy = copies(source, target, "--batch", "50")
+    copy.wait_for("tracking the source's writes")  # the signal handlers are set by then
+    copy.job.send_signal(signal.SIGUSR1)
+    status, output = copy.end()
+    assert status == 0 and f"verified: {keys} keys" in output, output
+    assert output.count("has no effect without --follow") == 1, output
+
+
+def test_notifications_said_to_be_configured_but_off_stop_the_copy_before_it_verifies(
+    tmp_path: Path, copies: Any
+) -> None:
+    """``--notifications-configured`` on a source whose notify-keyspace-events is empty: read at
+    once where CONFIG GET answers; else seen when the source takes writes and no event comes."""
+    source = start_source(tmp_path / "source", "user tracker on >tracker-password ~* &* +@all -config")
+    target = start(tmp_path / "target", "8.1.8")
+    no_config = {"SOURCE_USERNAME": "tracker", "SOURCE_PASSWORD": "tracker-password"}
+    try:
+        fill(source)
+        s = valkey.Valkey(port=source.port, password=SOURCE_PASSWORD, decode_responses=True)
+        status, output = copies(source, target, "--follow", "--notifications-configured").end(timeout=20)
+        assert status == 1 and "notify-keyspace-events is '', without K and A" in output, output
+        assert "Traceback" not in output
+        copy = copies(source, target, "--follow", "--notifications-configured", env=no_config)
+        copy.wait_for("bulk pass done")
+        s.set("written-during-the-copy", "1")
+        s.delete("string:1")
+        status, output = copy.end(timeout=10)  # not at the cut-over: at the round after those writes
+        assert status == 1, output
+        assert "not one event came" in output and "notify-keyspace-events to KA" in output, output
+        assert "--start-over" in output and "verified:" not in output, output
+        # Set as the flag says, the same user's copy tracks the writes.
+        s.config_set("notify-keyspace-events", "KA")
+        copy = copies(source, target, "--follow", "--notifications-configured", "--start-over", env=no_config)
+        copy.wait_for("bulk pass done")
+        s.set("written-during-the-copy", "2")
+        time.sleep(1)
+        copy.job.send_signal(signal.SIGUSR1)
+        status, output = copy.end()
+        assert status == 0 and "verified:" in output, output
+        t = valkey.Valkey(port=target.port, username="admin", password=ADMIN)
+        assert t.get("written-during-the-copy") == b"2"
+    finally:
+        source.stop()
+        target.stop()
+
+
+class OldRedis:
+    """A relay to a Redis 7.0 that makes it answer ``SCAN … TYPE`` as Redis before 6.0 does, with
+    ``ERR syntax error``: it renames that option on the way (to TYPX, which 7.0 does not know)."""
+
+    def __init__(self, upstream: int) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, args=(upstream,), daemon=True).start()
+
+    def _accept(self, upstream: int) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", upstream))
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    @staticmethod
+    def _pump(reading: socket.socket, writing: socket.socket, requests: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := reading.recv(65536):
+                if requests and b"\r\nSCAN\r\n" in data:
+                    data = data.replace(b"\r\nTYPE\r\n", b"\r\nTYPX\r\n")
+                writing.sendall(data)
+        for end in (reading, writing):
+            end.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_error_replies_stop_the_copy_with_what_to_do_and_never_a_traceback(ends: Any, copies: Any) -> None:
+    """A full target (OOM), a source without ``SCAN … TYPE`` (Redis before 6.0), a target that
+    became a replica mid-copy (READONLY: exit 3, the Job retries)."""
+    source, target = ends
+    fill(source)
+    t = valkey.Valkey(port=target.port, username="admin", password=ADMIN)
+    t.config_set("maxmemory-policy", "noeviction")
+    t.config_set("maxmemory", "1")
+    status, output = copies(source, target).end()
+    assert status == 1 and "Traceback" not in output, output
+    assert f"the target 127.0.0.1:{target.port} is out of memory" in output and "maxmemory" in output, output
+    t.config_set("maxmemory", "0")
+    old = OldRedis(source.port)
+    try:
+        status, output = copies(old.port, target).end()
+    finally:
+        old.close()
+    assert status == 1 and "Traceback" not in output, output
+    assert "does not answer SCAN 0 COUNT 1 TYPE string (syntax error" in output and "Redis 6.0" in output, output
+    assert "bulk pass" not in output, "stopped in the checks, before copying"
+    t.delete(CHECKPOINT_KEY)
+    copy = copies(source, target, "--follow")
+    copy.wait_for("bulk pass done")
+    t.execute_command("REPLICAOF", "127.0.0.1", free_port())  # a failover elsewhere: read-only now
+    valkey.Valkey(port=source.port, password=SOURCE_PASSWORD).set("written-during-the-copy", "1")
+    status, output = copy.end(timeout=10)
+    assert status == 3 and "Traceback" not in output, output
+    assert "took no more writes (You can't write against a read only replica.)" in output, output
+    t.execute_command("REPLICAOF", "NO", "ONE")
+
+
+def test_a_target_restart_or_loss_mid_follow_ends_with_exit_3_and_a_rerun_resumes(ends: Any, copies: Any) -> None:
+    """A restarted target may have lost its last second of writes; one gone may come back: each is
+    exit 3, for the Job to retry, and the retry resumes where it can."""
+    source, target = ends
+    fill(source)
+    copy = copies(source, target, "--follow")
+    copy.wait_for("bulk pass done")
+    target.stop()  # a pod restart: its AOF keeps what it took, the checkpoint too
+    target = Server(target.config, target.port, target.password, binary=BUILDS["8.1.8"])
+    try:
+        status, output = copy.end(timeout=10)
+        assert status == 3, output
+        assert f"the target 127.0.0.1:{target.port} restarted" in output, output
+        copy = copies(source, target, "--follow")  # the Job's retry
+        copy.wait_for("bulk pass done")
+        assert "resuming from the checkpoint" in copy.output()
+        target.stop()
+        valkey.Valkey(port=source.port, password=SOURCE_PASSWORD).set("written-during-the-copy", "1")
+        status, output = copy.end(timeout=10)
+        assert status == 3, output
+        assert f"lost the target 127.0.0.1:{target.port}" in output and "Traceback" not in output, output
+    finally:
+        target.stop()
+
+
+def test_streams_are_copied_again_at_the_end_in_small_batches(tmp_path: Path, copies: Any) -> None:
+    """Each stream is read whole: the last copy of every stream reads 16 at a time, not a batch."""
+    source = start_source(tmp_path / "source", "slowlog-log-slower-than 0", "slowlog-max-len 100000")
+    target = start(tmp_path / "target", "8.1.8")
+    try:
+        s = valkey.Valkey(port=source.port, password=SOURCE_PASSWORD)
+        for i in range(100):
+            s.xadd(f"stream:{i}", {"n": "1"})
+        s.slowlog_reset()
+        status, output = copies(source, target, "--batch", "1000").end()
+        assert status == 0 and "copied the 100 stream(s) once more" in output, output
+        commands = [entry[3] for entry in reversed(s.execute_command("SLOWLOG", "GET", -1))]
+        recopy = min(i for i, c in enumerate(commands) if c[0] == b"SCAN" and c[-2:] == [b"TYPE", b"stream"])
+        reads = [int(c[2]) for c in commands[recopy:] if c[0] == b"EVALSHA"]  # EVALSHA sha numkeys keys...
+        assert sum(reads) == 100 and max(reads) <= 16, reads
+    finally:
+        source.stop()
+        target.stop()

@@ -215,3 +215,14 @@ def test_pulumi_up_starts_replaces_and_removes_the_copy_without_touching_the_ins
     ended = plan(migrating, plain)
     assert {s.kind for s in ended.by_op("delete")} == {"Job", "Service", "ServiceMonitor"}
     assert ended.succeeds and not [s for s in ended.steps if s.rolls_pods]
+
+
+def test_a_source_whose_owner_turned_notifications_on_gets_a_copy_that_leaves_them(migrating: Rendered) -> None:
+    """keyspaceCopy.notificationsConfigured: the Job tells the copy not to set them (a managed source
+    whose user may not run CONFIG)."""
+    assert (
+        "--notifications-configured"
+        not in job(migrating, "sessions")["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    told = render("region1", {**COPY, "instances.sessions.migration.keyspaceCopy.notificationsConfigured": True})
+    assert "--notifications-configured" in job(told, "sessions")["spec"]["template"]["spec"]["containers"][0]["args"]

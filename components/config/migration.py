@@ -52,6 +52,10 @@ class KeyspaceCopy(ConfigModel):
     follow: bool = True
     """Keep copying what the applications change until the cut-over (the Job runs until you give it
     its cue, docs/migration.md); false: copy once and finish, for a source nobody writes to."""
+    notifications_configured: bool = False
+    """The source already sends keyspace events (``notify-keyspace-events`` includes ``KA``), set by
+    its owner: for sources whose user may not run CONFIG (managed services). The copy then does not
+    set them, and warns when it saw no event while the source took writes (docs/migration.md)."""
 
 
 class Migration(ConfigModel):

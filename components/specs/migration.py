@@ -91,6 +91,8 @@ def arguments(job: CopyJob) -> list[str]:
         args.append("--follow")
     if settings.start_over:
         args.append("--start-over")
+    if settings.notifications_configured:
+        args.append("--notifications-configured")
     return args
 
 

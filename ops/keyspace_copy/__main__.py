@@ -15,9 +15,10 @@ is the instance's ``<instance>-admin-credentials`` Secret).
 Without ``--follow`` it copies, copies again what changed, verifies and exits: for a copy while
 the writers are stopped. With ``--follow`` it keeps the target in step until SIGUSR1, the
 cut-over's cue once the writers have stopped (docs/migration.md), then copies what is left and
-verifies. SIGTERM or SIGINT stop it without verifying. Exit status 0: verified; 1: stopped with
-an error (the message says what to do); 2: the verification found differences; 3: interrupted or
-a connection lost (a rerun resumes where it can).
+verifies; without ``--follow`` a SIGUSR1 only gets a log line saying it has no effect. SIGTERM or
+SIGINT stop it at any step without verifying. Exit status 0: verified; 1: stopped with an error
+(the message says what to do); 2: the verification found differences; 3: interrupted, a
+connection lost, the target restarted or became a replica (a rerun resumes where it can).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from pathlib import Path
 
 import valkey
 
-from .copier import Copier, Interrupted, Options
-from .endpoint import Endpoint, MigrationError
+from .copier import Copier, Options
+from .endpoint import Endpoint, MigrationError, Resumable, refusal
 
 
 def _endpoint(value: str) -> tuple[str, int]:
@@ -127,12 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MigrationError as error:
         print(f"keyspace-copy: failed: {error}", file=sys.stderr, flush=True)
         return 1
-    except Interrupted as error:
+    except Resumable as error:
+        # Interrupted, or an end restarted, failed over or was lost: worth a retry, which resumes
+        # where it can (the Job retries exit codes other than 1 and 2).
         print(f"keyspace-copy: {error}", file=sys.stderr, flush=True)
         return 3
+    except valkey.ResponseError as error:  # the copier turns every one into the above: a last net
+        problem = refusal(error)
+        print(f"keyspace-copy: failed: {problem}", file=sys.stderr, flush=True)
+        return 3 if isinstance(problem, Resumable) else 1
     except (valkey.ConnectionError, valkey.TimeoutError, OSError) as error:
-        # A connection lost mid-copy (a failover of the target, a restarted source): worth a retry,
-        # which resumes where it can (the Job retries exit codes other than 1 and 2).
         print(f"keyspace-copy: connection lost: {error}", file=sys.stderr, flush=True)
         return 3
     return 0 if report.verification.ok else 2

@@ -13,6 +13,11 @@
    round records ``synced_at``: the target then held every write the source took before it.
 5. **Verification** (``verify.py``), then the checkpoint is deleted.
 
+**Stopping**: ``interrupt`` (SIGTERM) is looked at between any two batches of every step, the
+verification's included: the copy then raises ``Interrupted`` and keeps its checkpoint. So does a
+connection lost once the checks have passed, a target that restarted (its ``run_id``, looked at
+every round) or that became a replica (``READONLY``): each is ``Resumable``, and the Job retries.
+
 **Resuming**: a run that finds a checkpoint continues from its cursor only if the source has
 taken no write since that copy began (the same ``run_id``, ``rdb_changes_since_last_save`` and
 ``rdb_last_save_time`` as recorded): writes made while no copy ran were tracked by nobody. Else
@@ -35,12 +40,26 @@ from typing import Any
 
 import valkey
 
-from .endpoint import Endpoint, MigrationError, config_value, info, keyspace, scan, scan_all
+from .endpoint import (
+    Endpoint,
+    MigrationError,
+    Resumable,
+    Unreachable,
+    config_value,
+    info,
+    keyspace,
+    refusal,
+    scan,
+    scan_all,
+)
 from .progress import Progress
 from .tracking import WriteTracker
 from .verify import Verification, verify
 
 READ_AHEAD = 2
+STREAM_BATCH = 16
+"""Streams per read when every stream is copied once more: a stream is read whole, so a batch of
+``batch`` of them could be a reply of gigabytes."""
 CHECKPOINT_KEY = "valkey-migration:checkpoint"
 """A hash in the target's database 0 while a copy is under way; deleted once it is verified."""
 
@@ -99,7 +118,7 @@ def source_version(client: valkey.Valkey) -> str:
     return "unknown version"
 
 
-class Interrupted(Exception):
+class Interrupted(Resumable):
     """Stopped before its end (SIGTERM: an eviction, a drain, a replaced Job): nothing verified,
     the checkpoint kept; a rerun resumes where it can."""
 
@@ -116,6 +135,10 @@ class Copier:
         self._marks: dict[bytes, bytes] = {}
         self._script: Any = None
         self._interrupt = threading.Event()
+        self._cutover = threading.Event()
+        self._cue_noted = False
+        self._checked = False
+        self._target_run_id = ""
         self.bulk_done = threading.Event()
         self.version = ""
 
@@ -125,17 +148,39 @@ class Copier:
     def run(self, cutover: threading.Event | None = None, interrupt: threading.Event | None = None) -> Report:
         """``cutover``: a following copy's cue that the writers have stopped (copy what is left,
         verify, finish). ``interrupt``: stop at the next batch or round without verifying
-        (Interrupted); the checkpoint stays for a rerun."""
-        cutover = cutover or threading.Event()
+        (Interrupted); the checkpoint stays for a rerun. Raises MigrationError (the message says
+        what to do) or Resumable (a rerun resumes where it can), never a server's error reply."""
+        self._cutover = cutover or threading.Event()
         self._interrupt = interrupt or threading.Event()
+        try:
+            return self._run()
+        except valkey.ResponseError as error:
+            raise refusal(error) from error
+        except Unreachable as error:
+            if not self._checked:
+                raise  # an address or login that never worked: a retry would not mend it
+            raise Resumable(
+                f"lost {error.endpoint} ({error.cause}): it restarted or failed over; a rerun (the Job retries it) "
+                "resumes where it can"
+            ) from error
+        except (valkey.ConnectionError, valkey.TimeoutError) as error:
+            raise Resumable(
+                f"a connection was lost ({type(error).__name__}: {error}); a rerun resumes where it can"
+            ) from error
+
+    def _run(self) -> Report:
+        cutover = self._cutover
         start_at = self._check()
+        self._checked = True
         with self.source.session() as s:
             self._script = s.register_script(READ_SCRIPT)
-        if self.options.track_writes:
-            self._tracker = WriteTracker(self.source, configured=self.options.notifications_configured)
-            self._tracker.start()
-            self.log("tracking the source's writes (keyspace notifications)")
         try:
+            if self.options.track_writes:
+                self._tracker = WriteTracker(self.source, configured=self.options.notifications_configured)
+                note = self._tracker.start()
+                self.log("tracking the source's writes (keyspace notifications)")
+                if note:
+                    self.log(note)
             self._bulk(start_at)
             self.progress.bulk_done = True
             self.bulk_done.set()
@@ -149,7 +194,11 @@ class Copier:
                         self._sync_round()
                     self.log("cut-over: copying what changed last, then verifying")
                 self._catch_up()
-            verification = verify(self.source, self.target, self.options.sample, skip={0: {CHECKPOINT_KEY.encode()}})
+            self._interrupted()
+            self.log(f"verifying: every key's type on both ends, {self.options.sample} values sampled")
+            verification = verify(
+                self.source, self.target, self.options.sample, {0: {CHECKPOINT_KEY.encode()}}, self._interrupted
+            )
         finally:
             if self._tracker is not None:
                 problem = self._tracker.stop()
@@ -166,6 +215,15 @@ class Copier:
     def _check(self) -> tuple[int, int]:
         with self.source.session() as s, self.target.session() as t:
             self.version = source_version(s)
+            try:
+                scan(s, 0, 1, "string")
+            except valkey.ResponseError as error:
+                raise MigrationError(
+                    f"{self.source} does not answer SCAN 0 COUNT 1 TYPE string ({error}; it runs {self.version}): the "
+                    "copy needs SCAN with TYPE (Redis 6.0 and later) to copy the streams once more and to verify. An "
+                    "older Redis can migrate by replication instead (docs/migration.md)"
+                ) from error
+            self._target_run_id = info(t, "server").get("run_id", "")
             role = info(t, "replication").get("role")
             if role != "master":
                 raise MigrationError(
@@ -245,8 +303,14 @@ class Copier:
                             break
 
     def _interrupted(self) -> None:
+        """Raise Interrupted once a stop was asked; say once that a cut-over's cue has no effect on
+        a copy that does not follow (it ends on its own: its writers must be stopped already)."""
         if self._interrupt.is_set():
             raise Interrupted(f"interrupted: {self.progress.line()}; the checkpoint stays for a rerun")
+        if self._cutover.is_set() and not self.options.follow and not self._cue_noted:
+            self._cue_noted = True
+            self.log("the cut-over's cue (SIGUSR1) has no effect without --follow: this copy copies what changed "
+                     "until a round finds nothing, verifies and ends on its own")  # fmt: skip
 
     def _scan_db(self, s: valkey.Valkey, cursor: int, batches: queue.Queue[Any]) -> None:
         try:
@@ -279,7 +343,7 @@ class Copier:
         for i in range(0, len(restores), 3):
             write.execute_command("RESTORE", restores[i], restores[i + 1], restores[i + 2], "REPLACE")
         for reply in write.execute(raise_on_error=False):
-            if isinstance(reply, Exception):
+            if isinstance(reply, valkey.ResponseError):
                 raise self._restore_error(reply)
         self.progress.add(len(restores) // 3, payload_bytes)
 
@@ -305,7 +369,7 @@ class Copier:
                 )
         return replies
 
-    def _restore_error(self, error: Exception) -> MigrationError:
+    def _restore_error(self, error: valkey.ResponseError) -> MigrationError | Resumable:
         if "payload version" in str(error) or "checksum" in str(error):
             return MigrationError(
                 f"{self.target} cannot load {self.source}'s DUMP payloads ({error}; the source runs {self.version}). "
@@ -314,7 +378,7 @@ class Copier:
                 "not have (hash fields with their own TTL) cannot be copied this way. Nothing the target held "
                 "before the copy was overwritten"
             )
-        return MigrationError(f"{self.target} refused a RESTORE ({error})")
+        return refusal(error, self.target, "a RESTORE")
 
     def _maybe_log(self) -> None:
         now = time.monotonic()
@@ -348,6 +412,7 @@ class Copier:
             with self.source.session(db) as s, self.target.session(db) as t:
                 ordered = sorted(keys)
                 for i in range(0, len(ordered), self.options.batch):
+                    self._interrupted()
                     self._copy(s, t, ordered[i : i + self.options.batch])
         self.progress.pending = self._tracker.pending()
         return sum(len(keys) for keys in changed.values())
@@ -355,12 +420,25 @@ class Copier:
     def _sync_round(self) -> int:
         """Copy every key changed before this round began; ``synced_at`` is that moment (wall clock)."""
         assert self._tracker is not None
+        self._interrupted()
+        self._check_target()
         before = time.time()
         self._tracker.sync()
         copied = self._drain()
         self.progress.synced_at = before
         self._maybe_log()
         return copied
+
+    def _check_target(self) -> None:
+        """A target that restarted may have lost its last second of writes (its AOF's fsync), which
+        the copy counts as copied."""
+        with self.target.session() as t:
+            run_id = info(t, "server").get("run_id", "")
+        if run_id != self._target_run_id:
+            raise Resumable(
+                f"{self.target} restarted (its run_id changed): writes it took last may be lost. A rerun (the Job "
+                "retries it) resumes where it can, else it says why not"
+            )
 
     def _catch_up(self) -> None:
         """Rounds until one finds no changed key: with the writers stopped, the target then holds
@@ -374,7 +452,9 @@ class Copier:
         for db in dbs:
             with self.source.session(db) as s, self.target.session(db) as t:
                 for keys in scan_all(s, self.options.batch, "stream"):
-                    self._copy(s, t, keys)
+                    for i in range(0, len(keys), STREAM_BATCH):
+                        self._interrupted()
+                        self._copy(s, t, keys[i : i + STREAM_BATCH])
                     streams += len(keys)
         if streams:
             self.log(f"copied the {streams} stream(s) once more, for their consumer groups")

@@ -1,7 +1,9 @@
 """Where the copy reads from and writes to, and the errors a bad endpoint gets.
 
 A connection problem becomes one ``MigrationError`` whose message says what to check; the
-password never reaches a message.
+password never reaches a message. An error reply names the end that sent it (``refusal`` turns it
+into what to do): the copy holds a connection to each end at once, so the ``with`` block an error
+crosses does not tell.
 """
 
 from __future__ import annotations
@@ -16,6 +18,60 @@ import valkey
 
 class MigrationError(Exception):
     """The copy cannot go on; the message says what to do. Nothing in the target was lost."""
+
+
+class Resumable(Exception):
+    """Stopped before its end by something a rerun may not meet again (a signal, a lost connection,
+    a failover): nothing verified, the checkpoint kept; a rerun resumes where it can (exit 3)."""
+
+
+class Unreachable(MigrationError):
+    """A connection could not be set up: before the copy began, a wrong address or login (exit 1);
+    once it runs, an end restarting or failing over (the copier makes it ``Resumable``)."""
+
+    def __init__(self, message: str, endpoint: Endpoint, cause: BaseException) -> None:
+        super().__init__(message)
+        self.endpoint, self.cause = endpoint, cause
+
+
+class _Client(valkey.Valkey):
+    """A client whose error replies say which end sent them (``answered_by``; pipelined replies,
+    which the copier reads itself, are not marked)."""
+
+    endpoint: Endpoint
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except valkey.ResponseError as error:
+            error.answered_by = self.endpoint  # type: ignore[attr-defined]
+            raise
+
+
+def refusal(
+    error: valkey.ResponseError, endpoint: Endpoint | None = None, command: str = ""
+) -> MigrationError | Resumable:
+    """What an error reply means for the copy (``endpoint``: who sent it, if the reply is not marked;
+    ``command``: what it answered, for the message)."""
+    end = endpoint or getattr(error, "answered_by", None)
+    who = str(end) if end is not None else "a server"
+    if isinstance(error, valkey.ReadOnlyError):  # only the target is written to
+        return Resumable(
+            f"{who} took no more writes ({error}): a failover made it a replica. A rerun (the Job retries it) "
+            "copies into the instance's new primary and resumes where it can"
+        )
+    if isinstance(error, valkey.OutOfMemoryError):
+        return MigrationError(
+            f"{who} is out of memory ({error}): it reached its maxmemory and may evict nothing. Give it room for the "
+            "source's data (on the instance: more memory for its pods, and so a higher maxmemory), then run the "
+            "copy again: it resumes where it can, else it says so"
+        )
+    if isinstance(error, valkey.exceptions.NoPermissionError):
+        return MigrationError(
+            f"{who} does not let this tool's user run a command it needs ({error}): docs/migration.md, "
+            "What the source's user needs, lists them"
+        )
+    return MigrationError(f"{who} refused {command or 'a command'} ({error}): the copy cannot go on")
 
 
 @dataclass(frozen=True)
@@ -37,7 +93,7 @@ class Endpoint:
     def connect(self, db: int = 0) -> valkey.Valkey:
         # The certificate must name the host connected to (valkey-py checks no name by default).
         tls = {"ssl": True, "ssl_ca_certs": self.ca_file, "ssl_check_hostname": True} if self.tls else {}
-        client = valkey.Valkey(
+        client = _Client(
             host=self.host,
             port=self.port,
             db=db,
@@ -50,6 +106,7 @@ class Endpoint:
         )
         # INFO as the server sends it: valkey-py's parser turns values that look numeric into numbers.
         client.set_response_callback("INFO", lambda response, **_: response)
+        client.endpoint = self
         return client
 
     @contextmanager
@@ -72,10 +129,12 @@ class Endpoint:
             ) from error
         except (valkey.ConnectionError, valkey.TimeoutError, OSError) as error:
             client.close()
-            raise MigrationError(
+            raise Unreachable(
                 f"cannot reach {self} ({error}): check the host and port, that TLS is "
                 f"{'on' if self.tls else 'off'} as the server expects, and that no firewall or "
-                "NetworkPolicy blocks the connection"
+                "NetworkPolicy blocks the connection",
+                self,
+                error,
             ) from error
         try:
             yield client

@@ -14,6 +14,17 @@ listens to has arrived, every event of every command the source ran before it ha
 (``sync``). With the writers stopped, a drained tracker after a barrier means the target holds
 everything. A subscription that breaks (a lost connection, the source's pub/sub output-buffer
 limit) loses events: ``lost`` is then set and the copy must start over.
+
+**Settings the tool does not make** (``configured``: a managed service refusing CONFIG): where
+the source still answers ``CONFIG GET``, a setting without K and A stops the copy at once. Where
+it does not, each barrier checks, until a first event has come, that the source took no write
+since the subscription (``rdb_changes_since_last_save``, which counts the changes to its data and
+nothing the copy does): writes without a single event mean the notifications are off, and every
+key those writes changed would stay stale on the target, which the verification's sample may not
+show; so the copy stops, before it verifies. Of the source's counters, this one moves with the
+writes that send events and with little else (the replication offset moves with pings to replicas
+and ``PUBLISH`` too, the command count with the copy's own reads): only the few writes that send
+no event move it as well, so stream consumers alone (``XREADGROUP``, ``XACK``) stop it the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from collections import defaultdict
 
 import valkey
 
-from .endpoint import Endpoint, MigrationError, config_value
+from .endpoint import Endpoint, MigrationError, config_value, info, refusal
 
 PATTERN = b"__keyspace@*__:*"
 FLAGS = "KA"
@@ -49,11 +60,63 @@ class WriteTracker:
         self.lost: str | None = None
         """Why events may have been missed, once they may have."""
         self.events = 0
+        self._writes_at_start: tuple[int, str] | None = None
 
-    def start(self) -> None:
-        if not self._configured:
+    def start(self) -> str | None:
+        """Subscribe (after turning the notifications on, unless ``configured``); a note for the log
+        when whether events arrive cannot be checked, if so."""
+        if self._configured:
+            self._check_configured()
+        else:
             self._turn_on()
         self._subscribe()
+        if not self._configured:
+            return None
+        # Read once subscribed: every write it counts from here on sends its event to the tracker.
+        self._writes_at_start = self._writes()
+        if self._writes_at_start is None:
+            return (f"{self._source} reports no rdb_changes_since_last_save: whether its keyspace notifications "
+                    "arrive cannot be checked; they must be on (notify-keyspace-events KA)")  # fmt: skip
+        return None
+
+    def _check_configured(self) -> None:
+        """A source that answers CONFIG GET after all: its setting must hold K and A."""
+        with self._source.session() as client:
+            try:
+                setting = config_value(client, "notify-keyspace-events")
+            except valkey.ResponseError:
+                return  # refused, as the flag says: the barriers check that events come
+        if not ("K" in setting and "A" in setting):
+            raise MigrationError(
+                f"{self._source}'s notify-keyspace-events is {setting!r}, without K and A, though the copy was run "
+                "with --notifications-configured: no change made during the copy would be tracked. Set it to KA "
+                "(on a managed service, in its parameter group), or run the copy without "
+                "--notifications-configured, which turns it on where CONFIG SET is allowed"
+            )
+
+    def _writes(self) -> tuple[int, str] | None:
+        """The source's changes since its last save, and that save's time (a save resets the count)."""
+        with self._source.session() as client:
+            persistence = info(client, "persistence")
+        changes, saved = persistence.get("rdb_changes_since_last_save", ""), persistence.get("rdb_last_save_time")
+        return (int(changes), saved) if changes.isdigit() and saved else None
+
+    def _check_events_arrive(self, writes: tuple[int, str] | None) -> None:
+        """``writes``: read before the barrier that has just come back, so every event of the writes
+        it counts has come too."""
+        start = self._writes_at_start
+        if start is None or writes is None or self.events:
+            return
+        wrote = writes[0] > start[0] if writes[1] == start[1] else writes[0] > 0
+        if wrote:
+            raise MigrationError(
+                f"{self._source} took writes since the copy subscribed to its keyspace notifications "
+                f"(rdb_changes_since_last_save {start[0]} -> {writes[0]}), and not one event came: its "
+                "notifications seem off, though the copy was run with --notifications-configured. Set its "
+                "notify-keyspace-events to KA (on a managed service, in its parameter group), then run the copy "
+                "again with --start-over. Nothing was verified. (Stream consumers' XREADGROUP and XACK send no "
+                "event: if they alone wrote, the setting may be right, and the rerun shows it.)"
+            )
 
     def _turn_on(self) -> None:
         with self._source.session() as client:
@@ -73,8 +136,11 @@ class WriteTracker:
     def _subscribe(self) -> None:
         self._client = self._source.connect()
         self._pubsub = self._client.pubsub()
-        self._pubsub.psubscribe(PATTERN)
-        confirmed = self._pubsub.get_message(timeout=self._source.timeout_s)
+        try:
+            self._pubsub.psubscribe(PATTERN)
+            confirmed = self._pubsub.get_message(timeout=self._source.timeout_s)
+        except valkey.ResponseError as error:  # a user without the channels (&__keyspace@*)
+            raise refusal(error, self._source) from error
         if not confirmed or confirmed.get("type") != "psubscribe":
             raise MigrationError(f"{self._source} did not confirm the keyspace subscription ({confirmed!r})")
         self._thread = threading.Thread(target=self._listen, name="write-tracker", daemon=True)
@@ -114,6 +180,7 @@ class WriteTracker:
     def sync(self, timeout_s: float = 10.0) -> None:
         """Return once every event of every command the source ran before this call has arrived."""
         token = b"valkey-migration-barrier-" + secrets.token_hex(8).encode()
+        writes = self._writes() if self._writes_at_start is not None and not self.events else None
         arrived = threading.Event()
         with self._lock:
             self._barriers[token] = arrived
@@ -129,6 +196,7 @@ class WriteTracker:
         finally:
             with self._lock:
                 self._barriers.pop(token, None)
+        self._check_events_arrive(writes)
 
     def stop(self) -> str | None:
         """Unsubscribe and give the source back its own setting; what could not be done, if anything

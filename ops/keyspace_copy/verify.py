@@ -38,20 +38,22 @@ class Verification:
         return f"verification FAILED: {shown}{more}"
 
 
-def _types(client: valkey.Valkey, skip: set[bytes]) -> Counter[str]:
+def _types(client: valkey.Valkey, skip: set[bytes], check: Callable[[], None]) -> Counter[str]:
     """Keys per type: one ``SCAN … TYPE`` pass per type, which the server filters (no command per key)."""
     counts: Counter[str] = Counter()
     for kind in READERS:
         for keys in scan_all(client, SCAN_COUNT, kind):
+            check()
             counts[kind] += sum(1 for key in keys if key not in skip)
     return +counts
 
 
-def _sample(client: valkey.Valkey, keys: int, wanted: int) -> list[bytes]:
+def _sample(client: valkey.Valkey, keys: int, wanted: int, check: Callable[[], None]) -> list[bytes]:
     """About ``wanted`` keys spread over the database's ``keys``, without holding more than those."""
     step, seen = max(1, keys // max(1, wanted)), 0
     picked: list[bytes] = []
     for batch in scan_all(client, SCAN_COUNT):
+        check()
         if len(picked) >= wanted:
             break
         for key in batch:
@@ -97,7 +99,19 @@ def ttls_match(source_ms: int, target_ms: int) -> bool:
     return abs(source_ms - target_ms) <= TTL_TOLERANCE_MS
 
 
-def verify(source: Endpoint, target: Endpoint, sample: int, skip: Mapping[int, set[bytes]]) -> Verification:
+def _go_on() -> None:
+    return None
+
+
+def verify(
+    source: Endpoint,
+    target: Endpoint,
+    sample: int,
+    skip: Mapping[int, set[bytes]],
+    check: Callable[[], None] = _go_on,
+) -> Verification:
+    """``check`` is called between any two batches and sampled keys: what it raises (the copier's
+    Interrupted, on a SIGTERM) ends the verification there."""
     result = Verification()
     with source.session() as s, target.session() as t:
         held = keyspace(s)
@@ -107,13 +121,14 @@ def verify(source: Endpoint, target: Endpoint, sample: int, skip: Mapping[int, s
         with source.session(db) as s, target.session(db) as t:
             # Both ends at once: each pass waits on its own server.
             with ThreadPoolExecutor(2) as pool:
-                counting = pool.submit(_types, t, skip.get(db, set()))
-                source_types = _types(s, set())
+                counting = pool.submit(_types, t, skip.get(db, set()), check)
+                source_types = _types(s, set(), check)
                 target_types = counting.result()
             result.types[db] = (dict(source_types), dict(target_types))
             if source_types != target_types:
                 result.mismatches.append(f"db {db}: source has {dict(source_types)}, target {dict(target_types)}")
-            for key in _sample(s, held.get(db, 0), per_db):
+            for key in _sample(s, held.get(db, 0), per_db, check):
+                check()
                 result.sampled += 1
                 if value_of(s, key) != value_of(t, key):
                     result.mismatches.append(f"db {db} key {key!r}: the values differ")
