@@ -181,9 +181,9 @@ def alerting_rules(topology: Topology, thresholds: AlertThresholds, runbook_base
             f" unless on (region, instance) {m('redis_instance_info', role=f'~{PRIMARY_ROLES}')}",
             for_=thresholds.head_down_for,
             severity="critical",
-            summary=f"No member of {WHERE} replicates from the other region",
-            description=f"No member has had an up link to the primary region for {duration(thresholds.head_down_for)}: "
-            "the group's copy is not being updated.",
+            summary=f"No member of {WHERE} replicates from its upstream",
+            description="No member has had an up link to the group's upstream (the primary region, or a migration "
+            f"source) for {duration(thresholds.head_down_for)}: the group's copy is not being updated.",
             runbook_base=runbook_base,
         ),
     ]
