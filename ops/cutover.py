@@ -4,6 +4,8 @@ primary, writes resume there.
 
     python -m ops.cutover check   --source HOST:PORT --target HOST:PORT [--source-tls] [--source-ca FILE]
         [--target-tls] [--target-ca FILE] [--source-credentials DIR] [--target-credentials DIR]
+    python -m ops.cutover check   --source HOST:PORT --valkey-version X.Y.Z [--rdb-version-check strict|relaxed]
+        [the source's options]
     python -m ops.cutover promote --source HOST:PORT --target HOST:PORT [the same options]
         [--pause-timeout SECONDS] [--fence-host NAME] [--writers-stopped]
 
@@ -17,6 +19,10 @@ the password alone, as a server's default user) and ``password``, as a mounted S
 ``SOURCE_USERNAME``/``SOURCE_PASSWORD`` (the migration's credentials Secret) and
 ``TARGET_USERNAME`` (default ``admin``)/``TARGET_PASSWORD`` (``<instance>-admin-credentials``), as
 for ``python -m ops.keyspace_copy``.
+
+``check --valkey-version`` without ``--target`` is the preflight, before the migration is configured:
+the source's checks alone, for a head of that version (the stack's image) with that
+``rdb-version-check`` (the instance's ``migration.rdbVersionCheck``).
 
 ``check`` (also promote's first step): the source answers and takes the login; it is a Redis or
 Valkey whose replication stream the head loads (Dragonfly's is its own protocol; Redis 7.4 and
@@ -182,6 +188,23 @@ def _check_psync(s: valkey.Valkey, source: Endpoint) -> str | None:
     return None
 
 
+def _check_persistence(s: valkey.Valkey, source: Endpoint) -> str | None:
+    """A note when the source keeps nothing across a restart (no AOF, no RDB save points): one
+    before the cut-over comes back empty, and every copy (the group, region 2) follows it."""
+    if info(s, "persistence").get("aof_enabled") == "1":
+        return None
+    try:
+        saves = config_value(s, "save")
+    except (valkey.ValkeyError, MigrationError):
+        return None  # CONFIG refused: cannot tell
+    if saves.strip():
+        return None
+    return (
+        f"{source} persists nothing (no AOF, no save points): if it restarts before the cut-over it comes back "
+        "empty, and the group and region 2 copy that; keep it from restarting until then, or turn on persistence"
+    )
+
+
 def _volatile_hashes(s: valkey.Valkey) -> int:
     """Hashes with fields that have their own TTL: INFO keyspace's subexpiry (Redis 7.4 and later),
     keys_with_volatile_items (Valkey 9)."""
@@ -217,7 +240,7 @@ def stream_refusal(
         if rdb_check != "relaxed":
             return (
                 "Redis 7.4 and later stream RDB 12, which Valkey loads only with rdb-version-check relaxed (and only "
-                "without types it lacks): CONFIG SET rdb-version-check relaxed on the head, or "
+                "without types it lacks): set the instance's migration.rdbVersionCheck: relaxed and pulumi up, or "
                 f"{KEYSPACE_COPY}"
             )
     if kind == "Valkey" and version[:1] > head[:1] and volatile:
@@ -245,10 +268,23 @@ def _link_down(target: Endpoint, replication: dict[str, str]) -> CutoverError:
     )
 
 
-def check(
-    s: valkey.Valkey, t: valkey.Valkey, source: Endpoint, target: Endpoint, say: Callable[[str], None]
-) -> Checked:
-    """Every check before anything changes; raises CutoverError saying what to do."""
+def preflight(
+    s: valkey.Valkey, source: Endpoint, head_version: tuple[int, ...], rdb_check: str, say: Callable[[str], None]
+) -> None:
+    """The source's checks alone, before the migration is configured: a head of ``head_version``
+    (the stack's image) with ``rdb_check`` (its rdb-version-check) could replicate it."""
+    kind, version = _source_checks(s, source)[:2]
+    refusal = stream_refusal((kind, version), head_version, rdb_check, _volatile_hashes(s))
+    if refusal:
+        raise CutoverError(f"a Valkey {'.'.join(map(str, head_version))} head cannot replicate {source}: {refusal}")
+    offset = int(info(s, "replication")["master_repl_offset"])
+    say(f"{source}: {_name(kind, version)}, a primary at offset {offset}")
+    for note in [n for n in (_check_psync(s, source), _check_persistence(s, source)) if n]:
+        say(f"note: {note}")
+
+
+def _source_checks(s: valkey.Valkey, source: Endpoint) -> tuple[str, tuple[int, ...], dict[str, str]]:
+    """The source's kind, version and INFO replication; raises when it cannot be replicated from."""
     kind, version = _server(info(s, "server"))
     if kind == "Dragonfly":
         raise CutoverError(f"{source} is Dragonfly, which cannot be replicated from: {KEYSPACE_COPY}")
@@ -262,7 +298,15 @@ def check(
             else f"{source} is a replica of {own.get('master_host')}:{own.get('master_port')}: --source must be the "
             "primary the applications write to"
         )
-    notes = [note for note in (_check_psync(s, source),) if note]
+    return kind, version, own
+
+
+def check(
+    s: valkey.Valkey, t: valkey.Valkey, source: Endpoint, target: Endpoint, say: Callable[[str], None]
+) -> Checked:
+    """Every check before anything changes; raises CutoverError saying what to do."""
+    kind, version, own = _source_checks(s, source)
+    notes = [note for note in (_check_psync(s, source), _check_persistence(s, source)) if note]
     head_version = _server(info(t, "server"))[1]
     refusal = stream_refusal((kind, version), head_version, config_value(t, "rdb-version-check"), _volatile_hashes(s))
     if refusal:
@@ -466,7 +510,24 @@ def promote(
                 say(f"{source} unpaused: the writes that waited there get READONLY")
             except (valkey.ValkeyError, OSError) as error:
                 say(f"{source} could not be unpaused ({error}): its pause ends by itself")
+        if fenced:
+            _persist_fence(s, source, say)
         return Result(offset, pause_s, fenced, {"source": _keys(s), "target": _keys(t)})
+
+
+def _persist_fence(s: valkey.Valkey, source: Endpoint, say: Callable[[str], None]) -> None:
+    """The fence into the source's config file (CONFIG REWRITE), so a restart keeps it: a source
+    that comes back as a primary takes writes the new primary never sees. After the promotion, so a
+    failure here changes nothing of the cut-over."""
+    try:
+        s.execute_command("CONFIG", "REWRITE")
+    except (valkey.ValkeyError, OSError) as error:
+        say(
+            f"WARNING: the fence is not in {source}'s config file (CONFIG REWRITE: {error}): a restart makes it a "
+            "primary again, taking writes: stop it, or keep it from restarting and from failing over"
+        )
+        return
+    say(f"{source}'s config file holds the fence (CONFIG REWRITE): it stays fenced across a restart")
 
 
 def _keys(client: valkey.Valkey) -> dict[int, int]:
@@ -481,7 +542,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.cutover", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("action", choices=("check", "promote"))
     parser.add_argument("--source", type=_endpoint, required=True, help="the server migrated from, HOST:PORT")
-    parser.add_argument("--target", type=_endpoint, required=True, help="the group's head, HOST:PORT")
+    parser.add_argument(
+        "--target", type=_endpoint, help="the member to promote (pod 0, or the head), HOST:PORT; check: optional"
+    )
+    parser.add_argument(
+        "--valkey-version", help="check without --target: the version of the stack's Valkey image, e.g. 9.1.2"
+    )
+    parser.add_argument(
+        "--rdb-version-check",
+        choices=("strict", "relaxed"),
+        default="strict",
+        help="check without --target: the instance's migration.rdbVersionCheck",
+    )
     for end in ("source", "target"):
         parser.add_argument(f"--{end}-tls", action="store_true", help=f"connect to the {end} over TLS")
         parser.add_argument(f"--{end}-ca", help=f"CA bundle that signs the {end}'s certificate")
@@ -492,14 +564,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fence-host", default=FENCE_HOST, help="a name that resolves nowhere, for the fence")
     parser.add_argument("--writers-stopped", action="store_true", help="no pause: nothing writes to the source")
     args = parser.parse_args(argv)
+    if args.target is None and (args.action == "promote" or not args.valkey_version):
+        parser.error("--target is required, except for check with --valkey-version (a preflight)")
     ends = {}
     for end, default_user in (("source", None), ("target", "admin")):
+        if getattr(args, end) is None:
+            continue
         username, password = _login(getattr(args, f"{end}_credentials"), end.upper(), default_user)
         host, port = getattr(args, end)
         tls, ca_file = getattr(args, f"{end}_tls"), getattr(args, f"{end}_ca")
         ends[end] = Endpoint(end, host, port, username, password, tls=tls, ca_file=ca_file, timeout_s=5.0)
-    source, target = ends["source"], ends["target"]
+    source, target = ends["source"], ends.get("target")
     try:
+        if target is None:
+            with source.session() as s:
+                preflight(s, source, _version(args.valkey_version), args.rdb_version_check, stamped(print))
+            print("cutover: the preflight passed: the source can be replicated from (run check again with --target)")
+            return 0
         if args.action == "check":
             with source.session() as s, target.session() as t:
                 check(s, t, source, target, stamped(print))
@@ -521,7 +602,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     pause = "no pause (--writers-stopped)" if result.pause_s is None else f"writes paused {result.pause_s:.3f}s"
     print(f"cutover: done; {pause}; final offset {result.offset}; keys per database: {result.keys}")
     if result.fenced:
-        print("cutover: to roll back before any write reached the new primary: REPLICAOF NO ONE on the source")
+        print(
+            "cutover: to roll back before any write reached the new primary: REPLICAOF NO ONE, then CONFIG REWRITE, "
+            "on the source"
+        )
     print("cutover: now remove the migration from the stack config and run pulumi up")
     return 0
 

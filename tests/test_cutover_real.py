@@ -71,13 +71,17 @@ def linked(head: Server) -> bool:
     return bool(info(admin(head), "replication").get("master_link_status") == "up")
 
 
-def cutover(action: str, source: int, target: int, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+def cutover(
+    action: str, source: int, target: int | None, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """``python -m ops.cutover`` as an operator runs it, logins in the environment; its exit status
-    and output, checked to hold no password."""
+    and output, checked to hold no password. ``target`` None: no --target (the preflight)."""
     logins = {"SOURCE_PASSWORD": SOURCE_PASSWORD, "TARGET_PASSWORD": ADMIN, **(env or {})}
     command = [sys.executable, "-m", "ops.cutover", action, "--source", f"127.0.0.1:{source}"]
+    if target is not None:
+        command += ["--target", f"127.0.0.1:{target}"]
     done = subprocess.run(
-        [*command, "--target", f"127.0.0.1:{target}", *args],
+        [*command, *args],
         cwd=ROOT,
         env={**os.environ, **logins},
         check=False,
@@ -194,7 +198,7 @@ def test_promote_under_writes_loses_no_acknowledged_write_and_fences_the_source(
         print(f"\nDRILL cutover valkey-{build}: {keys} keys, {len(writers.acknowledged)} acknowledged writes, "
               f"link delayed 20 ms, write pause {pause:.3f}s (timeout 10s)\n{output}")  # fmt: skip
         assert pause < 10
-        assert "REPLICAOF NO ONE on the source" in output, output
+        assert "REPLICAOF NO ONE, then CONFIG REWRITE, on the source" in output, output
         t = admin(head)
         assert info(t, "replication")["role"] == "master"
         got = sync(t.mget(list(writers.acknowledged)))
@@ -209,6 +213,9 @@ def test_promote_under_writes_loses_no_acknowledged_write_and_fences_the_source(
         with pytest.raises(valkey.ReadOnlyError):
             s.set("after-the-cut-over", "1")
         assert counts(s) == counts(t), "the fenced source keeps its data"
+        # The fence is in its config file: a restart keeps it a replica of the name.
+        assert f"replicaof fenced.invalid {source.port}" in (tmp_path / "source" / "redis.conf").read_text()
+        assert "stays fenced across a restart" in output, output
     finally:
         if writers._thread is not None and writers._thread.is_alive():
             writers.stop()
@@ -276,6 +283,27 @@ def test_a_source_without_psync_is_sent_to_the_keyspace_copy(tmp_path: Path, bui
     finally:
         source.stop()
         head.stop()
+
+
+def test_the_preflight_checks_the_source_alone_before_the_migration_is_configured(tmp_path: Path) -> None:
+    good = start_source(tmp_path / "good", FAST_SYNC)
+    refusing = start_source(tmp_path / "refusing", FAST_SYNC, 'rename-command PSYNC ""', 'rename-command SYNC ""')
+    try:
+        status, output = cutover("check", good.port, None, "--valkey-version", "8.1.8")
+        assert status == 0 and "Redis 7.0.15, a primary" in output and "the preflight passed" in output, output
+        # The tests' source keeps nothing across a restart (save "", no AOF): said, not refused.
+        assert "persists nothing" in output, output
+        status, output = cutover("check", refusing.port, None, "--valkey-version", "9.1.2")
+        assert status == 1 and "use the keyspace copy" in output, output
+        wrong = {"SOURCE_PASSWORD": "not-the-source-password-4711"}
+        status, output = cutover("check", good.port, None, "--valkey-version", "8.1.8", env=wrong)
+        assert status == 1 and "username and password" in output, output
+        # Only check has a preflight; promote always needs the member to promote.
+        assert cutover("promote", good.port, None)[0] == 2
+        assert cutover("check", good.port, None)[0] == 2
+    finally:
+        good.stop()
+        refusing.stop()
 
 
 @every_build

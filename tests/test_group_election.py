@@ -10,11 +10,11 @@ servers: a head lost for good, and a head whose Valkey restarts.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from shell_tools import KINDS, tool_path
 
 from components.render import pod_scripts
 
@@ -61,17 +61,10 @@ def primary(offset: int) -> str:
 TOOLS = ("sh", "awk", "cat", "tr", "head", "sort", "uniq", "timeout", "sed")
 
 
-@pytest.fixture(params=["host", "busybox"])
+@pytest.fixture(params=KINDS)
 def path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """PATH for the script: the host's tools, or busybox applets only."""
-    if request.param == "host":
-        return "/usr/bin:/bin"
-    busybox = shutil.which("busybox")
-    assert busybox, "busybox is missing: .ci/run installs it"
-    links = tmp_path_factory.mktemp("busybox")
-    for tool in TOOLS:
-        (links / tool).symlink_to(busybox)
-    return str(links)
+    return tool_path(request.param, tmp_path_factory, TOOLS)
 
 
 def follow_target(path: str, tmp_path: Path, self: str, answers: dict[str, str]) -> str:

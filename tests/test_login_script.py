@@ -8,7 +8,6 @@ the host's tools and by busybox's (the image's)."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 import valkey
 from migration_support import SOURCE_PASSWORD, start_source
 from replies import config_value, info
+from shell_tools import KINDS, tool_path
 from valkey_process import VALKEY_CLI, VALKEY_SERVER, Server, free_port, wait_for
 
 from components.render import pod_scripts
@@ -26,16 +26,9 @@ OWN = "the-groups-own-replication-password"
 TOOLS = ("sh", "cat", "od", "tr", "sed")
 
 
-@pytest.fixture(params=["host", "busybox"])
+@pytest.fixture(params=KINDS)
 def path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "host":
-        return "/usr/bin:/bin"
-    busybox = shutil.which("busybox")
-    assert busybox, "busybox is missing: .ci/run installs it"
-    links = tmp_path_factory.mktemp("busybox")
-    for tool in TOOLS:
-        (links / tool).symlink_to(busybox)
-    return str(links)
+    return tool_path(request.param, tmp_path_factory, TOOLS)
 
 
 @pytest.fixture(scope="module")

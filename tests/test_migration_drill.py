@@ -40,7 +40,7 @@ from group_support import (
 from migration_support import SOURCE_PASSWORD, Writers, differences, fill, oracle, start_source
 from podrunner import PodRunner
 from podrunner.pod import Pod
-from replies import config_value, info
+from replies import config_value, info, sync
 from valkey_process import wait_for
 
 pytestmark = needs.root
@@ -187,6 +187,26 @@ def test_a_live_replication_migration_cuts_over_with_every_key_and_write(
     with pytest.raises(valkey.ReadOnlyError):
         valkey.Valkey(port=source.port, password=SOURCE_PASSWORD).set("late", "1")
 
+    # Before the pulumi up that ends the migration, the source takes writes again (its own failover,
+    # say) and the promoted pod restarts: no node replicates the source any more (the keepers
+    # recorded the cut-over on every volume); the pod keeps its data, and the runbook promotes it again.
+    wait_for(lambda: all(_record(runner, p) == "cut-over" for p in pods), 20, "the cut-over on every volume")
+    members = [p for p in pods if p is not promoted]
+    again = lambda: all(_follows(rendered, p) == promoted.fqdn for p in members)  # noqa: E731
+    logged(pods, lambda: wait_for(again, 30, "the members follow the promoted pod"))
+    source_admin.replicaof("NO", "ONE")
+    syncs = _syncs(source_admin)
+    with admin(rendered, "sessions", promoted.address) as c:
+        held = int(sync(c.dbsize()))
+    promoted.restart(objects=WithSourceSecret(rendered, rotated), wait_ready=None)
+    wait_for(lambda: "keeper: not pointing this node at the source" in _logs(pods, "keeper"), 30, "a keeper refusing")
+    assert _syncs(source_admin) == syncs
+    with admin(rendered, "sessions", promoted.address) as c:
+        assert int(sync(c.dbsize())) == held
+        c.replicaof("NO", "ONE")
+    logged(pods, lambda: wait_for(again, 30, "the members follow the promoted pod again"))
+    assert _syncs(source_admin) == syncs
+
     # The applications move to the instance's host; then the migration leaves the stack config and
     # `pulumi up` rolls the group to a leading one.
     app_writer = ReconnectingWriter(lambda: host_client(runner, rendered), f"after-{version}")
@@ -221,8 +241,7 @@ def test_a_live_replication_migration_cuts_over_with_every_key_and_write(
 
     # The guard: the source takes writes again; a pod started from the migrating render on a volume
     # that holds the instance's own data keeps it, fenced, and never asks the source for a sync.
-    valkey.Valkey(port=source.port, password=SOURCE_PASSWORD).replicaof("NO", "ONE")
-    syncs = int(info(valkey.Valkey(port=source.port, password=SOURCE_PASSWORD), "stats")["sync_full"])
+    syncs = _syncs(source_admin)
     member = next(p for p in pods if p is not primary)
     with admin(leading, "sessions", member.address) as c:
         held = c.dbsize()
@@ -238,7 +257,7 @@ def test_a_live_replication_migration_cuts_over_with_every_key_and_write(
     with admin(leading, "sessions", member.address) as c:
         assert info(c, "replication")["master_host"] == "fenced.invalid"
         assert c.dbsize() == held
-    assert int(info(valkey.Valkey(port=source.port, password=SOURCE_PASSWORD), "stats")["sync_full"]) == syncs
+    assert _syncs(source_admin) == syncs
     report.add(
         f"migration-replication-{version}",
         source_writes_acked=len(writers.acknowledged),
@@ -264,6 +283,21 @@ def _new_head(rendered: harness.Rendered, pods: list[Pod], old: Pod) -> Pod | No
     if labelled is None or labelled is old or _follows(rendered, labelled) != SOURCE_HOST:
         return None
     return labelled
+
+
+def _record(runner: PodRunner, pod: Pod) -> str:
+    """The data volume's migration record (render/scripts/login.sh), or "none"."""
+    path = runner.claim_path("region1", "databases", f"data-{pod.name}") / "migration-source"
+    return path.read_text().strip() if path.exists() else "none"
+
+
+def _syncs(source: valkey.Valkey) -> int:
+    stats = info(source, "stats")
+    return int(stats["sync_full"]) + int(stats["sync_partial_ok"])
+
+
+def _logs(pods: list[Pod], container: str) -> str:
+    return "".join(p.logs(container) for p in pods)
 
 
 def _sha256(text: str) -> str:

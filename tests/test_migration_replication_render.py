@@ -8,14 +8,17 @@ message. Real servers: tests/test_migration_drill.py."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 from apiserver_names import name_problems
-from harness import Rendered, render
+from harness import NO_TLS, Rendered, render
 from pss import restricted_violations
+from replies import config_value
 from test_manifests import K8S_VERSIONS, text_outside_secrets
+from valkey_process import BUILDS, Server, every_build, free_port, localized
 
 from components.config.loader import parse_stack_config
 from components.specs.monitoring import topology
@@ -90,6 +93,10 @@ def test_only_the_containers_that_log_in_mount_the_source_secret(migrating: Rend
         c["name"] for c in spec["containers"] if any(m["name"] == "migration-source" for m in c.get("volumeMounts", []))
     }
     assert mounting == {"valkey", "reloader", "keeper"}
+    # The keeper reads and writes the data volume's migration record (login.sh); no other sidecar.
+    keeper = next(c for c in spec["containers"] if c["name"] == "keeper")
+    assert {"name": "data", "mountPath": "/data"} in keeper["volumeMounts"]
+    assert env(keeper)["MIGRATION_FILE"] == "/data/migration-source"
     for c in spec["containers"]:
         if c["name"] in mounting:
             mount = next(m for m in c["volumeMounts"] if m["name"] == "migration-source")
@@ -158,6 +165,11 @@ def test_pulumi_up_rolls_the_group_when_the_migration_starts_and_when_it_ends(mi
         ),
         ({"instances.sessions.migration.source.cidrs": []}, "instances.sessions.migration.source.cidrs", "CIDRs"),
         (
+            {"instances.sessions.migration.rdbVersionCheck": "lenient"},
+            "instances.sessions.migration.rdbVersionCheck",
+            "'relaxed'",
+        ),
+        (
             {"instances.sessions.migration.source.cidrs": ["10.0.0.300/8"]},
             "instances.sessions.migration.source.cidrs.0",
             "CIDR",
@@ -169,3 +181,36 @@ def test_a_bad_replication_setting_names_its_key(overrides: dict[str, Any], key:
     _, problems = parse_stack_config(config, "region1")
     assert [p.key for p in problems] == [key]
     assert accepted in problems[0].accepted
+
+
+@every_build
+def test_a_relaxed_rdb_version_check_is_rendered_for_the_migration_only_and_both_builds_take_it(
+    tmp_path: Path, build: str
+) -> None:
+    """migration.rdbVersionCheck: relaxed (Redis 7.4's RDB 12 into Valkey 9, docs/migration.md):
+    a line of the migrating instance's valkey.conf, which a real server of each build starts with."""
+    relaxed = render("region1", {**REPLICATION, "instances.sessions.migration.rdbVersionCheck": "relaxed"})
+    assert "\nrdb-version-check relaxed\n" in relaxed.secret_data("sessions-config")["valkey.conf"]
+    assert "rdb-version-check" not in relaxed.secret_data("feature-flags-config")["valkey.conf"]
+    assert "rdb-version-check" not in render("region1").secret_data("sessions-config")["valkey.conf"]
+    plaintext = {
+        **NO_TLS,
+        "instances.sessions.migration": {
+            "method": "replication",
+            "source": {**SOURCE, "tls": False, "cidrs": ["192.0.2.0/24"]},
+            "rdbVersionCheck": "relaxed",
+        },
+    }
+    conf = render("region1", plaintext).secret_data("sessions-config")["valkey.conf"]
+    # The rendered file alone (start.sh adds the group's runtime lines), its port and paths here.
+    port = free_port()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "users.acl").write_text("user default on nopass ~* &* +@all\n")
+    kept = "\n".join(line for line in conf.splitlines() if not line.startswith("unixsocket"))
+    config = tmp_path / "valkey.conf"
+    config.write_text(localized(kept, tmp_path, port) + "\n")
+    server = Server(config, port, None, binary=BUILDS[build])
+    try:
+        assert config_value(server.client(), "rdb-version-check") == "relaxed"
+    finally:
+        server.stop()

@@ -312,6 +312,10 @@ def _migration_checks(cfg: StackConfig) -> list[Problem]:
             problems.append(Problem(f"{key}.source.caSecret", migration.source.ca_secret, "only with source.tls: true"))
         if migration.method == "replication":
             problems += _replication_checks(cfg, name)
+        elif migration.rdb_version_check != "strict":
+            problems.append(
+                Problem(f"{key}.rdbVersionCheck", migration.rdb_version_check, "strict (the default) with method copy")
+            )
         if migration.method == "copy" and migration.keyspace_copy is None:
             problems.append(
                 Problem(

@@ -71,3 +71,8 @@ class Migration(ConfigModel):
     """The server to migrate from."""
     keyspace_copy: KeyspaceCopy | None = None
     """The Job's settings; required with method copy."""
+    rdb_version_check: Literal["strict", "relaxed"] = "strict"
+    """With method replication: relaxed renders ``rdb-version-check relaxed`` while the migration
+    lasts, so the group loads a source's newer RDB format (Redis 7.4 and later stream RDB 12, which
+    only Valkey 9 and later load, and only without hash fields that have their own TTL:
+    docs/migration.md#version-matrix). Needs an image of Valkey 8.1 or later."""

@@ -105,6 +105,9 @@ def server_settings(
         aof_rewrite_min_size=aof_rewrite_min_bytes(instance),
         masterauth_file=masterauth_file,
         group=member,
+        relaxed_rdb_version_check=instance.migration is not None
+        and instance.migration.method == "replication"
+        and instance.migration.rdb_version_check == "relaxed",
     )
 
 

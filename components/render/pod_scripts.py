@@ -257,7 +257,11 @@ def keeper_env(port: int, tls: bool, group: GroupEnv) -> dict[str, str]:
         "KEEPER_CONFIRMATIONS": str(KEEPER_CONFIRMATIONS),
         "FENCE_HOST": FENCE_HOST,
     } | (
-        {"RELOADER_USER": RELOADER_USER, "RELOADER_PASSWORD_FILE": RELOADER_PASSWORD_FILE}
+        {
+            "RELOADER_USER": RELOADER_USER,
+            "RELOADER_PASSWORD_FILE": RELOADER_PASSWORD_FILE,
+            "MIGRATION_FILE": MIGRATION_FILE,
+        }
         if group.migration is not None
         else {}
     )

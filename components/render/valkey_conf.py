@@ -87,6 +87,10 @@ class ServerSettings:
     group: GroupMember | None = None
     """Set in a group: start.sh decides the role and writes ``replicaof``; ``upstream`` then only
     names the other region's login (a group that follows it)."""
+    relaxed_rdb_version_check: bool = False
+    """``rdb-version-check relaxed``: load an RDB of a newer or foreign format (a migration source's,
+    Redis 7.4's RDB 12: Valkey 9 and later); off, the line is not written (Valkey before 8.1 does
+    not know it)."""
 
 
 def quote(value: str) -> str:
@@ -123,6 +127,12 @@ def render_valkey_conf(settings: ServerSettings) -> str:
         "replica-read-only yes",
         "replica-serve-stale-data yes",
     ]
+    if settings.relaxed_rdb_version_check:
+        lines += [
+            "",
+            "# A migration source streams an RDB of a format this Valkey does not write (docs/migration.md).",
+            "rdb-version-check relaxed",
+        ]
     if settings.group is not None:
         lines += ["", *_group(settings.group)]
     elif settings.upstream is not None:

@@ -290,7 +290,10 @@ def pod_template(settings: PodSettings, annotations: pulumi.Input[dict[str, str]
                 port=group.env.sentinel_port,
                 tls=tls,
                 keeper=follows,
-                extra_mounts=source_mounts,
+                # Migrating, the keeper reads and writes the data volume's record (render/scripts/login.sh).
+                extra_mounts=[*source_mounts, k8s.core.v1.VolumeMountArgs(name=DATA_CLAIM, mount_path=DATA_DIR)]
+                if migration is not None
+                else [],
             )
         )
         if settings.metrics_exporter and not follows:

@@ -15,7 +15,11 @@
 #
 # In a group that migrates from a source by replication (login.sh), it sets the node's login for
 # the new target (the source's, or the group's own) before it points the node there, as the
-# reloader's user (the Sentinel's user may not CONFIG SET).
+# reloader's user (the Sentinel's user may not CONFIG SET). It points a node at the source only
+# while its volume's record says its data is the source's copy (may_follow_source), and records
+# the cut-over on the volume as soon as a member of the group is a primary (its own node, or the
+# member it should follow): after that no node of the group replicates the source again, even if
+# the source takes writes again, until the pulumi up that ends the migration.
 #
 # Parameters, besides group.sh's, from the container's environment:
 #   SENTINEL_NODE_USER            the nodes' Sentinel user (INFO, SLAVEOF), which it acts as
@@ -25,6 +29,7 @@
 #   FENCE_HOST                    what a fenced node replicates from
 #   RELOADER_USER, RELOADER_PASSWORD_FILE
 #                                 migrating only: the user that sets the login (CONFIG SET)
+#   MIGRATION_FILE                migrating only: the data volume's record (login.sh), mounted here
 
 : "${SENTINEL_NODE_USER:?}" "${SENTINEL_NODE_PASSWORD_FILE:?}"
 : "${KEEPER_INTERVAL_SECONDS:?}" "${KEEPER_CONFIRMATIONS:?}" "${FENCE_HOST:?}"
@@ -44,13 +49,37 @@ while :; do
   sleep "$KEEPER_INTERVAL_SECONDS" &
   wait $!
   info="$(node INFO replication | tr -d '\r')"
-  [ "$(echo "$info" | sed -n 's/^role://p')" = slave ] || {
+  role="$(echo "$info" | sed -n 's/^role://p')"
+  if migrating && [ "$role" = master ]; then
+    record_cut_over || log "keeper: could not record the cut-over on the volume"
+  fi
+  [ "$role" = slave ] || {
     seen=0
     continue
   }
   current="$(echo "$info" | sed -n 's/^master_host://p') $(echo "$info" | sed -n 's/^master_port://p')"
   [ "${current% *}" != "$FENCE_HOST" ] || continue
   wanted="$(follow_target)" || continue
+  if migrating && ! is_source "$wanted" &&
+    [ "$(ask "${wanted% *}" "${wanted#* }" "$PROBE_USER" "$PROBE_PASSWORD_FILE" ROLE | head -n 1)" = master ]; then
+    record_cut_over || log "keeper: could not record the cut-over on the volume"
+  fi
+  if is_source "$wanted" && ! may_follow_source; then
+    [ "${refused:-}" = "$wanted" ] ||
+      log "keeper: not pointing this node at the source: its volume's data is $(migration_state) (login.sh)"
+    refused="$wanted"
+    # Still on the source (the old head, right after the cut-over): off it at once, onto nothing.
+    if ! is_source "$current"; then
+      continue
+    fi
+    wanted="$CUT_OVER_HOST $VALKEY_PORT"
+  fi
+  # After the cut-over a node still on the source moves at once, not after KEEPER_CONFIRMATIONS rounds:
+  # should the source take writes again (its fence is undone), a resync would replace this node's data.
+  if migrating && is_source "$current" && ! may_follow_source; then
+    seen="$KEEPER_CONFIRMATIONS"
+    last_wanted="$wanted"
+  fi
   if [ "$current" = "$wanted" ]; then
     seen=0
     continue

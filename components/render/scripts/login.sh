@@ -16,9 +16,16 @@
 #   SOURCE_LOGIN_DIR   the source's credentials Secret; empty: the source takes no login
 #   REPLICATION_USER   the group's own replication user (valkey.conf's masteruser)
 #   MASTERAUTH_FILE    its password, raw
+#   MIGRATION_FILE     on the data volume (start.sh and keeper.sh): what the volume's data is, below
 # A password is read from its file into the shell, then handed to valkey-cli on stdin (-x) or
 # written into the pod's runtime config file; never into an argument. As the keyspace copy does,
 # the trailing newlines of a file (a Secret made from a file often has one) are not part of it.
+
+# What a node of a group that was cut over replicates when nothing else is there to follow: never
+# the source again. Under .invalid, it resolves nowhere; unlike FENCE_HOST, the keeper moves a node
+# off it as soon as a member is promoted.
+# shellcheck disable=SC2034 # read by the scripts that source this file
+CUT_OVER_HOST=cut-over.invalid
 
 migrating() {
   [ "${MIGRATING:-no}" = yes ]
@@ -67,4 +74,29 @@ set_login() {
   shift
   login_for "$login_target" || return 1
   [ "$(printf '%s' "$LOGIN_PASSWORD" | "$@" -x CONFIG SET masteruser "$LOGIN_USER" masterauth)" = OK ]
+}
+
+# The data volume's record (MIGRATION_FILE), which decides whether its node may ever replicate the
+# source: "source" while its data is the source's copy (written before the server's first start on
+# an empty volume); "cut-over" once a member of the group has been promoted (keeper.sh writes it):
+# from then on the group's data has writes the source lacks, and a copy from the source, should it
+# take writes again (a restart undoes the cut-over's fence), would replace them. No record on a
+# volume that holds data: the instance's own, from before the migration.
+migration_state() {
+  if [ -f "${MIGRATION_FILE:?}" ]; then
+    head -n 1 "$MIGRATION_FILE"
+  else
+    echo none
+  fi
+}
+
+# may_follow_source: the volume's data is the source's copy, and nothing was promoted since.
+may_follow_source() {
+  [ "$(migration_state)" = source ]
+}
+
+# record_cut_over: a member was promoted; this volume's node never replicates the source again.
+record_cut_over() {
+  [ "$(migration_state)" = source ] || return 0
+  echo cut-over >"$MIGRATION_FILE.tmp" && mv "$MIGRATION_FILE.tmp" "$MIGRATION_FILE" && sync
 }

@@ -61,9 +61,11 @@ apply() {
   if migrating; then
     # ROLE of a replica: slave, its primary's host, port, ...; of a primary: no target, the own login.
     role="$(cli ROLE | tr -d '\r')"
-    target=""
-    [ "$(echo "$role" | sed -n 1p)" = slave ] && target="$(echo "$role" | sed -n 2p) $(echo "$role" | sed -n 3p)"
-    set_login "$target" cli || ok=0
+    case "$(echo "$role" | sed -n 1p)" in
+      slave) set_login "$(echo "$role" | sed -n 2p) $(echo "$role" | sed -n 3p)" cli || ok=0 ;;
+      master) set_login "" cli || ok=0 ;;
+      *) ok=0 ;; # no answer: the next comparison tries again
+    esac
   elif [ -s "$MASTERAUTH_FILE" ]; then
     cli -x CONFIG SET masterauth <"$MASTERAUTH_FILE" | grep -qx OK || ok=0
   fi

@@ -40,7 +40,8 @@
 # to the migration: one that held no data when the migration began (MIGRATION_FILE records it, on
 # the volume). A volume that holds data from before, the instance's own, is fenced instead (a
 # replica of FENCE_HOST, never Ready): it keeps its data, the rollout stops at this pod, and the log
-# says why (docs/migration.md#live-replication). Once the group leads again, the record goes.
+# says why (docs/migration.md#live-replication). After the cut-over (the record says so) no member
+# replicates the source again. Once the group leads again, the record goes.
 #
 # Parameters, besides group.sh's and login.sh's, from the container's environment:
 #   CONFIG_FILE             the rendered valkey.conf (read-only)
@@ -58,12 +59,22 @@
 # shellcheck source=SCRIPTDIR/login.sh
 . "$(dirname "$0")/login.sh"
 
-# A migrating member's volume: one that held no data when the migration began, or since (an empty
-# one: fence_check already holds it until it has copied), belongs to the migration; one that held
-# the instance's own data is fenced, for good, with the reason in FENCE_FILE.
+# A migrating member's volume (login.sh's record): an empty one belongs to the migration (recorded
+# before the server writes anything; fence_check already holds it until it has copied); one that
+# holds data without a record holds the instance's own and is fenced, for good, with the reason in
+# FENCE_FILE; one whose record says the migration was cut over never replicates the source again.
 migration_check() {
-  [ -f "${MIGRATION_FILE:?}" ] && return 0
-  if [ "${DATA_EXPECTED:-}" = yes ] && [ -f "$AOF_MANIFEST_FILE" ]; then
+  case "$(migration_state)" in
+    source) return 0 ;;
+    cut-over)
+      is_source "$PRIMARY $PRIMARY_PORT" || return 0
+      log "the migration was cut over (a member was promoted): never the source again; waiting, as a replica of $CUT_OVER_HOST, for a member to be promoted or for the pulumi up that ends the migration (docs/migration.md#live-replication)"
+      PRIMARY="$CUT_OVER_HOST"
+      PRIMARY_PORT="$VALKEY_PORT"
+      return 0
+      ;;
+  esac
+  if [ -f "$AOF_MANIFEST_FILE" ]; then
     FENCE_REASON="this volume holds the instance's own data, from before the migration: replicating the source would replace it (docs/migration.md#live-replication)"
     FENCED=yes
     { echo "$FENCE_REASON"; echo "since $(date -u +%Y-%m-%dT%H:%M:%SZ)"; } >"$FENCE_FILE.tmp" || exit 1
@@ -72,7 +83,7 @@ migration_check() {
     PRIMARY_PORT="$VALKEY_PORT"
     return 0
   fi
-  cat "$UPSTREAM_FILE" >"$MIGRATION_FILE.tmp" || exit 1
+  echo source >"$MIGRATION_FILE.tmp" || exit 1
   mv "$MIGRATION_FILE.tmp" "$MIGRATION_FILE" || exit 1
   sync
 }
@@ -168,7 +179,8 @@ umask 077
     login_conf "$PRIMARY $PRIMARY_PORT" || exit 1
   fi
 } >"$RUNTIME_CONFIG_FILE.tmp" || exit 1
-umask "$umask_before"
+# Migrating, the server keeps it too: a CONFIG REWRITE writes masterauth, the source's, into this file.
+migrating || umask "$umask_before"
 mv "$RUNTIME_CONFIG_FILE.tmp" "$RUNTIME_CONFIG_FILE" || exit 1
 if [ "$PRIMARY" = "$SELF" ]; then
   log "starting as the primary"
