@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,13 +33,15 @@ def path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Server:
+def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     digest = hashlib.sha256(PASSWORD.encode()).hexdigest()
-    return start_source(
+    server = start_source(
         tmp_path_factory.mktemp("source"),
         f"user {USER} on #{digest} +psync +replconf +ping",
         "repl-diskless-sync-delay 0",
     )
+    yield server
+    server.stop()
 
 
 def run(path: str, tmp_path: Path, source: Server, login: bool, script: str, *, username: bool = True) -> str:

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from migration_support import SOURCE_PASSWORD, Writers, differences, fill, oracl
 from podrunner import PodRunner
 from podrunner.pod import Pod
 from replies import config_value, info, sync
-from valkey_process import wait_for
+from valkey_process import Server, wait_for
 
 pytestmark = needs.root
 
@@ -113,13 +114,23 @@ def cutover(source_port: int, head: Pod, rendered: harness.Rendered) -> subproce
     )
 
 
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    """Servers a test starts outside the pod runner, stopped afterwards whatever happened."""
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
 @pytest.mark.parametrize("version", sorted(IMAGES))
 def test_a_live_replication_migration_cuts_over_with_every_key_and_write(
-    runner: PodRunner, version: str, report: Report, tmp_path: Path
+    runner: PodRunner, version: str, report: Report, tmp_path: Path, servers: list[Server]
 ) -> None:
     source = start_source(
         tmp_path / "source", f"user {SOURCE_USER} on #{_sha256(SOURCE_USER_PASSWORD)} +psync +replconf +ping"
     )
+    servers.append(source)
     fill(source)
     runner.add_host(SOURCE_HOST, runner.proxy(("127.0.0.1", source.port), port=6379).host, region="region1")
     writers = Writers(source.port, SOURCE_PASSWORD)
@@ -222,6 +233,7 @@ def test_a_live_replication_migration_cuts_over_with_every_key_and_write(
     primary = head_of(pods)
 
     copy = oracle(tmp_path / "oracle", BUILD[version], 6379, host=primary.address, password=_replication(leading))
+    servers.append(copy)
     with admin(leading, "sessions", primary.address) as c:
         acked = list(writers.acknowledged.items())
         values = c.mget([k for k, _ in acked]) if acked else []
