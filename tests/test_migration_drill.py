@@ -7,8 +7,10 @@ server's Secret), region 2's head follows region 1 as usual; the cut-over is the
 ``pulumi up`` rollout makes the group lead. Every key, value and TTL (within 1 s) must match the
 source's, every acknowledged write be there, and the write pause is reported.
 
-Then the guard: the instance now holds data of its own; a pod started again from the migrating
-render must not replicate the source (which takes writes again) but keep its data, fenced.
+On one version's run (``FAULTS_ON``), faults in between: the head is lost, the source's password
+rotated, the promoted pod restarts before the pulumi up while the source takes writes again; and
+after it, the guard: the instance holds data of its own, and a pod started again from the migrating
+render must not replicate the source but keep its data, fenced.
 """
 
 from __future__ import annotations
@@ -151,41 +153,11 @@ def test_a_live_replication_migration_cuts_over_with_every_key_and_write(
     dr, link = start_region2_head(runner, r2, head)
     time.sleep(2)  # writes flow through all three levels
 
-    # The head is lost: a keeper points the member holding the most data at the source, with the
-    # source's login; the old head, back, follows it with the group's.
-    head.kill_container("valkey")
-    lost_at = time.monotonic()
-    elected = logged(pods, lambda: wait_for(lambda: _new_head(rendered, pods, head), 40, "a new head on the source"))
-    assert elected is not None
-    new_head = elected
-    new_head_s = time.monotonic() - lost_at
-    logged(pods, lambda: wait_for(lambda: _follows(rendered, head) == new_head.fqdn, 60, "the old head follows"))
-    head = new_head
-
-    # The source's owner rotates its password: the new one in the Secret, the old one dropped on the
-    # source. The reloader sets it on the head, which logs in with it from its next connection.
-    rotated = "rotated " + SOURCE_USER_PASSWORD
     source_admin = valkey.Valkey(port=source.port, password=SOURCE_PASSWORD)
-    source_admin.execute_command("ACL", "SETUSER", SOURCE_USER, f"#{_sha256(rotated)}")
-    for pod in pods:
-        pod.update_volumes(WithSourceSecret(rendered, rotated))
-    with admin(rendered, "sessions", head.address) as c:
-        wait_for(lambda: config_value(c, "masterauth") == rotated, 30, "the reloader set the new login")
-    for pod in pods:
-        if pod is not head:
-            with admin(rendered, "sessions", pod.address) as c:
-                assert config_value(c, "masteruser") == "replication"
-    source_admin.execute_command("ACL", "SETUSER", SOURCE_USER, f"!{_sha256(SOURCE_USER_PASSWORD)}")
-    resumed = int(info(source_admin, "stats")["sync_partial_ok"])
-    source_admin.execute_command("CLIENT", "KILL", "TYPE", "replica")
-    logged(
-        pods,
-        lambda: wait_for(
-            lambda: int(info(source_admin, "stats")["sync_partial_ok"]) > resumed,
-            30,
-            "the head back, with the new login",
-        ),
-    )
+    password, new_head_s = SOURCE_USER_PASSWORD, None
+    if version == FAULTS_ON:
+        head, new_head_s = _lose_the_head(rendered, pods, head)
+        password = _rotate_the_source_password(rendered, pods, head, source_admin)
 
     # The runbook promotes pod 0, which replicates the head (the same history): the rollout that
     # follows restarts it last, once the others run the group's Sentinels, which hand it over.
@@ -198,25 +170,12 @@ def test_a_live_replication_migration_cuts_over_with_every_key_and_write(
     with pytest.raises(valkey.ReadOnlyError):
         valkey.Valkey(port=source.port, password=SOURCE_PASSWORD).set("late", "1")
 
-    # Before the pulumi up that ends the migration, the source takes writes again (its own failover,
-    # say) and the promoted pod restarts: no node replicates the source any more (the keepers
-    # recorded the cut-over on every volume); the pod keeps its data, and the runbook promotes it again.
     wait_for(lambda: all(_record(runner, p) == "cut-over" for p in pods), 20, "the cut-over on every volume")
     members = [p for p in pods if p is not promoted]
     again = lambda: all(_follows(rendered, p) == promoted.fqdn for p in members)  # noqa: E731
     logged(pods, lambda: wait_for(again, 30, "the members follow the promoted pod"))
-    source_admin.replicaof("NO", "ONE")
-    syncs = _syncs(source_admin)
-    with admin(rendered, "sessions", promoted.address) as c:
-        held = int(sync(c.dbsize()))
-    promoted.restart(objects=WithSourceSecret(rendered, rotated), wait_ready=None)
-    wait_for(lambda: "keeper: not pointing this node at the source" in _logs(pods, "keeper"), 30, "a keeper refusing")
-    assert _syncs(source_admin) == syncs
-    with admin(rendered, "sessions", promoted.address) as c:
-        assert int(sync(c.dbsize())) == held
-        c.replicaof("NO", "ONE")
-    logged(pods, lambda: wait_for(again, 30, "the members follow the promoted pod again"))
-    assert _syncs(source_admin) == syncs
+    if version == FAULTS_ON:
+        _restart_after_the_cut_over(rendered, pods, promoted, source_admin, password)
 
     # The applications move to the instance's host; then the migration leaves the stack config and
     # `pulumi up` rolls the group to a leading one.
@@ -251,18 +210,98 @@ def test_a_live_replication_migration_cuts_over_with_every_key_and_write(
         wait_for(lambda: link_up(c), 30, "region 2 attached to the new primary")
     link.stop()
 
-    # The guard: the source takes writes again; a pod started from the migrating render on a volume
-    # that holds the instance's own data keeps it, fenced, and never asks the source for a sync.
+    if version == FAULTS_ON:
+        _guard(pods, primary, leading, source_admin, IMAGES[version])
+    report.add(
+        f"migration-replication-{version}",
+        source_writes_acked=len(writers.acknowledged),
+        output=result.stdout.strip().splitlines()[-3:],
+        new_head_after_loss_s=new_head_s and round(new_head_s, 1),
+        rollout_s=round(rollout_s, 1),
+        app_writes_during_rollout=len(app_writer.keys()),
+        longest_app_write_outage_s=round(app_writer.longest_outage(), 2),
+    )
+
+
+FAULTS_ON = "8.1"
+"""The faults during the migration (a lost head, a rotated source password, a restart between the
+cut-over and the pulumi up, the guard) exercise the pods' scripts, the same on either build: they run
+on one version's drill; the other runs the migration and cut-over themselves."""
+
+
+def _lose_the_head(rendered: harness.Rendered, pods: list[Pod], head: Pod) -> tuple[Pod, float]:
+    """The head is lost: a keeper points the member holding the most data at the source, with the
+    source's login; the old head, back, follows it with the group's. The new head, and how long."""
+    head.kill_container("valkey")
+    lost_at = time.monotonic()
+    elected = logged(pods, lambda: wait_for(lambda: _new_head(rendered, pods, head), 40, "a new head on the source"))
+    assert elected is not None
+    new_head_s = time.monotonic() - lost_at
+    logged(pods, lambda: wait_for(lambda: _follows(rendered, head) == elected.fqdn, 60, "the old head follows"))
+    return elected, new_head_s
+
+
+def _rotate_the_source_password(
+    rendered: harness.Rendered, pods: list[Pod], head: Pod, source_admin: valkey.Valkey
+) -> str:
+    """The source's owner rotates its password: the new one in the Secret, the old one dropped on
+    the source. The reloader sets it on the head, which resumes with it (a partial resync)."""
+    rotated = "rotated " + SOURCE_USER_PASSWORD
+    source_admin.execute_command("ACL", "SETUSER", SOURCE_USER, f"#{_sha256(rotated)}")
+    for pod in pods:
+        pod.update_volumes(WithSourceSecret(rendered, rotated))
+    with admin(rendered, "sessions", head.address) as c:
+        wait_for(lambda: config_value(c, "masterauth") == rotated, 30, "the reloader set the new login")
+    for pod in pods:
+        if pod is not head:
+            with admin(rendered, "sessions", pod.address) as c:
+                assert config_value(c, "masteruser") == "replication"
+    source_admin.execute_command("ACL", "SETUSER", SOURCE_USER, f"!{_sha256(SOURCE_USER_PASSWORD)}")
+    resumed = int(info(source_admin, "stats")["sync_partial_ok"])
+    source_admin.execute_command("CLIENT", "KILL", "TYPE", "replica")
+    logged(
+        pods,
+        lambda: wait_for(
+            lambda: int(info(source_admin, "stats")["sync_partial_ok"]) > resumed,
+            30,
+            "the head back, with the new login",
+        ),
+    )
+    return rotated
+
+
+def _restart_after_the_cut_over(
+    rendered: harness.Rendered, pods: list[Pod], promoted: Pod, source_admin: valkey.Valkey, password: str
+) -> None:
+    """Before the pulumi up that ends the migration, the source takes writes again (its own
+    failover, say) and the promoted pod restarts: no node replicates the source any more (the
+    keepers recorded the cut-over on every volume); the pod keeps its data, and the runbook's
+    remedy, REPLICAOF NO ONE on it, brings the group back."""
+    members = [p for p in pods if p is not promoted]
+    again = lambda: all(_follows(rendered, p) == promoted.fqdn for p in members)  # noqa: E731
+    source_admin.replicaof("NO", "ONE")
+    syncs = _syncs(source_admin)
+    with admin(rendered, "sessions", promoted.address) as c:
+        held = int(sync(c.dbsize()))
+    promoted.restart(objects=WithSourceSecret(rendered, password), wait_ready=None)
+    wait_for(lambda: "keeper: not pointing this node at the source" in _logs(pods, "keeper"), 30, "a keeper refusing")
+    assert _syncs(source_admin) == syncs
+    with admin(rendered, "sessions", promoted.address) as c:
+        assert int(sync(c.dbsize())) == held
+        c.replicaof("NO", "ONE")
+    logged(pods, lambda: wait_for(again, 30, "the members follow the promoted pod again"))
+    assert _syncs(source_admin) == syncs
+
+
+def _guard(pods: list[Pod], primary: Pod, leading: harness.Rendered, source_admin: valkey.Valkey, image: str) -> None:
+    """The source takes writes; a pod started from the migrating render on a volume that holds the
+    instance's own data keeps it, fenced, and never asks the source for a sync."""
     syncs = _syncs(source_admin)
     member = next(p for p in pods if p is not primary)
     with admin(leading, "sessions", member.address) as c:
         held = c.dbsize()
-    member.restart(
-        objects=WithSourceSecret(
-            harness.render("region1", {**group_config(IMAGES[version]), "instances.sessions.migration": migration()})
-        ),
-        wait_ready=None,
-    )
+    migrating = harness.render("region1", {**group_config(image), "instances.sessions.migration": migration()})
+    member.restart(objects=WithSourceSecret(migrating), wait_ready=None)
     wait_for(lambda: "this volume holds the instance's own data" in member.logs("valkey"), 30, "the fence's log line")
     time.sleep(5)
     assert not member.ready
@@ -270,15 +309,6 @@ def test_a_live_replication_migration_cuts_over_with_every_key_and_write(
         assert info(c, "replication")["master_host"] == "fenced.invalid"
         assert c.dbsize() == held
     assert _syncs(source_admin) == syncs
-    report.add(
-        f"migration-replication-{version}",
-        source_writes_acked=len(writers.acknowledged),
-        output=result.stdout.strip().splitlines()[-3:],
-        new_head_after_loss_s=round(new_head_s, 1),
-        rollout_s=round(rollout_s, 1),
-        app_writes_during_rollout=len(app_writer.keys()),
-        longest_app_write_outage_s=round(app_writer.longest_outage(), 2),
-    )
 
 
 def _follows(rendered: harness.Rendered, pod: Pod) -> str | None:
