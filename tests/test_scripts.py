@@ -53,6 +53,8 @@ from components.render.valkey_conf import Upstream
 
 SCRIPTS_DIR = Path(pod_scripts.__file__).parent / "scripts"
 APPLIED = "reloader: applied changed files"
+WATCHING = "reloader: watching"
+"""Its start line, once its first fingerprint is taken (left out of ``Reloader.lines()``)."""
 FAILED = "reloader: apply failed, will retry"
 INTERVAL = "0.1"
 """The reloader's RELOADER_INTERVAL_SECONDS in these tests (the pod's is 5)."""
@@ -173,10 +175,17 @@ class Reloader:
         command = [repoint(root, part) for part in pod_scripts.RELOADER_COMMAND]
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        # Its first fingerprint taken: a file the test changes from now on is a change to it (a change
+        # before that would be its starting state, never applied: a race under load).
+        wait_for(lambda: WATCHING in self.log.read_text(), 10, "the reloader watching")
 
     def lines(self) -> list[str]:
         """The reloader's own lines (its tools' messages, e.g. wget's on an error, left out)."""
-        return [line for line in self.log.read_text().splitlines() if line.startswith("reloader: ")]
+        return [
+            line
+            for line in self.log.read_text().splitlines()
+            if line.startswith("reloader: ") and not line.startswith(WATCHING)
+        ]
 
     def wait_for(self, line: str, count: int = 1, timeout: float = 10) -> None:
         try:

@@ -91,6 +91,8 @@ fingerprint() {
 # whole grace period; `sleep & wait` lets the trap run at once.
 trap 'exit 0' TERM INT
 seen="$(fingerprint "$@")"
+# After the first fingerprint: a change from now on is applied (what the tests wait for).
+echo "reloader: watching $# files"
 while true; do
   sleep "$RELOADER_INTERVAL_SECONDS" &
   wait $!
