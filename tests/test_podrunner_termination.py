@@ -71,11 +71,13 @@ def test_pre_stop_runs_before_sigterm_in_every_container(runner: PodRunner) -> N
     term = float(work(pod, "term"))
     assert started <= hook_start < hook_end <= term, (started, hook_start, hook_end, term)
     assert hook_end - hook_start >= 2.0
-    assert 2.0 <= took < 4.0, took  # the hook, then SIGTERM and a prompt exit: no SIGKILL wait
+    # The hook, then SIGTERM and a prompt exit: no wait for SIGKILL at 10 s. The upper bounds here
+    # only separate the kubelet's decisions (2 s, 10 s, 30 s); a loaded CI machine adds seconds.
+    assert 2.0 <= took < 8.0, (took, pod.logs("main"))
     result = pod.prestop_results["main"]
     assert (result.exit_code, result.completed) == (0, True)
     assert result.output == "hook started\ndone\n"
-    assert 2.0 <= result.duration < 3.0
+    assert 2.0 <= result.duration < 6.0
     assert result.command == ("sh", "-c", main["lifecycle"]["preStop"]["exec"]["command"][2])
     # side's hook waited for main's file: the emptyDir is shared while both hooks run.
     assert pod.prestop_results["side"].output.strip() == work(pod, "hook-end").strip()
@@ -95,12 +97,16 @@ def test_a_hook_past_the_grace_period_is_cut_then_sigkill_two_seconds_later(runn
     started = time.time()
     assert pod.stop() == {"main": 137}
     took = time.time() - started
-    assert 4.0 <= took < 5.5, took
-    assert 1.9 <= float(work(pod, "term")) - started < 2.9  # SIGTERM once the grace period ran out
+    # Upper bounds that only separate the decisions (SIGTERM at 2 s, SIGKILL 2 s later, not the
+    # hook's 30 s): one CI run on a loaded machine took 7.6 s for what takes 4.1 s here.
+    assert 4.0 <= took < 15.0, (took, pod.logs("main"))
+    term = float(work(pod, "term")) - started
+    assert 1.9 <= term < 8.0, term  # SIGTERM once the grace period ran out, before the hook's end
+    assert took - term >= 1.9, (took, term)  # SIGKILL no sooner than 2 s after SIGTERM
     assert not (pod.dir / "volumes" / "work" / "hook-end").exists()
     result = pod.prestop_results["main"]
     assert not result.completed and result.exit_code == 137, result
-    assert 3.9 <= result.duration < 5.5
+    assert 3.9 <= result.duration < 15.0
     assert "cut at the grace period" in pod.logs("main") and "SIGKILL after 2s" in pod.logs("main")
 
 
