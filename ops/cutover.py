@@ -65,7 +65,7 @@ from datetime import UTC, datetime
 
 import valkey
 
-from .keyspace_copy.__main__ import _endpoint, _login  # the copy's HOST:PORT and login conventions
+from .keyspace_copy.arguments import host_port, login
 from .keyspace_copy.endpoint import Endpoint, MigrationError, config_value, info, keyspace
 
 FENCE_HOST = "fenced.invalid"
@@ -541,9 +541,9 @@ def _keys(client: valkey.Valkey) -> dict[int, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.cutover", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("action", choices=("check", "promote"))
-    parser.add_argument("--source", type=_endpoint, required=True, help="the server migrated from, HOST:PORT")
+    parser.add_argument("--source", type=host_port, required=True, help="the server migrated from, HOST:PORT")
     parser.add_argument(
-        "--target", type=_endpoint, help="the member to promote (pod 0, or the head), HOST:PORT; check: optional"
+        "--target", type=host_port, help="the member to promote (pod 0, or the head), HOST:PORT; check: optional"
     )
     parser.add_argument(
         "--valkey-version", help="check without --target: the version of the stack's Valkey image, e.g. 9.1.2"
@@ -570,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for end, default_user in (("source", None), ("target", "admin")):
         if getattr(args, end) is None:
             continue
-        username, password = _login(getattr(args, f"{end}_credentials"), end.upper(), default_user)
+        username, password = login(getattr(args, f"{end}_credentials"), end.upper(), default_user)
         host, port = getattr(args, end)
         tls, ca_file = getattr(args, f"{end}_tls"), getattr(args, f"{end}_ca")
         ends[end] = Endpoint(end, host, port, username, password, tls=tls, ca_file=ca_file, timeout_s=5.0)

@@ -25,35 +25,16 @@ from __future__ import annotations
 
 import argparse
 import http.server
-import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 import valkey
 
+from .arguments import host_port, login
 from .copier import Copier, Options
 from .endpoint import Endpoint, MigrationError, Resumable, refusal
-
-
-def _endpoint(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"HOST:PORT expected, got {value!r}")
-    return host, int(port)
-
-
-def _login(directory: str | None, prefix: str, default_user: str | None) -> tuple[str | None, str | None]:
-    if directory is not None:
-        folder = Path(directory)
-        user_file, password_file = folder / "username", folder / "password"
-        username = user_file.read_text().strip() if user_file.exists() else default_user
-        password = password_file.read_text().rstrip("\n") if password_file.exists() else None
-        return username or None, password
-    username = os.environ.get(f"{prefix}_USERNAME") or default_user
-    return username, os.environ.get(f"{prefix}_PASSWORD") or None
 
 
 def _serve_metrics(port: int, copier: Copier) -> http.server.ThreadingHTTPServer:
@@ -76,8 +57,8 @@ def _serve_metrics(port: int, copier: Copier) -> http.server.ThreadingHTTPServer
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.keyspace_copy", description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--source", type=_endpoint, required=True, help="the server to copy from, HOST:PORT")
-    parser.add_argument("--target", type=_endpoint, required=True, help="the instance's primary, HOST:PORT")
+    parser.add_argument("--source", type=host_port, required=True, help="the server to copy from, HOST:PORT")
+    parser.add_argument("--target", type=host_port, required=True, help="the instance's primary, HOST:PORT")
     for end in ("source", "target"):
         parser.add_argument(f"--{end}-tls", action="store_true", help=f"connect to the {end} over TLS")
         parser.add_argument(f"--{end}-ca", help=f"CA bundle that signs the {end}'s certificate")
@@ -102,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--follow needs write tracking")
     ends = {}
     for end, default_user in (("source", None), ("target", "admin")):
-        username, password = _login(getattr(args, f"{end}_credentials"), end.upper(), default_user)
+        username, password = login(getattr(args, f"{end}_credentials"), end.upper(), default_user)
         host, port = getattr(args, end)
         ends[end] = Endpoint(
             end, host, port, username, password, tls=getattr(args, f"{end}_tls"), ca_file=getattr(args, f"{end}_ca")

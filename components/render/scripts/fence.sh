@@ -97,7 +97,14 @@ fence_check() {
   else
     FENCE_REASON="started on a volume without data ($AOF_MANIFEST_FILE is missing) after the instance had held data"
   fi
+  fence_record "$FENCE_REASON"
+}
+
+# fence_record REASON: begins a fence (sets FENCED and FENCE_REASON, writes FENCE_FILE). Exits when
+# the fence cannot be recorded.
+fence_record() {
   FENCED=yes
+  FENCE_REASON="$1"
   { echo "$FENCE_REASON"; echo "since $(date -u +%Y-%m-%dT%H:%M:%SZ)"; } >"$FENCE_FILE.tmp" || exit 1
   mv "$FENCE_FILE.tmp" "$FENCE_FILE" || exit 1
   # On disk before the server writes its first AOF: a crash must not leave a manifest without it.

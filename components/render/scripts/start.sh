@@ -75,10 +75,7 @@ migration_check() {
       ;;
   esac
   if [ -f "$AOF_MANIFEST_FILE" ]; then
-    FENCE_REASON="this volume holds the instance's own data, from before the migration: replicating the source would replace it (docs/migration.md#live-replication)"
-    FENCED=yes
-    { echo "$FENCE_REASON"; echo "since $(date -u +%Y-%m-%dT%H:%M:%SZ)"; } >"$FENCE_FILE.tmp" || exit 1
-    mv "$FENCE_FILE.tmp" "$FENCE_FILE" || exit 1
+    fence_record "this volume holds the instance's own data, from before the migration: replicating the source would replace it (docs/migration.md#live-replication)"
     PRIMARY="$FENCE_HOST"
     PRIMARY_PORT="$VALKEY_PORT"
     return 0
