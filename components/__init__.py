@@ -16,7 +16,7 @@ config/            the stack configuration: the only part that reads Pulumi conf
   checks.py        rules between fields, each reported at the key to change
   loader.py        reads the valkey: keys, validates them, stops with one RunError
 object_names.py    every Kubernetes and Pulumi name an instance creates
-sizing.py          backlog, maxmemory, memory limit, volume size, AOF rewrite size
+sizing.py          backlog, maxmemory, the memory model (limit; replica and client buffer bounds), volume, AOF size
 render/            files, rendered from validated settings; never imports Pulumi
   paths.py         where each file lives in the pod, and its config Secret key
   acl.py           the ACL file: every user and what it may do
@@ -30,6 +30,7 @@ render/            files, rendered from validated settings; never imports Pulumi
   promql.py        the PromQL vocabulary the rules share: selectors, the role join, alert rules
   alerts.py        Prometheus recording rules and alerts about nodes; the rule groups
   group_alerts.py  recording rules and alerts about groups: members, quorum, failovers, region 2's head
+  memory_alerts.py the memory model's constants per instance, and the alerts about forks near the limit
 specs/             pulumi_kubernetes arguments built from settings; never creates a resource
   labels.py        every label, and what reads it
   security_context.py  the restricted container security context

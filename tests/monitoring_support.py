@@ -33,8 +33,11 @@ class Proxy:
     new ones, as a network that resets them does. ``resume()`` heals both.
     """
 
-    def __init__(self, upstream_port: int):
+    def __init__(self, upstream_port: int, rate: float | None = None):
+        """``rate``: bytes a second each direction forwards at most, reading no faster, so the sender's
+        own buffers fill (its kernel's send buffer too: the proxy's receive buffer is kept small)."""
         self.upstream_port = upstream_port
+        self.rate = rate
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
         self._forwarding = True
@@ -54,8 +57,14 @@ class Proxy:
                 client.close()
                 continue
             try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+                upstream = socket.socket()
+                if self.rate is not None:  # before connect: no window scaling beyond it
+                    upstream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+                upstream.settimeout(5)
+                upstream.connect(("127.0.0.1", self.upstream_port))
+                upstream.settimeout(None)
             except OSError:
+                upstream.close()
                 client.close()
                 continue
             with self._lock:
@@ -71,10 +80,12 @@ class Proxy:
                     continue
                 if not select.select([src], [], [], 0.05)[0]:
                     continue
-                data = src.recv(65536)
+                data = src.recv(65536 if self.rate is None else 16384)
                 if not data:
                     break
                 dst.sendall(data)
+                if self.rate is not None:
+                    time.sleep(len(data) / self.rate)
         except (OSError, ValueError):
             pass
         finally:

@@ -288,3 +288,48 @@ def test_exporter_over_tls_needs_127_0_0_1_in_the_certificate(tmp_path: Path, sa
         if exp is not None:
             exp.stop()
         server.stop()
+
+
+FORK_INPUTS = (
+    "redis_rdb_bgsave_in_progress",
+    "redis_aof_rewrite_in_progress",
+    "redis_rdb_last_cow_size_bytes",
+    "redis_aof_last_cow_size_bytes",
+)
+"""The exporter's series the memory rules read (render/memory_alerts.py)."""
+
+
+def gauge(text: str, name: str) -> float:
+    (line,) = (line for line in text.splitlines() if line.startswith(name + " "))
+    return float(line.split()[1])
+
+
+@pytest.mark.parametrize("fork", ["BGREWRITEAOF", "BGSAVE"])
+def test_the_memory_rules_fork_inputs_arrive_during_and_after_a_fork(
+    lone_server: Server, tmp_path: Path, fork: str
+) -> None:
+    """The exporter reports a fork while it runs and what it copied once it ended: an AOF rewrite
+    (``aof_*``) and an RDB child (``rdb_*``, what a full sync forks), slowed to last seconds
+    (``rdb-key-save-delay``) while a writer dirties pages."""
+    admin = lone_server.client("admin", "adm")
+    pipe = admin.pipeline(transaction=False)
+    for i in range(20_000):
+        pipe.set(f"k{i}", "v" * 1000)
+    pipe.execute()
+    admin.config_set("rdb-key-save-delay", 200)  # 20,000 keys: about 4 s
+    exp = Exporter(tmp_path / "exporter", lone_server.port, METRICS_1)
+    try:
+        kind = "aof_rewrite" if fork == "BGREWRITEAOF" else "rdb_bgsave"
+        last = "redis_aof_last_cow_size_bytes" if fork == "BGREWRITEAOF" else "redis_rdb_last_cow_size_bytes"
+        assert gauge(exp.metrics(), f"redis_{kind}_in_progress") == 0
+        admin.execute_command(fork)
+        wait_for(lambda: gauge(exp.metrics(), f"redis_{kind}_in_progress") == 1, 5, f"{kind} reported")
+        for i in range(0, 20_000, 7):  # while the child lives
+            admin.set(f"k{i}", "w" * 1000)
+        wait_for(lambda: gauge(exp.metrics(), f"redis_{kind}_in_progress") == 0, 30, f"{kind} over")
+        text = exp.metrics()
+        assert all(name + " " in text for name in FORK_INPUTS), text
+        assert gauge(text, last) > 1024**2, "the writes during the fork made the kernel copy pages"
+    finally:
+        admin.config_set("rdb-key-save-delay", 0)
+        exp.stop()

@@ -19,10 +19,11 @@ import needs
 import pytest
 import yaml
 from group_fleets import region1_groups, region2_groups
-from rule_cases import RUNBOOK, Cases, MiB, Target, connected_replica, lbl, primary, replica
+from rule_cases import RUNBOOK, Cases, MiB, Target, connected_replica, lbl, primary, replica, selector
 
 from components.config.models import AlertThresholds
-from components.render.alerts import ALERTS, RECORDS, rule_groups, runbook_anchor
+from components.render.alerts import ALERTS, RECORDS, Topology, rule_groups, runbook_anchor
+from components.render.memory_alerts import MemoryShape
 
 PROMTOOL = shutil.which("promtool")
 
@@ -156,6 +157,55 @@ def fenced_node(c: Cases) -> None:
     c.alert(test, "1m", "ValkeyNodeFenced", [lbl("region1", "sessions")])
 
 
+GiB = 1024 * MiB
+
+
+def memory_cases() -> Cases:
+    """The memory model's rules (render/memory_alerts.py): region 1's sessions group, one pod
+    forking near its limit, one near it without a fork; api-cache forking well below its limit.
+    cAdvisor's series as the kubelet labels them (``instance`` is the node, not ours)."""
+    memory = {"sessions": MemoryShape(4 * GiB, 600 * MiB), "api-cache": MemoryShape(1536 * MiB, 100 * MiB)}
+    c = Cases(AlertThresholds(), Topology(region="region1", namespace="databases", memory=memory))
+    pods = [Target("region1", "sessions", extra={"pod": f"sessions-{n}"}) for n in range(2)]
+    cache = Target("region1", "api-cache", "false", extra={"pod": "api-cache-0"})
+    # sessions-0: a full sync's RDB child from minute 5 to 8, which copied 700 MiB (budget 600).
+    pods[0].add("redis_rdb_bgsave_in_progress", "0x4 1x3 0x32").add("redis_aof_rewrite_in_progress", "0x40")
+    pods[0].add("redis_rdb_last_cow_size_bytes", f"0x7 {700 * MiB}x32").add("redis_aof_last_cow_size_bytes", "0x40")
+    pods[1].add("redis_rdb_bgsave_in_progress", "0x40").add("redis_aof_rewrite_in_progress", "0x40")
+    pods[1].add("redis_rdb_last_cow_size_bytes", "0x40").add("redis_aof_last_cow_size_bytes", f"{500 * MiB}x40")
+    cache.add("redis_rdb_bgsave_in_progress", "0x40").add("redis_aof_rewrite_in_progress", "0x4 1x3 0x32")
+    cache.add("redis_rdb_last_cow_size_bytes", "0x40").add("redis_aof_last_cow_size_bytes", f"0x7 {50 * MiB}x32")
+    test = c.group("memory during forks", [*pods, cache])
+
+    def working_set(pod: str, values: str, container: str = "valkey", namespace: str = "databases") -> None:
+        labels = {"job": "kubelet", "instance": "10.0.0.5:10250", "namespace": namespace, "pod": pod}
+        labels |= {"container": container, "id": f"/kubepods/{pod}/{container}"}
+        test["input_series"].append(
+            {"series": selector("container_memory_working_set_bytes", labels), "values": values}
+        )
+
+    high = int(0.93 * 4 * GiB)
+    working_set("sessions-0", f"{3 * GiB}x4 {high}x3 {3 * GiB}x32")
+    working_set("sessions-1", f"{high}x40")  # near the limit, but no fork: ValkeyMemoryNearMaxmemory's case
+    working_set("sessions-0", f"{5 * GiB}x40", container="metrics")  # another container of the pod
+    working_set("sessions-0", f"{5 * GiB}x40", namespace="other")  # another namespace's sessions-0
+    working_set("api-cache-0", f"{1024 * MiB}x40")  # 67 % of its limit during its AOF rewrite
+    c.record(test, "6m", "valkey_memory_limit_bytes", [
+        (lbl("region1", "api-cache"), 1536 * MiB), (lbl("region1", "sessions"), 4 * GiB),
+    ])  # fmt: skip
+    c.record(test, "6m", 'valkey_memory_limit_bytes{instance="orders"}', [])
+    c.record(test, "6m", "valkey_fork_copy_budget_bytes", [
+        (lbl("region1", "api-cache"), 100 * MiB), (lbl("region1", "sessions"), 600 * MiB),
+    ])  # fmt: skip
+    c.record(test, "6m", 'valkey_fork_copy_budget_bytes{instance="orders"}', [])
+    c.alert(test, "3m", "ValkeyForkNearMemoryLimit", [])
+    c.alert(test, "6m", "ValkeyForkNearMemoryLimit", [lbl("region1", "sessions", pod="sessions-0")])
+    c.alert(test, "9m", "ValkeyForkNearMemoryLimit", [])
+    c.alert(test, "6m", "ValkeyForkCopiedMoreThanSized", [])
+    c.alert(test, "9m", "ValkeyForkCopiedMoreThanSized", [lbl("region1", "sessions", pod="sessions-0")])
+    return c
+
+
 @pytest.fixture(scope="module")
 def cases() -> Iterator[Cases]:
     """The fleets of single pods, with the rules of a stack without groups."""
@@ -168,8 +218,9 @@ def cases() -> Iterator[Cases]:
 
 @pytest.fixture(scope="module")
 def group_cases() -> Iterator[list[Cases]]:
-    """Each region's groups, with the rules of that region's stack (group_rules_test.py)."""
-    yield [region1_groups(), region2_groups()]
+    """Each region's groups, with the rules of that region's stack (group_rules_test.py), and the
+    memory rules."""
+    yield [region1_groups(), region2_groups(), memory_cases()]
 
 
 def test_rule_file_passes_promtool_check(tmp_path: Path, cases: Cases, group_cases: list[Cases]) -> None:

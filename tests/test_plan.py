@@ -65,7 +65,13 @@ def test_a_rotation_restarts_no_pod_and_touches_only_passwords_and_secrets(title
 def test_a_maxmemory_change_restarts_only_that_instance() -> None:
     p = operation("raise maxmemory", "region1").plan()
     assert [s.name for s in p.steps if s.rolls_pods] == ["sessions"]
-    assert {s.label() for s in p.changes()} == {"Secret sessions-config", "StatefulSet sessions"}
+    # The PrometheusRule carries each instance's memory limit (the memory model's alerts): an update,
+    # no pod restarts.
+    assert {s.label() for s in p.changes()} == {
+        "Secret sessions-config",
+        "StatefulSet sessions",
+        "PrometheusRule valkey-prometheusrule",
+    }
 
 
 def test_a_shrink_is_refused_and_a_lower_maxmemory_touches_no_volume() -> None:

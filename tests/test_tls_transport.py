@@ -54,6 +54,8 @@ def start_tls_server(
         maxmemory=64 * 1024**2,
         maxmemory_policy="allkeys-lru",
         repl_backlog_size=1024**2,
+        replica_buffer_limit=17 * 1024**2,
+        clients_memory=16 * 1024**2,
         data_dir=str(directory / "data"),
         acl_file=str(directory / "users.acl"),
         upstream=upstream,

@@ -21,6 +21,8 @@ PRIMARY = ServerSettings(
     maxmemory=1073741824,
     maxmemory_policy="volatile-ttl",
     repl_backlog_size=64 * 1024**2,
+    replica_buffer_limit=80 * 1024**2,
+    clients_memory=64 * 1024**2,
     data_dir="/data",
     acl_file="/etc/valkey/users.acl",
 )

@@ -81,7 +81,7 @@ def _cross_checks(cfg: StackConfig, stack: str) -> list[Problem]:
             problems.append(Problem(f"{key}.externalHost", inst.external_host, "only on instances with dr: true"))
         limit = memory_limit_bytes(inst)
         server = server_maxmemory_bytes(inst)
-        if server > largest_server_maxmemory(limit):
+        if inst.resources.memory is not None and server > largest_server_maxmemory(limit):
             backlog = backlog_bytes(inst)
             problems.append(
                 Problem(

@@ -114,6 +114,9 @@ class Storage(ConfigModel):
     """StorageClass name; default the cluster's default class."""
 
 
+ForkHeadroom = Literal["declared", "dataset"]
+
+
 class Resources(ConfigModel):
     """Container resources. Memory request and limit are equal, so the pod is never the first to be
     OOM-killed under node pressure and maxmemory is measured against a fixed limit."""
@@ -123,9 +126,15 @@ class Resources(ConfigModel):
     cpu_limit: CpuQuantity | None = None
     """CPU limit; default none (Valkey is single-threaded for commands, throttling adds latency)."""
     memory: Annotated[Size, size_within(64 * MIB, MAX_MEMORY_LIMIT)] | None = None
-    """Memory request and limit; default about 2.22 times maxmemory plus the replication backlog
-    (components/sizing.py), rounded up to 64Mi: a fork under heavy writes copies the dataset. If set,
-    at least 1.25 times that sum."""
+    """Memory request and limit; default the memory model's (README "Sizing"): maxmemory plus the
+    replication backlog, the allocator's overhead, what a fork copies at the declared
+    replication.writeRate, replica and client buffers, rounded up to 64Mi. If set, at least 1.25
+    times maxmemory plus the backlog."""
+    fork_headroom: ForkHeadroom = "declared"
+    """Room for the pages a fork (an AOF rewrite, a full sync) makes the kernel copy. declared:
+    what replication.writeRate, in writes of replication.writeSize, dirties while the fork lives.
+    dataset: the whole dataset, for bulk loads or a link to region 2 slower than 64 MiB/s
+    (about 2.1 times maxmemory in all)."""
 
 
 class Replication(ConfigModel):
@@ -134,7 +143,12 @@ class Replication(ConfigModel):
     does not keep the replication offset in AOF persistence)."""
 
     write_rate: Annotated[Size, size_within(KIB, MAX_WRITE_RATE)] = ByteSize(1 * MIB)
-    """Expected replication stream per second (bytes written per second, roughly)."""
+    """Expected replication stream per second at peak (bytes written per second, roughly). Sizes
+    the backlog, and the memory a fork may copy (README "Sizing")."""
+    write_size: Annotated[Size, size_within(16, 512 * MIB)] = ByteSize(KIB)
+    """A typical write's size in that stream (a command with its key and value). Each write
+    dirties its value's pages and one more while a fork lives: smaller writes copy more per byte
+    (README "Sizing")."""
     outage_tolerance: Annotated[Duration, duration_within(1, DAY)] = timedelta(seconds=60)
     """Longest link outage that must heal with a partial resync."""
 

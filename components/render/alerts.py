@@ -69,7 +69,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config.models import AlertThresholds
-from . import group_alerts
+from . import group_alerts, memory_alerts
 from .group_alerts import GROUP_ALERTS, GROUP_RECORDS, Topology, member_hosts
 from .pod_scripts import FENCE_HOST
 from .promql import (
@@ -106,8 +106,8 @@ NODE_RECORDS = (
     "valkey_replica_link_up",
     "valkey_replica_last_io_seconds",
 )
-ALERTS = NODE_ALERTS + GROUP_ALERTS
-RECORDS = NODE_RECORDS + GROUP_RECORDS
+ALERTS = NODE_ALERTS + GROUP_ALERTS + memory_alerts.MEMORY_ALERTS
+RECORDS = NODE_RECORDS + GROUP_RECORDS + memory_alerts.MEMORY_RECORDS
 
 
 def recording_rules() -> list[dict[str, Any]]:
@@ -250,10 +250,16 @@ def rule_groups(
     topology = topology or Topology(region="")
     base = runbook_base.rstrip("#")
     return [
-        {"name": "valkey.recording", "rules": recording_rules() + group_alerts.recording_rules(topology)},
+        {
+            "name": "valkey.recording",
+            "rules": recording_rules()
+            + group_alerts.recording_rules(topology)
+            + memory_alerts.recording_rules(topology.region, topology.memory),
+        },
         {
             "name": "valkey.alerts",
             "rules": alerting_rules(thresholds, base, member_hosts(topology))
-            + group_alerts.alerting_rules(topology, thresholds, base),
+            + group_alerts.alerting_rules(topology, thresholds, base)
+            + memory_alerts.alerting_rules(topology.region, topology.namespace, topology.memory, base),
         },
     ]

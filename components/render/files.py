@@ -12,7 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..config.models import Failover, Instance
-from ..sizing import aof_rewrite_min_bytes, backlog_bytes, server_maxmemory_bytes
+from ..sizing import (
+    aof_rewrite_min_bytes,
+    backlog_bytes,
+    clients_bytes,
+    replica_buffer_limit_bytes,
+    server_maxmemory_bytes,
+)
 from . import acl, exporter, sentinel_conf, valkey_conf
 from .paths import (
     ACL_FILE,
@@ -97,6 +103,8 @@ def server_settings(
         maxmemory=server_maxmemory_bytes(instance),
         maxmemory_policy=instance.maxmemory_policy,
         repl_backlog_size=backlog_bytes(instance),
+        replica_buffer_limit=replica_buffer_limit_bytes(instance),
+        clients_memory=clients_bytes(instance),
         data_dir=data_dir,
         acl_file=acl_file,
         upstream=upstream,

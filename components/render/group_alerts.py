@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.models import AlertThresholds
+from .memory_alerts import MemoryShape
 from .promql import (
     PER_POD,
     PRIMARY_ROLES,
@@ -71,11 +72,15 @@ class GroupShape:
 
 @dataclass(frozen=True)
 class Topology:
-    """The stack's groups, for the rules."""
+    """The stack's instances as the rules see them: the groups, and every instance's memory model."""
 
     region: str
     groups: dict[str, GroupShape] = field(default_factory=dict)
     """Instance name -> its group; single pods are not here."""
+    namespace: str = ""
+    """Where the pods run (the memory rules select cAdvisor's series by it)."""
+    memory: dict[str, MemoryShape] = field(default_factory=dict)
+    """Instance name -> its memory model, every instance; none: no memory rules."""
 
 
 GROUP_ALERTS = (

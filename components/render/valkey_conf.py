@@ -72,6 +72,10 @@ class ServerSettings:
     maxmemory: int
     maxmemory_policy: str
     repl_backlog_size: int
+    replica_buffer_limit: int
+    """``client-output-buffer-limit replica``'s hard limit: at least the backlog (sizing.py)."""
+    clients_memory: int
+    """``maxmemory-clients``: every normal and pub/sub client's buffers together."""
     data_dir: str
     acl_file: str
     upstream: Upstream | None = None
@@ -112,9 +116,13 @@ def render_valkey_conf(settings: ServerSettings) -> str:
         f"dir {quote(settings.data_dir)}",
         f"aclfile {quote(settings.acl_file)}",
         "",
-        "# Memory: the container limit leaves room above maxmemory for forks and buffers.",
+        "# Memory: the container limit leaves room above maxmemory for forks and for the buffers",
+        '# bounded here (README "Sizing"). Past maxmemory-clients the largest clients are closed;',
+        "# a replica whose unsent stream passes its hard limit is cut; no soft limit cuts a long sync.",
         f"maxmemory {settings.maxmemory}",
         f"maxmemory-policy {settings.maxmemory_policy}",
+        f"maxmemory-clients {settings.clients_memory}",
+        f"client-output-buffer-limit normal 0 0 0 replica {settings.replica_buffer_limit} 0 0 pubsub 32mb 8mb 60",
         "",
         *_persistence(settings.persistence, settings.aof_rewrite_min_size),
         "",

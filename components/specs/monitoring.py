@@ -18,7 +18,9 @@ from ..config.models import StackConfig, following_instances, replication_migrat
 from ..object_names import InstanceNames
 from ..render.alerts import JOB, Topology, rule_groups
 from ..render.group_alerts import GroupShape
+from ..render.memory_alerts import MemoryShape
 from ..render.promql import SENTINEL_JOB
+from ..sizing import memory_model
 from .exporter import PORT_NAME, SENTINEL_PORT_NAME
 from .labels import APP_NAME, DR_LABEL, INSTANCE_LABEL, NAME_LABEL, POLICY_POD_LABEL
 
@@ -66,6 +68,11 @@ def topology(cfg: StackConfig) -> Topology:
     following = following_instances(cfg) | replication_migrations(cfg)
     return Topology(
         region=cfg.region or "",
+        namespace=cfg.namespace,
+        memory={
+            name: MemoryShape(limit=model.limit, fork_copy=model.fork_copy)
+            for name, model in ((name, memory_model(inst)) for name, inst in cfg.instances.items())
+        },
         groups={
             name: GroupShape(
                 members=inst.replicas,
