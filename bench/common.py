@@ -19,7 +19,6 @@ from podrunner import Pod
 
 from components.config.models import Instance
 from components.sizing import (
-    DEFAULT_MAXMEMORY_SHARE,
     RECONNECT_ALLOWANCE_SECONDS,
     aof_rewrite_min_bytes,
     backlog_bytes,
@@ -55,12 +54,17 @@ def stack_instances(stack: str = "region1") -> dict[str, Any]:
     return copy.deepcopy(harness.stack_file_config(stack)["instances"])
 
 
-def render_pair(instances: dict[str, Any] | None = None) -> tuple[harness.Rendered, harness.Rendered]:
+def render_pair(
+    instances: dict[str, Any] | None = None, image: str | None = None
+) -> tuple[harness.Rendered, harness.Rendered]:
     """Region 1 and region 2 (its StackReference answered by region 1), with RENDER_OVERRIDES and,
-    if given, ``instances`` replacing the stack files' instances in both regions."""
+    if given, ``instances`` replacing the stack files' instances and ``image`` the Valkey image,
+    in both regions."""
     config = copy.deepcopy(RENDER_OVERRIDES)
     if instances is not None:
         config["instances"] = copy.deepcopy(instances)
+    if image is not None:
+        config["image"] = image
     return harness.render_both(config, copy.deepcopy(config))
 
 
@@ -120,7 +124,7 @@ class Sizing:
     server_maxmemory: int
     """The server's ``maxmemory`` = maxmemory + backlog (Valkey counts the backlog inside maxmemory)."""
     limit: int
-    """The container memory limit: server maxmemory ÷ DEFAULT_MAXMEMORY_SHARE in 64Mi steps, unless set."""
+    """The container memory limit: the memory model's sum in 64Mi steps (components/sizing.py), unless set."""
     aof_rewrite_min: int
     """``auto-aof-rewrite-min-size`` = min(maxmemory, storage ÷ 3)."""
     storage: int
@@ -156,7 +160,7 @@ class Sizing:
 
 
 BACKLOG_FORMULA = f"writeRate × (outageTolerance + {RECONNECT_ALLOWANCE_SECONDS} s)"
-LIMIT_FORMULA = f"{float(1 / DEFAULT_MAXMEMORY_SHARE):g} × (maxmemory + backlog), 64Mi steps"
+LIMIT_FORMULA = "the memory model (components/sizing.py), 64Mi steps"
 AOF_MIN_FORMULA = "min(maxmemory, storage ÷ 3)"
 
 

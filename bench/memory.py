@@ -1,30 +1,28 @@
-"""4. Memory headroom: a full resync of a full instance, while writes go on, against the rendered limit.
+"""4. Memory: what a fork costs at the declared write rate, against the memory model's limit.
 
-Scaled down 8x with the same ratios: maxmemory 256Mi and writeRate / 8, outageTolerance unchanged, so
-the backlog keeps its ratio to maxmemory and the program derives the limit as it would at full size:
-the server's maxmemory = maxmemory + backlog (Valkey counts the backlog inside maxmemory), the limit
-1 / DEFAULT_MAXMEMORY_SHARE (2.22) times that in 64Mi steps (a fork may copy the whole dataset). Two
-instances: the stack files' ``sessions`` (2Gi, 2MiB/s x 5m: backlog 30 % of maxmemory) and the program's defaults (2GiB,
-1MiB/s x 60s: 3 %).
+The model (components/sizing.py, README "Sizing") sizes each pod from the instance's declared
+``replication.writeRate``: the server's maxmemory (dataset + backlog), the allocator's overhead,
+what a fork makes the kernel copy while it lives at that rate, replica and client buffers. This
+section measures, on real Valkey of both builds, the peak memory a pod is charged during the two
+forks a pod makes: an AOF rewrite, and a full sync to a replica (a fresh pod, empty claim), while a
+writer writes at 1x, 2x and 5x the declared rate. The limit must hold at 1x and 2x.
 
-Per instance: the primary starts, a replica syncs once (the backlog exists from then on, and is kept:
-``repl-backlog-ttl 0``) and is deleted; redis-benchmark fills the primary past maxmemory (1000 B values,
-allkeys-lru evicts; the rendered ``auto-aof-rewrite-min-size`` lets the AOF reach maxmemory before the
-first rewrite); then, twice, a writer starts and a fresh replica (new pod, empty claim) forces a
-full resync, at two write rates:
+Scaled down 8x so a fill takes seconds: maxmemory 256Mi, the writeRate *unscaled*, and the
+outageTolerance chosen so the backlog keeps its ratio to maxmemory. Every term of the model then
+scales by 8 (the fork lives 8x shorter, so the same rate dirties 8x less), except the model's small
+floors (``PROCESS_BASE``, ``BUFFER_SLACK``, ``CLIENTS_MIN``), which make the scaled limit a little
+more generous; the table shows the model's terms. Two instances: the stack files' ``sessions``
+(2Gi, 2MiB/s x 5m: backlog 30 % of maxmemory) and the program's defaults (2GiB, 1MiB/s x 60s).
 
-- the instance's *unscaled* writeRate: copy-on-write depends on the share of pages written while the
-  fork lives, i.e. on the write rate relative to how fast the child serialises, not on the dataset size,
-  so the full-size rate is the faithful one for a scaled-down dataset;
-- 20k SETs/s of 1000 B (~20 MiB/s, the lag benchmark's load): a stress case.
+The fork is slowed to the model's assumed ``FORK_RATE`` (``rdb-key-save-delay``, calibrated per
+build with a BGREWRITEAOF): here a fork serialises far faster than the 64 MiB/s the model assumes
+for a transfer to region 2 through TLS, and a faster fork copies less.
 
 A sampler thread reads, every 20 ms, ``VmRSS`` of the primary's valkey-server (the container's PID 1)
 and of its fork child (``/proc/PID/task/PID/children``), and the child's private pages
 (``/proc/CHILD/smaps_rollup`` Private_Clean + Private_Dirty). Pages still shared between server and
-child are counted once by the kernel's memory cgroup, so **server RSS + child private** is what the
-container limit is charged (page cache aside: reclaimable); the plain sum of the two RSS counts shared
-pages twice and is shown as asked. The fill's own AOF rewrites (forks at full size under max-rate
-writes) are reported too.
+child are counted once by the memory cgroup, so **server RSS + child private** is what the container
+limit is charged (page cache aside: reclaimable).
 """
 
 from __future__ import annotations
@@ -38,7 +36,6 @@ import valkey
 from podrunner import Pod, PodRunner
 
 from bench.common import (
-    LIMIT_FORMULA,
     MIB,
     Results,
     Sizing,
@@ -53,33 +50,38 @@ from bench.common import (
     wait_for,
 )
 from bench.writer import Writer, WriterSpec
+from components.config.models import Instance
+from components.sizing import FORK_RATE, memory_model, round_up, server_maxmemory_bytes
 
 INSTANCE = "sessions"
 KEY_FORMAT = "key:%012d"  # redis-benchmark's __rand_int__ keys: the writers overwrite what the fill wrote
+IMAGES = {"8.1.8": "valkey/valkey:8.1.8-alpine", "9.1.2": "valkey/valkey:9.1.2-alpine"}
+OLD_FACTOR = 1 / 0.45
+"""The limit before the model: the server's maxmemory / 0.45 for every instance."""
 
 
 @dataclass(frozen=True)
 class Scenario:
     label: str
     write_rate: str
-    """Scaled (÷8) writeRate: what the program derives backlog and limit from."""
-    full_rate: float
-    """The unscaled writeRate, bytes/s: the write load during the sync."""
+    """The unscaled writeRate: the load, and what the model sizes the fork's copy from."""
     outage_tolerance: str
+    """Chosen so the backlog, writeRate x (outageTolerance + 5 s), is the full-size one / 8."""
 
 
 @dataclass(frozen=True)
 class Settings:
     maxmemory: str = "256Mi"
     scenarios: tuple[Scenario, ...] = (
-        Scenario("stack files' sessions (2Gi, 2MiB/s × 5m)", "256KiB", 2 * MIB, "5m"),
-        Scenario("program defaults (2GiB, 1MiB/s × 60s)", "128KiB", 1 * MIB, "60s"),
+        Scenario("stack files' sessions (2Gi, 2MiB/s × 5m)", "2MiB", "33s"),
+        Scenario("program defaults (2GiB, 1MiB/s × 60s)", "1MiB", "3s"),
     )
+    builds: tuple[str, ...] = ("8.1.8", "9.1.2")
+    multiples: tuple[int, ...] = (1, 2, 5)
     value_size: int = 1000
     keyspace: int = 400_000
     fill_requests: int = 600_000
-    """~310k distinct keys of ~1 KiB: past the dataset budget (maxmemory) of both scenarios, so it evicts."""
-    stress_rate: int = 20_000
+    """~310k distinct keys of ~1 KiB: past the dataset budget (maxmemory), so it evicts."""
     interval: float = 0.02
 
 
@@ -180,39 +182,102 @@ def scenario_instance(s: Settings, sc: Scenario) -> dict[str, Any]:
     }
 
 
-def wait_no_child(c: valkey.Valkey) -> None:
-    def idle() -> bool:
-        p = c.info("persistence")
-        return not (p["aof_rewrite_in_progress"] or p["rdb_bgsave_in_progress"] or p["aof_rewrite_scheduled"])
+def forking(c: valkey.Valkey) -> bool:
+    p = c.info("persistence")
+    return bool(p["aof_rewrite_in_progress"] or p["rdb_bgsave_in_progress"] or p["aof_rewrite_scheduled"])
 
-    wait_for(idle, timeout=120, what="no fork child", interval=0.1)
+
+def wait_no_child(c: valkey.Valkey) -> None:
+    wait_for(lambda: not forking(c), timeout=300, what="no fork child", interval=0.1)
+
+
+def timed_rewrite(p: valkey.Valkey) -> float:
+    """BGREWRITEAOF; seconds until the child is gone (polled every 20 ms)."""
+    wait_no_child(p)
+    started = time.monotonic()
+    p.execute_command("BGREWRITEAOF")
+    wait_for(lambda: not forking(p), timeout=300, what="AOF rewrite done", interval=0.02)
+    return time.monotonic() - started
+
+
+def calibrate(p: valkey.Valkey, target: float) -> tuple[int, float, float]:
+    """``rdb-key-save-delay`` making a fork of this dataset last about ``target`` seconds (within
+    10 %, or longer: a longer fork copies more, so it errs on the model's safe side): the delay, and
+    the rewrite's seconds without and with it. The delay is -N: a 1 us sleep (which lasts far longer:
+    the timer slack) for one key in N; N is scaled by what the last try missed by, four tries."""
+    natural = timed_rewrite(p)
+    if natural >= target:
+        return 0, natural, natural
+    n, slowed = 16, natural
+    for _ in range(4):
+        p.config_set("rdb-key-save-delay", -n)
+        slowed = timed_rewrite(p)
+        if target <= slowed <= 1.1 * target:
+            break
+        n = max(1, round(n * (slowed - natural) / (1.05 * target - natural)))
+    if slowed < target:  # too short: sleep for every key that does not already
+        n = max(1, n - 1)
+        p.config_set("rdb-key-save-delay", -n)
+        slowed = timed_rewrite(p)
+    return -n, natural, slowed
 
 
 def full_sync(
-    runner: PodRunner, r2: Any, p: valkey.Valkey, *, old_replica: Pod | None, writer: WriterSpec, sampler: RssSampler
+    runner: PodRunner,
+    r2: Any,
+    p: valkey.Valkey,
+    *,
+    old_replica: Pod | None,
+    writer: WriterSpec,
+    sampler: RssSampler,
+    sync_timeout: float = 90.0,
 ) -> tuple[Pod, dict[str, Any]]:
     """Delete the replica (and its claim), start a fresh one while ``writer`` writes; return it once
-    it has caught up, with the primary's INFO afterwards."""
+    it has caught up, or after ``sync_timeout`` (a sync its output buffer limit cuts each time never
+    does), with the primary's INFO afterwards."""
     if old_replica is not None:
         old_replica.delete(grace=5)
-    full_before = int(p.info("stats")["sync_full"])
+    stats = p.info("stats")
+    full_before = int(stats["sync_full"])
+    cuts_before = int(stats.get("client_output_buffer_limit_disconnections", 0))
     with Writer(writer) as w:
         time.sleep(1.0)
         started = time.monotonic()
         replica = runner.start_pod(r2, INSTANCE, 0, region="region2", wait_ready=None)
         sampler.replica_pid = replica.container_pid("valkey")
+        completed = True
         with admin(r2, INSTANCE, replica.address, replica.port) as r:
             wait_for(lambda: _answers(r), timeout=60, what="fresh replica answers")
-            caught_up(p, r, timeout=180, what="fresh replica")
+            try:
+                caught_up(p, r, timeout=sync_timeout, what="fresh replica")
+            except TimeoutError:  # cut by its output buffer limit again and again: a sync loop
+                completed = False
         took = time.monotonic() - started
         time.sleep(0.5)
         result = w.stop()
     info = {**p.info("persistence"), **p.info("memory"), **p.info("stats")}
-    info["sync_seconds"] = took
-    info["full_syncs"] = int(info["sync_full"]) - full_before
-    info["writes_per_s"] = result.rate
-    info["write_errors"] = result.errors
-    return replica, info
+    return replica, {
+        "seconds": took,
+        "completed": completed,
+        "cuts": int(info.get("client_output_buffer_limit_disconnections", 0)) - cuts_before,
+        "full_syncs": int(info["sync_full"]) - full_before,
+        "writes_per_s": result.rate,
+        "write_errors": result.errors,
+        "cow": int(info["rdb_last_cow_size"]),
+    }
+
+
+def rewrite_under_writes(p: valkey.Valkey, writer: WriterSpec) -> dict[str, Any]:
+    with Writer(writer) as w:
+        time.sleep(1.0)
+        seconds = timed_rewrite(p)
+        result = w.stop()
+    return {
+        "seconds": seconds,
+        "writes_per_s": result.rate,
+        "write_errors": result.errors,
+        "cow": int(p.info("persistence")["aof_last_cow_size"]),
+    }
 
 
 def _answers(c: valkey.Valkey) -> bool:
@@ -222,12 +287,26 @@ def _answers(c: valkey.Valkey) -> bool:
         return False
 
 
-def run_scenario(runner: PodRunner, s: Settings, sc: Scenario, sampler: RssSampler) -> dict[str, Any]:
+def model_of(config: dict[str, Any]) -> dict[str, Any]:
+    inst = Instance.model_validate(config)
+    model = memory_model(inst)
+    server = server_maxmemory_bytes(inst)
+    return {
+        **{k: v for k, v in vars(model).items() if k != "explicit"},
+        "limit": model.limit,
+        "old_limit": round_up(server * OLD_FACTOR, 64 * MIB),
+    }
+
+
+def run_scenario(runner: PodRunner, s: Settings, sc: Scenario, build: str, sampler: RssSampler) -> dict[str, Any]:
     config = scenario_instance(s, sc)
-    r1, r2 = render_pair(config)
+    label = f"{sc.label}, Valkey {build}"
+    r1, r2 = render_pair(config, image=IMAGES[build])
     sizing = Sizing.rendered(r1, INSTANCE, config[INSTANCE])
+    model = model_of(config[INSTANCE])
+    assert model["limit"] == sizing.limit
     password = client_password(r1, INSTANCE)
-    sampler.phase = f"{sc.label}|setup"  # not the previous scenario's last phase
+    sampler.phase = f"{label}|setup"
     primary = runner.start_pod(r1, INSTANCE, 0, region="region1")
     sampler.primary_pid = primary.container_pid("valkey")
     sampler.replica_pid = 0
@@ -238,70 +317,56 @@ def run_scenario(runner: PodRunner, s: Settings, sc: Scenario, sampler: RssSampl
         caught_up(p, r)
     replica.delete(grace=5)
 
-    log(f"memory: {sc.label}: filling to maxmemory {sizing.server_maxmemory / MIB:.0f} MiB")
-    sampler.phase = f"{sc.label}|fill"
+    log(f"memory: {label}: filling to maxmemory {sizing.server_maxmemory / MIB:.0f} MiB")
+    sampler.phase = f"{label}|fill"
     fill = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(primary.port), "-a", password, "-t", "set"]
     fill += ["-n", str(s.fill_requests), "-r", str(s.keyspace), "-d", str(s.value_size), "-P", "32", "-c", "20"]
     run(in_netns(primary, fill), timeout=600)
     wait_no_child(p)
-    sampler.phase = f"{sc.label}|rest"
+    sampler.phase = f"{label}|rest"
     time.sleep(1.0)
     filled = {**p.info("memory"), **p.info("stats"), **p.info("replication"), **p.info("persistence")}
+    delay, natural, slowed = calibrate(p, model["fork_seconds"])
+    log(f"memory: {label}: fork {natural:.1f} s, slowed to {slowed:.1f} s (rdb-key-save-delay {delay})")
 
-    syncs = {}
+    phases: dict[str, dict[str, Any]] = {}
     replica_pod: Pod | None = None
-    for name, spec in (
-        ("config", WriterSpec.for_stream_rate(primary.address, primary.port, password, sc.full_rate, **_kw(s))),
-        ("stress", WriterSpec(primary.address, primary.port, password, s.stress_rate, **_kw(s))),
-    ):
+    rate = float(Instance.model_validate(config[INSTANCE]).replication.write_rate)
+    for n in s.multiples:
+        spec = WriterSpec.for_stream_rate(primary.address, primary.port, password, n * rate, **_kw(s))
         wait_no_child(p)
-        log(f"memory: {sc.label}: full resync while writing ({name}: {spec.rate:,.0f} SETs/s)")
-        sampler.phase = f"{sc.label}|sync-{name}"
-        replica_pod, syncs[name] = full_sync(runner, r2, p, old_replica=replica_pod, writer=spec, sampler=sampler)
-        sampler.phase = f"{sc.label}|after-{name}"
-        syncs[name]["stream_rate"] = spec.rate * spec.command_bytes()
+        log(f"memory: {label}: AOF rewrite while writing at {n}x ({spec.rate:,.0f} SETs/s)")
+        sampler.phase = f"{label}|rewrite-{n}x"
+        phases[f"rewrite-{n}x"] = rewrite_under_writes(p, spec)
+        wait_no_child(p)
+        log(f"memory: {label}: full resync while writing at {n}x")
+        sampler.phase = f"{label}|sync-{n}x"
+        replica_pod, phases[f"sync-{n}x"] = full_sync(
+            runner, r2, p, old_replica=replica_pod, writer=spec, sampler=sampler
+        )
+        sampler.phase = f"{label}|after-{n}x"
+        for phase in (f"rewrite-{n}x", f"sync-{n}x"):
+            phases[phase]["stream_rate"] = spec.rate * spec.command_bytes()
     p.close()
     assert replica_pod is not None
     replica_pod.delete(grace=5)
     primary.delete(grace=5)
     sampler.primary_pid = sampler.replica_pid = 0
     return {
-        "limit": sizing.limit,
-        "maxmemory": sizing.maxmemory,
-        "server_maxmemory": sizing.server_maxmemory,
-        "backlog": sizing.backlog,
-        "aof_rewrite_min": sizing.aof_rewrite_min,
+        "model": model,
+        "calibration": {"delay": delay, "natural_seconds": natural, "slowed_seconds": slowed},
         "filled": {
             k: filled[k]
             for k in (
                 "used_memory",
                 "used_memory_rss",
                 "used_memory_dataset",
-                "mem_not_counted_for_evict",
-                "mem_fragmentation_ratio",
                 "evicted_keys",
                 "repl_backlog_histlen",
-                "aof_last_cow_size",
-                "aof_rewrites",
+                "mem_fragmentation_ratio",
             )
         },
-        "syncs": {
-            n: {
-                k: v.get(k)
-                for k in (
-                    "sync_seconds",
-                    "full_syncs",
-                    "writes_per_s",
-                    "write_errors",
-                    "stream_rate",
-                    "rdb_last_cow_size",
-                    "aof_last_cow_size",
-                    "used_memory_peak",
-                    "mem_total_replication_buffers",
-                )
-            }
-            for n, v in syncs.items()
-        },
+        "phases": phases,
     }
 
 
@@ -314,93 +379,75 @@ def measure(results: Results, s: Settings) -> None:
     out: dict[str, Any] = {}
     try:
         with PodRunner() as runner:
-            for sc in s.scenarios:
-                out[sc.label] = run_scenario(runner, s, sc, sampler)
+            for build in s.builds:
+                for sc in s.scenarios:
+                    out[f"{sc.label}, Valkey {build}"] = run_scenario(runner, s, sc, build, sampler)
     finally:
         sampler.stop()
     for label, data in out.items():
-        data["peaks"] = {k.split("|", 1)[1]: vars(v) for k, v in sampler.peaks.items() if k.startswith(label)}
+        prefix = label + "|"
+        data["peaks"] = {k.removeprefix(prefix): vars(v) for k, v in sampler.peaks.items() if k.startswith(prefix)}
         data["replica_peaks"] = {
-            k.split("|", 1)[1]: vars(v) for k, v in sampler.replica_peaks.items() if k.startswith(label)
+            k.removeprefix(prefix): vars(v) for k, v in sampler.replica_peaks.items() if k.startswith(prefix)
         }
     results.raw["memory"] = out
     report(results, s, out)
 
 
 def report(results: Results, s: Settings, out: dict[str, Any]) -> None:
-    section = "4 memory headroom"
+    section = "4 memory"
     for label, d in out.items():
-        limit = d["limit"]
-        f = d["filled"]
-        rest = d["peaks"]["rest"]
+        model, cal = d["model"], d["calibration"]
+        limit = model["limit"]
+        server = model["server_maxmemory"]
         results.add(
             section,
-            f"{label} ÷ 8: limit {mib(limit)} = {LIMIT_FORMULA}: maxmemory {mib(d['maxmemory'])} + "
-            f"backlog {mib(d['backlog'])} = server maxmemory {mib(d['server_maxmemory'])}",
-            f"full: used_memory {mib(f['used_memory'])}, dataset {mib(f['used_memory_dataset'])}, "
-            f"backlog {mib(f['repl_backlog_histlen'])}, evicted {f['evicted_keys']:,} keys, "
-            f"{f['aof_rewrites']} AOF rewrite(s) while filling",
-            f"RSS at rest {mib(rest['server_rss'])}",
+            f"{label} ÷ 8: limit {mib(limit)} = {limit / server:.2f} × server maxmemory {mib(server)} "
+            f"(before the model: {mib(model['old_limit'])})",
+            f"terms: fragmentation {mib(model['fragmentation'])}, fork copy {mib(model['fork_copy'])} "
+            f"(a fork of {model['fork_seconds']:.1f} s), replica buffer {mib(model['replica_buffer'])}, "
+            f"clients {mib(model['clients'])}",
+            f"RSS at rest {mib(d['peaks']['rest']['server_rss'])}; fork {cal['natural_seconds']:.1f} s here, "
+            f"slowed to {cal['slowed_seconds']:.1f} s (rdb-key-save-delay {cal['delay']})",
         )
-        for phase in (
-            "fill|valkey-aof-rewrite",
-            "sync-config|valkey-rdb-to-replicas",
-            "sync-stress|valkey-rdb-to-replicas",
-        ):
-            peak = d["peaks"].get(phase)
-            if peak is None:
-                continue
-            if phase.startswith("sync"):
-                sync = d["syncs"][phase.split("|")[0].removeprefix("sync-")]
-                what = (
-                    f"full resync, writes at {sync['writes_per_s']:,.0f}/s ({sync['stream_rate'] / MIB:.1f} MiB/s), "
-                    f"{sync['sync_seconds']:.1f} s, CoW {mib(sync['rdb_last_cow_size'] or 0)}"
+        for n in s.multiples:
+            for kind, what in (("rewrite", "AOF rewrite"), ("sync", "full resync")):
+                phase = d["phases"][f"{kind}-{n}x"]
+                peak = d["peaks"].get(f"{kind}-{n}x", {}).get("charged", 0)
+                must = n <= 2
+                done = ""
+                if kind == "sync":
+                    done = (
+                        f", {phase['full_syncs']} full sync(s)"
+                        if phase["completed"]
+                        else f", never completed: cut {phase['cuts']} times by the replica buffer limit"
+                    )
+                results.check(
+                    section,
+                    f"  {what} at {n}× writeRate ({phase['stream_rate'] / MIB:.1f} MiB/s), fork/sync "
+                    f"{phase['seconds']:.1f} s{done}, CoW {mib(phase['cow'])}: peak charged",
+                    f"{mib(peak)} = {peak / server:.2f} ×",
+                    f"limit {mib(limit)} (room {mib(limit - peak)})",
+                    "< limit" if must else "(where it stops holding)",
+                    ok=peak < limit or not must,
                 )
-            else:
-                what = f"AOF rewrite while filling at max rate, CoW {mib(d['filled']['aof_last_cow_size'])}"
+        for n in s.multiples:
+            mine = (f"sync-{n}x", f"after-{n}x")
+            replica_peak = max(
+                (v["charged"] for k, v in d["replica_peaks"].items() if k.split("|")[0] in mine), default=0
+            )
             results.check(
                 section,
-                f"  {what}: peak server RSS + child private (charged) / server / child / sum of RSS",
-                f"{mib(peak['charged'])} / {mib(peak['server_rss'])} / {mib(peak['child_rss'])} / "
-                f"{mib(peak['rss_sum'])}",
-                f"limit {mib(limit)} (headroom {mib(limit - peak['charged'])})",
-                "charged < limit",
-                ok=peak["charged"] < limit,
+                f"  the fresh replica of the {n}× resync (same limit): peak charged while it syncs and after",
+                f"{mib(replica_peak)} = {replica_peak / server:.2f} ×",
+                f"limit {mib(limit)} (room {mib(limit - replica_peak)})",
+                "< limit" if n <= 2 else "(where it stops holding)",
+                ok=replica_peak < limit or n > 2,
             )
-        replica_peak = max((v["charged"] for v in d["replica_peaks"].values()), default=0)
-        worst = max(*(v["charged"] for k, v in d["peaks"].items() if "|" in k), replica_peak)
-        aof = [v for k, v in d["peaks"].items() if k.startswith("sync") and k.endswith("valkey-aof-rewrite")]
-        if aof:
-            peak = max(aof, key=lambda v: v["charged"])
-            results.check(
-                section,
-                "  AOF rewrite started by the writes during/after a resync: charged / server / child / sum",
-                f"{mib(peak['charged'])} / {mib(peak['server_rss'])} / {mib(peak['child_rss'])} / "
-                f"{mib(peak['rss_sum'])}",
-                f"limit {mib(limit)} (headroom {mib(limit - peak['charged'])})",
-                "charged < limit",
-                ok=peak["charged"] < limit,
-            )
-        results.check(
-            section,
-            "  replica (same limit): peak RSS + child private while syncing and after",
-            mib(replica_peak),
-            f"limit {mib(limit)}",
-            "< limit",
-            ok=replica_peak < limit,
-        )
-        results.check(
-            section,
-            "  worst charged peak (primary or replica, any phase): MiB = × configured / × server maxmemory",
-            f"{mib(worst)} = {worst / d['maxmemory']:.2f} × / {worst / d['server_maxmemory']:.2f} ×",
-            f"limit {mib(limit)} (headroom {mib(limit - worst)})",
-            "worst < limit",
-            ok=worst < limit,
-        )
     results.note(
         f"Memory: maxmemory {s.maxmemory} configured (the server's is that plus the backlog), "
-        f"values of {s.value_size} B over {s.keyspace:,} keys "
-        f"(redis-benchmark fill of {s.fill_requests:,} SETs, -P 32); RSS sampled every {s.interval * 1000:.0f} ms. "
-        "'charged' = server VmRSS + fork child's Private_Clean+Private_Dirty (shared pages once, as the memory "
-        "cgroup counts them); 'sum of RSS' counts pages shared by server and child twice."
+        f"values of {s.value_size} B over {s.keyspace:,} keys (redis-benchmark fill of {s.fill_requests:,} SETs, "
+        f"-P 32); forks slowed to the model's {FORK_RATE // MIB} MiB/s; RSS sampled every "
+        f"{s.interval * 1000:.0f} ms. 'charged' = server VmRSS + fork child's Private_Clean+Private_Dirty "
+        "(shared pages once, as the memory cgroup counts them)."
     )

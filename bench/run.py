@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "memory": lambda: memory.measure(
             results,
-            memory.Settings(scenarios=memory.Settings().scenarios[:1], fill_requests=300_000)
+            memory.Settings(
+                scenarios=memory.Settings().scenarios[:1], builds=("8.1.8",), multiples=(1, 2), fill_requests=300_000
+            )
             if args.quick
             else memory.Settings(),
         ),
