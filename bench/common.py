@@ -124,7 +124,7 @@ class Sizing:
     server_maxmemory: int
     """The server's ``maxmemory`` = maxmemory + backlog (Valkey counts the backlog inside maxmemory)."""
     limit: int
-    """The container memory limit: the memory model's sum in 64Mi steps (components/sizing.py), unless set."""
+    """The container memory limit: the memory model's sum in 16Mi steps (components/sizing.py), unless set."""
     aof_rewrite_min: int
     """``auto-aof-rewrite-min-size`` = min(maxmemory, storage ÷ 3)."""
     storage: int
@@ -160,7 +160,7 @@ class Sizing:
 
 
 BACKLOG_FORMULA = f"writeRate × (outageTolerance + {RECONNECT_ALLOWANCE_SECONDS} s)"
-LIMIT_FORMULA = "the memory model (components/sizing.py), 64Mi steps"
+LIMIT_FORMULA = "the memory model (components/sizing.py), 16Mi steps"
 AOF_MIN_FORMULA = "min(maxmemory, storage ÷ 3)"
 
 

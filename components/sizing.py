@@ -32,8 +32,8 @@ FORK_RATE = 64 * MIB
 """Bytes of dataset a fork child is assumed to write per second, at the slowest: the AOF rewrite
 onto the volume, or the RDB to a replica. Full syncs are diskless, so that fork lives as long as the
 transfer: to region 2, across the WAN and through TLS. 64 MiB/s is 512 Mbit/s, what one TCP stream
-with 4 MiB windows carries at 60 ms RTT; measured here (loopback, no TLS): 236 MiB/s for an AOF
-rewrite, about 130 MiB/s for a full sync."""
+with 4 MiB windows carries at 60 ms RTT; measured here (loopback, no TLS): 170-250 MiB/s for an
+AOF rewrite, about 130 MiB/s for a full sync."""
 MIN_FORK_SECONDS = 5
 """The shortest a fork is assumed to live, however small the dataset (connection set-up, a
 replica's handshake)."""
@@ -42,7 +42,12 @@ EXTRA_PAGES_PER_WRITE = 3
 """Pages a write dirties besides its value's, while a fork still shares them: the key's object,
 the allocator's and the table's bookkeeping, the backlog's blocks. So a write of about 1 KiB
 dirties 4 pages, 16 bytes copied per byte written; measured with 1000 B values and random keys
-(docs/benchmarks.md, section 4): 10.6 on Valkey 8.1.8, 13.6 on 9.1.2."""
+(docs/benchmarks.md, section 4): 9-11 on Valkey 8.1.8, 11-20 on 9.1.2 at 1x, less at higher rates
+(part of a fork's copy does not depend on writes: FORK_COPY_MIN_SHARE)."""
+FORK_COPY_MIN_SHARE = Fraction(1, 5)
+"""The least a fork is assumed to copy, as a share of the server's maxmemory, however few writes
+arrive: the child's own buffers and what the server touches for itself. Extrapolated from the
+benchmark's 1x and 2x rows to no writes: 53-72 MiB of 264-332 MiB (16-22 %)."""
 SYNC_SECONDS_PER_FORK_SECOND = 2
 """A full sync holds the replica's stream in the primary's buffer for the transfer, then for the
 replica's load of what it received: about twice the fork."""
@@ -60,7 +65,7 @@ PROCESS_BASE = 8 * MIB
 CLIENTS_SHARE = Fraction(1, 16)
 """``maxmemory-clients``: all normal and pub/sub clients' buffers together, as a share of the
 dataset, at least ``CLIENTS_MIN``. Past it the server closes the largest clients first."""
-CLIENTS_MIN = 16 * MIB
+CLIENTS_MIN = 32 * MIB
 
 
 def round_up(value: int | Fraction, step: int) -> int:
@@ -99,7 +104,8 @@ class MemoryModel:
     """How long the model lets a fork live: the dataset at FORK_RATE, at least MIN_FORK_SECONDS."""
     fork_copy: int
     """What a fork may make the kernel copy (``fork_copy_bytes``) at RATE_MARGIN times the declared
-    writeRate; the whole server's maxmemory with ``forkHeadroom: dataset``."""
+    writeRate, at least FORK_COPY_MIN_SHARE of the server's maxmemory; all of it with
+    ``forkHeadroom: dataset`` or while a migration is configured (a bulk load)."""
     replica_buffer: int
     """Replica output buffers beyond the backlog (``client-output-buffer-limit replica``'s hard
     limit minus the backlog): the backlog already holds the last backlog-size bytes of the stream."""
@@ -117,6 +123,15 @@ class MemoryModel:
     @property
     def limit(self) -> int:
         return self.explicit if self.explicit is not None else self.modelled
+
+    @property
+    def fork_budget(self) -> int:
+        """What the limit leaves a fork: ``fork_copy``, or with an explicit limit what it leaves
+        after the other terms (never below 0)."""
+        if self.explicit is None:
+            return self.fork_copy
+        others = self.server_maxmemory + self.fragmentation + self.replica_buffer + self.clients
+        return max(0, self.explicit - others)
 
 
 def fork_seconds(instance: Instance) -> float:
@@ -146,7 +161,7 @@ def replica_buffer_limit_bytes(instance: Instance) -> int:
     yet to receive counts against it, the part the backlog also holds included (Valkey raises a
     hard limit below the backlog to the backlog's size). Valkey's default soft limit, 64mb for 60 s,
     cuts every sync that keeps more unsent for longer: a full sync of the stack files' sessions
-    over a 400 Mbit/s link holds about 160 MiB for over 80 s, and starts over each time
+    at the model's 64 MiB/s holds about 128 MiB for over 60 s, and starts over each time
     (tests/test_backlog_real.py). The hard limit admits a full sync's stream at RATE_MARGIN times
     the writeRate, and a whole backlog plus BUFFER_SLACK; what it admits above the backlog is the
     model's replica buffer term."""
@@ -154,25 +169,35 @@ def replica_buffer_limit_bytes(instance: Instance) -> int:
     return max(backlog_bytes(instance), int(sync_stream)) + BUFFER_SLACK
 
 
+def evicts_any_key(instance: Instance) -> bool:
+    return instance.maxmemory_policy.startswith("allkeys-")
+
+
 def clients_bytes(instance: Instance) -> int:
-    """``maxmemory-clients``."""
+    """``maxmemory-clients``: 0 (off) where the policy may evict any key, since client buffers count
+    in maxmemory and make room by eviction there; else CLIENTS_SHARE of maxmemory, at least
+    CLIENTS_MIN. Off rather than low: past it Valkey closes the largest clients, the Sentinels' and
+    the exporter's too."""
+    if evicts_any_key(instance):
+        return 0
     return max(CLIENTS_MIN, int(int(instance.maxmemory) * CLIENTS_SHARE))
 
 
 def memory_model(instance: Instance) -> MemoryModel:
     server = server_maxmemory_bytes(instance)
     seconds = fork_seconds(instance)
-    if instance.resources.fork_headroom == "dataset":
-        copy = server
+    if instance.resources.fork_headroom == "dataset" or instance.migration is not None:
+        copy = server  # a migration is a bulk load: the keyspace copy's writes, or a full sync's
     else:
         copy = fork_copy_bytes(instance, RATE_MARGIN * int(instance.replication.write_rate))
+        copy = max(copy, int(server * FORK_COPY_MIN_SHARE))
     return MemoryModel(
         server_maxmemory=server,
         fragmentation=int(int(instance.maxmemory) * FRAGMENTATION_SHARE) + PROCESS_BASE,
         fork_seconds=seconds,
         fork_copy=copy,
         replica_buffer=replica_buffer_limit_bytes(instance) - backlog_bytes(instance),
-        clients=0 if instance.maxmemory_policy.startswith("allkeys-") else clients_bytes(instance),
+        clients=clients_bytes(instance),
         explicit=None if instance.resources.memory is None else int(instance.resources.memory),
     )
 

@@ -147,3 +147,29 @@ def test_the_rendered_pods_and_configs_carry_the_models_numbers() -> None:
         assert int(hard) >= backlog + 16 * MIB
         assert int(hard) - backlog == model.replica_buffer
         assert classes["pubsub"] == ["32mb", "8mb", "60"]
+
+
+def test_a_fork_gets_room_however_few_writes_are_declared() -> None:
+    """A fork copies part of the server's memory with no writes at all (the benchmark's rows point
+    to 16-22 %): a tiny declared writeRate still gets a fifth of the server's maxmemory."""
+    quiet = instance(replication={"writeRate": "1KiB"})
+    assert memory_model(quiet).fork_copy == server_maxmemory_bytes(quiet) // 5
+    assert memory_limit_bytes(quiet) >= 1.3 * server_maxmemory_bytes(quiet)
+
+
+def test_a_migrating_instance_gets_room_for_a_whole_copy() -> None:
+    """A migration is a bulk load (the keyspace copy writes at full speed, a live one full-syncs
+    the source's stream): the limit gives a fork room to copy everything, as forkHeadroom: dataset."""
+    source = {"host": "redis.old", "credentialsSecret": "old"}
+    migration = {"method": "copy", "source": source, "keyspaceCopy": {"image": "registry.example.com/copy:1"}}
+    migrating = memory_model(instance(migration=migration))
+    assert migrating.fork_copy == migrating.server_maxmemory
+    assert migrating.limit == memory_model(instance(resources={"forkHeadroom": "dataset"})).limit
+
+
+def test_an_explicit_limit_gives_the_fork_alert_what_it_leaves() -> None:
+    inst = instance(maxmemory="1Gi", resources={"memory": "1500Mi"})
+    model = memory_model(inst)
+    others = model.server_maxmemory + model.fragmentation + model.replica_buffer + model.clients
+    assert model.fork_budget == 1500 * MIB - others < model.fork_copy
+    assert memory_model(instance(maxmemory="1Gi")).fork_budget == memory_model(instance(maxmemory="1Gi")).fork_copy

@@ -174,7 +174,8 @@ def memory_cases() -> Cases:
     pods[1].add("redis_rdb_bgsave_in_progress", "0x40").add("redis_aof_rewrite_in_progress", "0x40")
     pods[1].add("redis_rdb_last_cow_size_bytes", "0x40").add("redis_aof_last_cow_size_bytes", f"{500 * MiB}x40")
     cache.add("redis_rdb_bgsave_in_progress", "0x40").add("redis_aof_rewrite_in_progress", "0x4 1x3 0x32")
-    cache.add("redis_rdb_last_cow_size_bytes", "0x40").add("redis_aof_last_cow_size_bytes", f"0x7 {50 * MiB}x32")
+    # api-cache-0's AOF rewrite copied 150 MiB (budget 100): the aof half of the copy alert.
+    cache.add("redis_rdb_last_cow_size_bytes", "0x40").add("redis_aof_last_cow_size_bytes", f"0x7 {150 * MiB}x32")
     test = c.group("memory during forks", [*pods, cache])
 
     def working_set(pod: str, values: str, container: str = "valkey", namespace: str = "databases") -> None:
@@ -190,6 +191,9 @@ def memory_cases() -> Cases:
     working_set("sessions-0", f"{5 * GiB}x40", container="metrics")  # another container of the pod
     working_set("sessions-0", f"{5 * GiB}x40", namespace="other")  # another namespace's sessions-0
     working_set("api-cache-0", f"{1024 * MiB}x40")  # 67 % of its limit during its AOF rewrite
+    # While it forks, another container's and another namespace's api-cache-0 are above its limit.
+    working_set("api-cache-0", f"{1500 * MiB}x40", container="metrics")
+    working_set("api-cache-0", f"{1500 * MiB}x40", namespace="other")
     c.record(test, "6m", "valkey_memory_limit_bytes", [
         (lbl("region1", "api-cache"), 1536 * MiB), (lbl("region1", "sessions"), 4 * GiB),
     ])  # fmt: skip
@@ -202,7 +206,9 @@ def memory_cases() -> Cases:
     c.alert(test, "6m", "ValkeyForkNearMemoryLimit", [lbl("region1", "sessions", pod="sessions-0")])
     c.alert(test, "9m", "ValkeyForkNearMemoryLimit", [])
     c.alert(test, "6m", "ValkeyForkCopiedMoreThanSized", [])
-    c.alert(test, "9m", "ValkeyForkCopiedMoreThanSized", [lbl("region1", "sessions", pod="sessions-0")])
+    c.alert(test, "9m", "ValkeyForkCopiedMoreThanSized", [
+        lbl("region1", "api-cache", pod="api-cache-0"), lbl("region1", "sessions", pod="sessions-0"),
+    ])  # fmt: skip
     return c
 
 

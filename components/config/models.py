@@ -128,7 +128,7 @@ class Resources(ConfigModel):
     memory: Annotated[Size, size_within(64 * MIB, MAX_MEMORY_LIMIT)] | None = None
     """Memory request and limit; default the memory model's (README "Sizing"): maxmemory plus the
     replication backlog, the allocator's overhead, what a fork copies at the declared
-    replication.writeRate, replica and client buffers, rounded up to 64Mi. If set, at least 1.25
+    replication.writeRate, replica and client buffers, rounded up to 16Mi. If set, at least 1.25
     times maxmemory plus the backlog."""
     fork_headroom: ForkHeadroom = "declared"
     """Room for the pages a fork (an AOF rewrite, a full sync) makes the kernel copy. declared:
@@ -147,7 +147,7 @@ class Replication(ConfigModel):
     the backlog, and the memory a fork may copy (README "Sizing")."""
     write_size: Annotated[Size, size_within(16, 512 * MIB)] = ByteSize(KIB)
     """A typical write's size in that stream (a command with its key and value). Each write
-    dirties its value's pages and one more while a fork lives: smaller writes copy more per byte
+    dirties its value's pages and three more while a fork lives: smaller writes copy more per byte
     (README "Sizing")."""
     outage_tolerance: Annotated[Duration, duration_within(1, DAY)] = timedelta(seconds=60)
     """Longest link outage that must heal with a partial resync."""

@@ -96,7 +96,7 @@ def alerting_rules(
             severity="warning",
             summary=f"{WHERE}: a fork of pod {{{{ $labels.pod }}}} copied more than the memory model allows",
             description="The last AOF rewrite or full sync made the kernel copy more memory than the limit "
-            "keeps for a fork (the declared replication.writeRate while the fork lives). The next one under the "
+            "keeps for a fork (twice the declared replication.writeRate while the fork lives). The next one under the "
             "same load may be OOM-killed: raise replication.writeRate to the real write load, or set "
             "resources.forkHeadroom: dataset.",
             runbook_base=runbook_base,

@@ -75,7 +75,7 @@ class ServerSettings:
     replica_buffer_limit: int
     """``client-output-buffer-limit replica``'s hard limit: at least the backlog (sizing.py)."""
     clients_memory: int
-    """``maxmemory-clients``: every normal and pub/sub client's buffers together."""
+    """``maxmemory-clients``: every normal and pub/sub client's buffers together; 0: off."""
     data_dir: str
     acl_file: str
     upstream: Upstream | None = None

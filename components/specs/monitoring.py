@@ -70,7 +70,7 @@ def topology(cfg: StackConfig) -> Topology:
         region=cfg.region or "",
         namespace=cfg.namespace,
         memory={
-            name: MemoryShape(limit=model.limit, fork_copy=model.fork_copy)
+            name: MemoryShape(limit=model.limit, fork_copy=model.fork_budget)
             for name, model in ((name, memory_model(inst)) for name, inst in cfg.instances.items())
         },
         groups={
