@@ -105,7 +105,7 @@ class MemoryModel:
     fork_copy: int
     """What a fork may make the kernel copy (``fork_copy_bytes``) at RATE_MARGIN times the declared
     writeRate, at least FORK_COPY_MIN_SHARE of the server's maxmemory; all of it with
-    ``forkHeadroom: dataset`` or while a migration is configured (a bulk load)."""
+    ``forkHeadroom: dataset``."""
     replica_buffer: int
     """Replica output buffers beyond the backlog (``client-output-buffer-limit replica``'s hard
     limit minus the backlog): the backlog already holds the last backlog-size bytes of the stream."""
@@ -186,8 +186,8 @@ def clients_bytes(instance: Instance) -> int:
 def memory_model(instance: Instance) -> MemoryModel:
     server = server_maxmemory_bytes(instance)
     seconds = fork_seconds(instance)
-    if instance.resources.fork_headroom == "dataset" or instance.migration is not None:
-        copy = server  # a migration is a bulk load: the keyspace copy's writes, or a full sync's
+    if instance.resources.fork_headroom == "dataset":
+        copy = server
     else:
         copy = fork_copy_bytes(instance, RATE_MARGIN * int(instance.replication.write_rate))
         copy = max(copy, int(server * FORK_COPY_MIN_SHARE))

@@ -157,16 +157,6 @@ def test_a_fork_gets_room_however_few_writes_are_declared() -> None:
     assert memory_limit_bytes(quiet) >= 1.3 * server_maxmemory_bytes(quiet)
 
 
-def test_a_migrating_instance_gets_room_for_a_whole_copy() -> None:
-    """A migration is a bulk load (the keyspace copy writes at full speed, a live one full-syncs
-    the source's stream): the limit gives a fork room to copy everything, as forkHeadroom: dataset."""
-    source = {"host": "redis.old", "credentialsSecret": "old"}
-    migration = {"method": "copy", "source": source, "keyspaceCopy": {"image": "registry.example.com/copy:1"}}
-    migrating = memory_model(instance(migration=migration))
-    assert migrating.fork_copy == migrating.server_maxmemory
-    assert migrating.limit == memory_model(instance(resources={"forkHeadroom": "dataset"})).limit
-
-
 def test_an_explicit_limit_gives_the_fork_alert_what_it_leaves() -> None:
     inst = instance(maxmemory="1Gi", resources={"memory": "1500Mi"})
     model = memory_model(inst)
